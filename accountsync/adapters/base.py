@@ -1,0 +1,347 @@
+"""The adapter contract: what every database family returns, and how it fails.
+
+Why one module: the sync engine, the admin and the API depend only on these
+types. A new database family is one adapter module plus one registry line, and
+every adapter produces exactly the same canonical snapshot, so diffs and
+risk rules never special-case a vendor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from django.utils.module_loading import import_string
+
+SCHEMA_VERSION = 1
+
+# --- errors ------------------------------------------------------------------
+
+
+class ErrorKind:
+    CONNECTION = "connection"
+    TIMEOUT = "timeout"
+    PERMISSION = "permission"
+    CONFIGURATION = "configuration"
+    INTERNAL = "internal"
+
+    ALL = (CONNECTION, TIMEOUT, PERMISSION, CONFIGURATION, INTERNAL)
+
+
+class AdapterError(Exception):
+    """A classified failure talking to a monitored instance.
+
+    The message names the instance and the fix. It never contains a password:
+    `scrub()` removes the secret from driver text before it gets here.
+    """
+
+    kind: ClassVar[str] = ErrorKind.INTERNAL
+
+    def __init__(self, message: str, *, instance_name: str | None = None) -> None:
+        self.instance_name = instance_name
+        self.message = message
+        super().__init__(f"{instance_name}: {message}" if instance_name else message)
+
+
+class ConnectionFailed(AdapterError):
+    kind = ErrorKind.CONNECTION
+
+
+class TimeoutFailed(AdapterError):
+    kind = ErrorKind.TIMEOUT
+
+
+class PermissionDenied(AdapterError):
+    kind = ErrorKind.PERMISSION
+
+
+class ConfigurationError(AdapterError):
+    kind = ErrorKind.CONFIGURATION
+
+
+class InternalError(AdapterError):
+    kind = ErrorKind.INTERNAL
+
+
+ERROR_CLASSES: dict[str, type[AdapterError]] = {
+    cls.kind: cls for cls in (ConnectionFailed, TimeoutFailed, PermissionDenied, ConfigurationError, InternalError)
+}
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """Remove every non-empty secret from driver-provided text."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+# --- connection target ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    """Everything an adapter needs to connect, decoupled from the ORM.
+
+    The password is excluded from repr so a target can be logged or shown in
+    a traceback without leaking it.
+    """
+
+    name: str
+    db_type: str
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    database_name: str = ""
+    connect_timeout: float = 5.0
+    query_timeout: float = 300.0
+    options: dict[str, Any] = field(default_factory=dict)
+    instance_id: int | None = None
+
+    @classmethod
+    def from_instance(cls, instance: Any) -> ConnectionTarget:
+        """Build a target from an `instances.Instance`; decrypts the password.
+
+        Raises ConfigurationError when the credential cannot be decrypted
+        (key rotated away), never connecting with an empty password instead.
+        """
+        from django.conf import settings
+
+        from instances.crypto import CredentialDecryptError
+
+        credential = instance.credential
+        try:
+            password = credential.get_password()
+        except CredentialDecryptError as exc:
+            raise ConfigurationError(
+                f"credential {credential.name!r} cannot be decrypted: key rotated? "
+                "Restore the old key in WHALEFALL_FIELD_KEYS or re-enter the password.",
+                instance_name=instance.name,
+            ) from exc
+        return cls(
+            name=instance.name,
+            db_type=instance.db_type,
+            host=instance.host,
+            port=int(instance.port),
+            username=credential.username,
+            password=password,
+            database_name=instance.database_name or "",
+            connect_timeout=instance.connect_timeout,
+            query_timeout=float((instance.options or {}).get("query_timeout") or settings.WHALEFALL_QUERY_TIMEOUT),
+            options=dict(instance.options or {}),
+            instance_id=instance.pk,
+        )
+
+
+# --- canonical snapshot pieces -------------------------------------------------
+
+
+def quote_part(name: str) -> str:
+    """Quote a name part that would otherwise be ambiguous inside a scope."""
+    if "." in name or '"' in name:
+        return '"' + name.replace('"', '""') + '"'
+    return name
+
+
+def make_scope(level: str, *parts: str) -> str:
+    """Build an explicit scope string, e.g. make_scope('object', 'sales', 'orders')."""
+    if level == "global":
+        return "global"
+    return f"{level}:" + ".".join(quote_part(p) for p in parts)
+
+
+@dataclass(frozen=True, order=True)
+class Privilege:
+    scope: str
+    privilege: str
+    grantable: bool = False
+    effect: str = "GRANT"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "privilege": self.privilege.upper(),
+            "grantable": self.grantable,
+            "effect": self.effect,
+        }
+
+
+@dataclass(frozen=True, order=True)
+class RoleGrant:
+    role: str
+    admin_option: bool = False
+    default: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "admin_option": self.admin_option, "default": self.default}
+
+
+# Capabilities that flow to whoever holds a role; the others describe the
+# account itself (a locked role does not lock its members).
+INHERITABLE_CAPABILITIES = frozenset(
+    {"SUPERUSER", "GRANT_ADMIN", "CREATE_USER", "CREATE_DB", "REPLICATION", "BYPASS_RLS", "FILE_ACCESS", "SHUTDOWN"}
+)
+
+
+@dataclass
+class AccountRecord:
+    """One remote account (user, login or role) as an adapter read it.
+
+    `capabilities` holds what the adapter derived from this account's own
+    grants and attributes; `Catalog.finalize()` adds what its roles give.
+    """
+
+    identity: str
+    username: str
+    kind: str = "user"  # user | role | login
+    host: str | None = None
+    is_superuser: bool = False
+    is_locked: bool = False
+    attributes: dict[str, Any] = field(default_factory=dict)
+    privileges: list[Privilege] = field(default_factory=list)
+    roles: list[RoleGrant] = field(default_factory=list)
+    capabilities: set[str] = field(default_factory=set)
+    unknown_scopes: list[str] = field(default_factory=list)
+    effective_capabilities: set[str] = field(default_factory=set)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The canonical snapshot: sorted, upper-cased, explicit, deduplicated."""
+        privs = sorted({(p.scope, p.privilege.upper(), bool(p.grantable), p.effect.upper()) for p in self.privileges})
+        roles = sorted({(r.role, bool(r.admin_option), bool(r.default)) for r in self.roles})
+        caps = self.effective_capabilities or self.capabilities
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "privileges": [{"scope": s, "privilege": p, "grantable": g, "effect": e} for s, p, g, e in privs],
+            "roles": [{"role": r, "admin_option": a, "default": d} for r, a, d in roles],
+            "attributes": canonical_attributes(self.attributes),
+            "capabilities": sorted(caps),
+            "unknown_scopes": sorted(set(self.unknown_scopes)),
+        }
+
+
+def canonical_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Sort keys recursively and sort list values so equal data digests equally."""
+
+    def norm(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): norm(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        if isinstance(value, list | tuple | set):
+            items = [norm(v) for v in value]
+            return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+        return value
+
+    return norm(attrs)
+
+
+def canonical_json(snapshot: dict[str, Any]) -> str:
+    return json.dumps(snapshot, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def snapshot_digest(snapshot: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON: equal permissions, equal digest."""
+    return hashlib.sha256(canonical_json(snapshot).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Catalog:
+    """Everything read from one instance in one fetch."""
+
+    accounts: list[AccountRecord] = field(default_factory=list)
+    server_version: str = ""
+    unknown_scopes: list[str] = field(default_factory=list)
+    round_trips: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def finalize(self) -> Catalog:
+        """Resolve role inheritance into effective capabilities (cycle-safe).
+
+        A role is matched by its identity, or by its username for role
+        accounts, so adapters can name roles the way the server shows them.
+        """
+        by_name: dict[str, AccountRecord] = {}
+        for acc in self.accounts:
+            if acc.kind == "role":
+                by_name.setdefault(acc.username, acc)
+        for acc in self.accounts:
+            by_name[acc.identity] = acc
+
+        for acc in self.accounts:
+            inherited: set[str] = set()
+            seen: set[str] = {acc.identity}
+            stack = [r.role for r in acc.roles]
+            while stack:
+                role_name = stack.pop()
+                role = by_name.get(role_name)
+                if role is None or role.identity in seen:
+                    continue
+                seen.add(role.identity)
+                inherited |= role.capabilities & INHERITABLE_CAPABILITIES
+                stack.extend(r.role for r in role.roles)
+            acc.effective_capabilities = set(acc.capabilities) | inherited
+            if "SUPERUSER" in acc.effective_capabilities:
+                acc.is_superuser = True
+        return self
+
+
+class QueryCounter:
+    """Wraps a DB-API cursor so every executed statement is counted.
+
+    Why: "O(1) round trips per instance" is a claim the tests check by
+    counting; all adapter SQL goes through `execute`/`fetchall` here.
+    """
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.count = 0
+
+    def fetchall(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple[Any, ...]]:
+        self.count += 1
+        if params is None:
+            self.cursor.execute(sql)
+        else:
+            self.cursor.execute(sql, params)
+        return list(self.cursor.fetchall())
+
+    def fetchdicts(self, sql: str, params: Iterable[Any] | None = None) -> list[dict[str, Any]]:
+        rows = self.fetchall(sql, params)
+        cols = [d[0] for d in self.cursor.description or ()]
+        return [dict(zip(cols, row, strict=False)) for row in rows]
+
+
+# --- the protocol and the registry ---------------------------------------------
+
+
+class Adapter(Protocol):
+    db_type: str
+
+    def test_connection(self, target: ConnectionTarget) -> str:
+        """Connect, return the server version string; raise AdapterError."""
+        ...
+
+    def fetch(self, target: ConnectionTarget) -> Catalog:
+        """Read every account and its permissions; raise AdapterError."""
+        ...
+
+
+ADAPTERS: dict[str, str] = {
+    "mysql": "accountsync.adapters.mysql.MySQLAdapter",
+    "postgresql": "accountsync.adapters.postgresql.PostgreSQLAdapter",
+    "sqlserver": "accountsync.adapters.sqlserver.SQLServerAdapter",
+    "oracle": "accountsync.adapters.oracle.OracleAdapter",
+}
+
+
+def get_adapter(db_type: str) -> Adapter:
+    """Return the adapter for `db_type`; unknown types are a configuration error."""
+    path = ADAPTERS.get(db_type)
+    if path is None:
+        raise ConfigurationError(f"unsupported database type {db_type!r}; supported: {', '.join(sorted(ADAPTERS))}")
+    try:
+        cls: Callable[[], Adapter] = import_string(path)
+    except ImportError as exc:
+        raise ConfigurationError(f"the {db_type} adapter cannot be loaded: {exc}") from exc
+    return cls()

@@ -1,0 +1,1 @@
+"""Accounts, permission snapshots and change logs (see DESIGN.md §2)."""

@@ -1,0 +1,34 @@
+# Sourced by scripts/run and scripts/test: installs what WhaleFall needs on
+# Debian 12 (as root), idempotently; a second run only checks and returns.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+apt_packages=(python3 python3-venv python3-dev gcc pkg-config default-libmysqlclient-dev libltdl7 "$@")
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+
+req_files=(requirements.txt)
+[ "${WHALEFALL_DEV:-0}" = "1" ] && req_files=(requirements-dev.txt)
+stamp=".venv/.installed-$(cat "${req_files[@]}" requirements.txt | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "==> installing Python requirements (${req_files[*]})"
+  for f in "${req_files[@]}"; do .venv/bin/pip install -q -r "$f"; done
+  touch "$stamp"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"

@@ -1,0 +1,1 @@
+"""Sync sessions and per-instance records (see DESIGN.md §2)."""

@@ -1,0 +1,37 @@
+"""Shared fixtures: the alice/bob/charlie users and a credential factory."""
+
+from __future__ import annotations
+
+import pytest
+
+from instances.models import Credential, Instance
+
+
+@pytest.fixture
+def make_credential(db):
+    def make(name: str = "mon", username: str = "monitor", password: str = "s3cr3t-Pa55") -> Credential:
+        cred = Credential(name=name, username=username)
+        cred.set_password(password)
+        cred.save()
+        return cred
+
+    return make
+
+
+@pytest.fixture
+def make_instance(db, make_credential):
+    counter = {"n": 0}
+
+    def make(db_type: str = "mysql", host: str = "127.0.0.1", port: int = 3306, credential=None, **kw) -> Instance:
+        counter["n"] += 1
+        credential = credential or make_credential(name=f"cred{counter['n']}")
+        return Instance.objects.create(
+            name=kw.pop("name", f"{db_type}-{counter['n']}"),
+            db_type=db_type,
+            host=host,
+            port=port,
+            credential=credential,
+            **kw,
+        )
+
+    return make
