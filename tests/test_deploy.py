@@ -1,0 +1,86 @@
+"""Production settings and the docker-compose stack agree with the code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WHALEFALL_", "DATABASE_URL"))}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def prod_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY": "x" * 20 + Fernet.generate_key().decode(),
+        "DJANGO_ALLOWED_HOSTS": "whalefall.example.com",
+        "WHALEFALL_FIELD_KEYS": Fernet.generate_key().decode(),
+        "WHALEFALL_VAR_DIR": str(tmp_path),
+    }
+
+
+def test_check_deploy_is_clean_in_production(tmp_path):
+    proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env_extra=prod_env(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no issues" in proc.stdout
+
+
+def test_production_refuses_to_start_without_field_keys(tmp_path):
+    env = prod_env(tmp_path)
+    del env["WHALEFALL_FIELD_KEYS"]
+    proc = run_manage("check", env_extra=env)
+    assert proc.returncode != 0
+    assert "WHALEFALL_FIELD_KEYS" in proc.stderr
+    assert not list(tmp_path.glob("whalefall_field_keys"))
+
+
+def test_production_refuses_to_start_without_secret_key(tmp_path):
+    env = prod_env(tmp_path)
+    del env["DJANGO_SECRET_KEY"]
+    proc = run_manage("check", env_extra=env)
+    assert proc.returncode != 0
+    assert "DJANGO_SECRET_KEY" in proc.stderr
+
+
+def test_compose_services_commands_and_env_match_settings():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis", "web", "worker"}
+    for name in ("postgres", "redis", "web"):
+        assert "healthcheck" in services[name], name
+    assert "gunicorn config.wsgi:application" in services["web"]["command"]
+    assert services["worker"]["command"] == "python manage.py qcluster"
+    settings_text = (ROOT / "config" / "settings.py").read_text()
+    env_example = (ROOT / ".env.example").read_text()
+    for svc in ("web", "worker"):
+        env = services[svc]["environment"]
+        for key in env:
+            assert f'"{key}"' in settings_text, f"{svc} sets {key}, which settings never read"
+            assert f"{key}=" in env_example, f"{key} is not documented in .env.example"
+        assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in env["DATABASE_URL"]
+        assert env["Q_BROKER_URL"] == "redis://redis:6379/0"
+    assert (ROOT / "config" / "wsgi.py").exists()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements.txt" in dockerfile and "libltdl7" in dockerfile
+
+
+def test_env_example_documents_every_setting_read():
+    import re
+
+    settings_text = (ROOT / "config" / "settings.py").read_text()
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', settings_text))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read, "the settings read no variable?"
+    assert read <= documented, f"undocumented: {sorted(read - documented)}"
