@@ -2,7 +2,12 @@
 
 from django.contrib import admin
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
+
+admin.site.site_header = "WhaleFall"
+admin.site.site_title = "WhaleFall"
+admin.site.index_title = _("Accounts and permissions across your database fleet")
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -102,12 +102,12 @@ class InstanceAdmin(admin.ModelAdmin):
             if result.ok:
                 ok += 1
                 self.message_user(
-                    request, _("%(name)s: connected, %(version)s") % {"name": instance.name, "version": result.version}
+                    request, _("[%(name)s] connected, %(version)s") % {"name": instance.name, "version": result.version}
                 )
             else:
                 self.message_user(
                     request,
-                    _("%(name)s: %(kind)s error: %(message)s")
+                    _("[%(name)s] %(kind)s error: %(message)s")
                     % {"name": instance.name, "kind": result.error_kind, "message": result.message},
                     level=messages.ERROR,
                 )

@@ -45,8 +45,8 @@ def test_admin_action_shows_versions_of_live_servers(client, mariadb_admin, post
         follow=True,
     )
     html = resp.content.decode()
-    assert "live-mariadb: connected, MariaDB 10." in html
-    assert "live-postgres: connected, PostgreSQL 1" in html
+    assert "[live-mariadb] connected, MariaDB 10." in html
+    assert "[live-postgres] connected, PostgreSQL 1" in html
     assert "2 of 2 instances reachable" in html
     maria.refresh_from_db()
     pg.refresh_from_db()
