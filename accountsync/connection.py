@@ -47,7 +47,7 @@ def instance_connection_test(*, instance: Instance) -> ConnectionTestResult:
             instance_name=instance.name,
             ok=False,
             error_kind=exc.kind,
-            message=scrub(exc.message, password),
+            message=scrub(str(exc), password),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
     except Exception as exc:  # a driver bug must not become a 500 or leak a secret
@@ -56,7 +56,7 @@ def instance_connection_test(*, instance: Instance) -> ConnectionTestResult:
             instance_name=instance.name,
             ok=False,
             error_kind=ErrorKind.INTERNAL,
-            message=scrub(f"unexpected {type(exc).__name__}: {exc}", password),
+            message=scrub(f"{instance.name}: unexpected {type(exc).__name__}: {exc}", password),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
     else:

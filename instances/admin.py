@@ -107,8 +107,8 @@ class InstanceAdmin(admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    _("[%(name)s] %(kind)s error: %(message)s")
-                    % {"name": instance.name, "kind": result.error_kind, "message": result.message},
+                    _("[%(kind)s error] %(message)s")
+                    % {"kind": result.error_kind, "message": result.message},
                     level=messages.ERROR,
                 )
         total = queryset.count()

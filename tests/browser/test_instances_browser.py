@@ -50,7 +50,7 @@ def test_add_credential_and_instance_then_test_connection(admin_login, live_serv
     page.wait_for_selector(".messagelist")
     text = page.text_content(".messagelist")
     assert "[local-mariadb] connected, MariaDB" in text
-    assert "[mariadb-wrong-password] permission error" in text
+    assert "[permission error] mariadb-wrong-password: authentication failed" in text
     assert "1 of 2 instances reachable" in text
     assert SECRET not in page.content()
     screenshot(page, "instances-test-connection")

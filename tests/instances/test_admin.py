@@ -99,6 +99,6 @@ def test_test_connection_action_reports_classified_error_without_secret(client_a
         follow=True,
     )
     html = resp.content.decode()
-    assert "[closed] connection error" in html
+    assert "[connection error] closed: cannot connect" in html
     assert "0 of 1 instance reachable" in html
     assert SECRET not in html
