@@ -82,11 +82,12 @@ def parse_server_info(variables: dict[str, Any]) -> ServerInfo:
     """Detect flavour and version from `SHOW VARIABLES` rows (version, version_comment, ...)."""
     version_string = _text(variables.get("version"))
     comment = _text(variables.get("version_comment"))
-    match = _VERSION_RE.search(version_string)
+    flavor = "mariadb" if "mariadb" in (version_string + " " + comment).lower() else "mysql"
+    # MariaDB before 11 may report "5.5.5-10.x" for replication compatibility.
+    match = _VERSION_RE.search(version_string.removeprefix("5.5.5-") if flavor == "mariadb" else version_string)
     if not match:
         raise InternalError(f"cannot parse the server version {version_string!r}")
     version = (int(match[1]), int(match[2]), int(match[3]))
-    flavor = "mariadb" if "mariadb" in (version_string + " " + comment).lower() else "mysql"
     lifetime = variables.get("default_password_lifetime")
     return ServerInfo(
         flavor=flavor,
