@@ -771,7 +771,7 @@ class MySQLAdapter:
             conn.close()
         try:
             catalog = build_catalog(info, rows)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
             raise InternalError(
                 f"unexpected grant table contents on {info.label}: {type(exc).__name__}: {exc}",
                 instance_name=target.name,

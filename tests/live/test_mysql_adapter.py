@@ -303,6 +303,7 @@ def test_every_grant_level_exact(scratch: Scratch, unique_prefix: str) -> None:
     a = scratch.user(f"{unique_prefix}_a", "10.0.0.%", "IDENTIFIED BY 'Pw-a-1'")
     b = scratch.user(f"{unique_prefix}_b", "127.0.0.1", "IDENTIFIED BY 'Pw-b-1'")
     c = scratch.user(f"{unique_prefix}_c", "db.example", "IDENTIFIED BY 'Pw-c-1'")
+    d = scratch.user(f"{unique_prefix}_d", "db.example", "IDENTIFIED BY 'Pw-d-1'")
     a_sql, b_sql = f"'{unique_prefix}_a'@'10.0.0.%'", f"'{unique_prefix}_b'@'127.0.0.1'"
     c_sql = f"'{unique_prefix}_c'@'db.example'"
     for sql in (
@@ -323,6 +324,7 @@ def test_every_grant_level_exact(scratch: Scratch, unique_prefix: str) -> None:
     as_b = MySQLdb.connect(host="127.0.0.1", port=3306, user=f"{unique_prefix}_b", password="Pw-b-1")
     try:
         as_b.cursor().execute(f"GRANT PROXY ON {b_sql} TO {a_sql}")
+        as_b.cursor().execute(f"GRANT PROXY ON {b_sql} TO '{unique_prefix}_d'@'db.example' WITH GRANT OPTION")
     finally:
         as_b.close()
 
@@ -365,7 +367,11 @@ def test_every_grant_level_exact(scratch: Scratch, unique_prefix: str) -> None:
         ],
         capabilities=["CREATE_USER", "FILE_ACCESS", "GRANT_ADMIN", "SHUTDOWN", "SUPERUSER"],
     )
-    assert cross_check(scratch, snaps) == 3
+    # MariaDB also sets the global grant bit for PROXY ... WITH GRANT OPTION.
+    assert without_changed_at(snaps[d]) == snap(
+        [p("global", "USAGE", True), p(f"proxy:{b}", "PROXY", True)], capabilities=["GRANT_ADMIN"]
+    )
+    assert cross_check(scratch, snaps) == 4
 
 
 def test_global_all_privileges_is_superuser(scratch: Scratch, unique_prefix: str) -> None:
