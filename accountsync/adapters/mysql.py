@@ -310,6 +310,7 @@ class _User:
     attributes: dict[str, Any]
     no_password: bool
     default_role: str = ""
+    partial_revokes: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _iso_utc(value: Any) -> str | None:
@@ -405,6 +406,10 @@ def _parse_user_table_row(row: dict[str, Any], info: ServerInfo) -> _User:
     row = dict(row)
     for secret in ("authentication_string", "Password"):
         row.pop(secret, None)
+    # MySQL 8 User_attributes: partial revokes and login locking; it may also hold a
+    # secondary password hash (RETAIN CURRENT PASSWORD), which is dropped here.
+    extra = json.loads(_text(row.pop("User_attributes", None)) or "null") or {}
+    extra.pop("additional_password", None)
     user, host = _text(row["User"]), _text(row["Host"])
     names, all_set, grant = _priv_columns(row)
     is_role = info.is_mariadb and _yes(row.get("is_role"))
@@ -426,6 +431,10 @@ def _parse_user_table_row(row: dict[str, Any], info: ServerInfo) -> _User:
         "x509_subject": _text(row.get("x509_subject")),
         "is_role": is_role,
     }
+    locking = extra.get("Password_locking") or {}
+    if locking:
+        attributes["failed_login_attempts"] = int(locking.get("failed_login_attempts", 0))
+        attributes["password_lock_time_days"] = int(locking.get("password_lock_time_days", 0))
     # MySQL 8 never prints ALL PRIVILEGES for *.*: it lists the static privileges.
     collapse = info.is_mariadb or info.version < (8, 0, 0)
     return _User(
@@ -439,6 +448,11 @@ def _parse_user_table_row(row: dict[str, Any], info: ServerInfo) -> _User:
         attributes=attributes,
         no_password=plugin in PASSWORD_PLUGINS and bool(int(row.get("auth_empty") or 0)),
         default_role=_text(row.get("default_role")),
+        partial_revokes=[
+            (_text(r["Database"]), _text(name).upper())
+            for r in extra.get("Restrictions") or []
+            for name in r.get("Privileges") or []
+        ],
     )
 
 
@@ -486,6 +500,10 @@ def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
     for u in users:
         privileges[u.identity] += _level_privileges("global", u.global_privs, u.global_grant, u.global_all)
         expanded_global[u.identity] = set(u.global_privs) | ({"ALL PRIVILEGES"} if u.global_all else set())
+        # MySQL 8 partial revokes take a global privilege away on one schema: a deny there.
+        privileges[u.identity] += [
+            Privilege(make_scope("database", db), name, False, "DENY") for db, name in u.partial_revokes
+        ]
 
     for row in rows.global_grants:  # MySQL 8 dynamic privileges
         ident = identity_of(row["USER"], row["HOST"])

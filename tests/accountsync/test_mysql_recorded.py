@@ -229,6 +229,8 @@ def test_mysql8_anonymous_ops_and_session_accounts() -> None:
     ops = accounts["'ops'@'%'"]
     assert ops["privileges"] == sort_privs(
         [
+            p("global", "SELECT"),
+            {"scope": "database:mysql", "privilege": "SELECT", "grantable": False, "effect": "DENY"},
             p("global", "CREATE USER"),
             p("global", "FILE"),
             p("global", "SHUTDOWN"),
@@ -248,6 +250,8 @@ def test_mysql8_anonymous_ops_and_session_accounts() -> None:
         max_updates=10,
         max_connections=20,
         is_role=True,
+        failed_login_attempts=3,
+        password_lock_time_days=2,
     )
     session = accounts["'mysql.session'@'localhost'"]
     assert session["capabilities"] == ["LOCKED", "SUPERUSER"]
@@ -258,6 +262,7 @@ def test_no_password_hash_survives_parsing() -> None:
     catalog, _ = recorded_catalog()
     dumped = json.dumps([a.snapshot() for a in catalog.accounts]) + repr(catalog.accounts)
     assert "$A$005$" not in dumped and "authentication_string" not in dumped
+    assert "additional_password" not in dumped
 
 
 def test_mysql57_collapses_all_privileges_and_skips_role_tables() -> None:
