@@ -289,7 +289,7 @@ def cross_check(scratch: Scratch, snapshots: dict[str, dict[str, Any]]) -> int:
 # --- tests --------------------------------------------------------------------------
 
 
-def test_registry_and_version() -> None:
+def test_registry_and_version(mariadb_admin: Any) -> None:
     adapter = get_adapter("mysql")
     assert isinstance(adapter, MySQLAdapter)
     assert re.fullmatch(r"MariaDB 1[01]\.\d+\.\d+", adapter.test_connection(ROOT))
