@@ -1,1 +1,255 @@
-"""Sync sessions and per-instance records (see DESIGN.md §2)."""
+"""Sync sessions and per-instance records (see DESIGN.md §2).
+
+Every status change is a single conditional UPDATE (``filter(pk=..., status__in=FROM)``)
+whose row count tells the caller whether *it* made the change. Two workers racing on
+one record or one session therefore cannot both win, and nobody ever reads a status,
+decides, and writes it back. Illegal transitions are refused by returning ``False``
+rather than raising: losing a race is a normal outcome for a worker, not an error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class SyncTypeChoices(models.TextChoices):
+    MANUAL_SINGLE = "manual_single", _("Manual (single instance)")
+    MANUAL_BATCH = "manual_batch", _("Manual (batch)")
+    MANUAL_TASK = "manual_task", _("Manual task")
+    SCHEDULED_TASK = "scheduled_task", _("Scheduled task")
+
+
+SESSION_SYNC_TYPES = frozenset(
+    {SyncTypeChoices.MANUAL_BATCH, SyncTypeChoices.MANUAL_TASK, SyncTypeChoices.SCHEDULED_TASK}
+)
+
+
+class SyncCategoryChoices(models.TextChoices):
+    ACCOUNT = "account", _("Accounts")
+
+
+class SyncSessionStatusChoices(models.TextChoices):
+    RUNNING = "running", _("Running")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class SyncRecordStatusChoices(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+RECORD_TERMINAL = frozenset(
+    {SyncRecordStatusChoices.COMPLETED, SyncRecordStatusChoices.FAILED, SyncRecordStatusChoices.CANCELLED}
+)
+
+
+class SyncSession(models.Model):
+    """One batch/task run over several instances; its counts are derived from its records."""
+
+    session_id = models.UUIDField(_("session id"), default=uuid.uuid4, unique=True, editable=False)
+    sync_type = models.CharField(_("sync type"), max_length=20, choices=SyncTypeChoices.choices)
+    sync_category = models.CharField(
+        _("sync category"), max_length=20, choices=SyncCategoryChoices.choices, default=SyncCategoryChoices.ACCOUNT
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=SyncSessionStatusChoices.choices, default=SyncSessionStatusChoices.RUNNING
+    )
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    total_instances = models.PositiveIntegerField(_("total instances"), default=0)
+    successful_instances = models.PositiveIntegerField(_("successful instances"), default=0)
+    failed_instances = models.PositiveIntegerField(_("failed instances"), default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="sync_sessions",
+        verbose_name=_("created by"),
+    )
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries", verbose_name=_("retry of")
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "sync_sessions"
+        ordering = ["-started_at"]
+        verbose_name = _("sync session")
+        verbose_name_plural = _("sync sessions")
+        permissions = [("run_sync", "Can start, cancel and retry syncs")]
+        indexes = [
+            models.Index(fields=["status", "started_at"], name="sync_sess_status_started"),
+            models.Index(fields=["sync_type", "started_at"], name="sync_sess_type_started"),
+            models.Index(fields=["started_at"], name="sync_sess_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_sync_type_display()} {self.session_id} ({self.status})"
+
+    def _transition(self, to: str, **extra: Any) -> bool:
+        now = timezone.now()
+        done = (
+            SyncSession.objects.filter(pk=self.pk, status=SyncSessionStatusChoices.RUNNING).update(
+                status=to, completed_at=now, updated_at=now, **extra
+            )
+            == 1
+        )
+        if done:
+            self.status, self.completed_at = to, now
+            for key, value in extra.items():
+                setattr(self, key, value)
+        return done
+
+    def mark_cancelled(self) -> bool:
+        """running -> cancelled; False if the session had already ended."""
+        return self._transition(SyncSessionStatusChoices.CANCELLED)
+
+    def finalize(self) -> bool:
+        """End the session once every record is terminal; True only for the call that ended it.
+
+        The counts come from one aggregate query over the records, and the status change is
+        one conditional UPDATE, so concurrent finishers race safely: exactly one wins. A
+        cancelled session is never touched (it is no longer ``running``).
+        """
+        agg = self.records.aggregate(
+            total=Count("pk"),
+            open=Count("pk", filter=~Q(status__in=RECORD_TERMINAL)),
+            ok=Count("pk", filter=Q(status=SyncRecordStatusChoices.COMPLETED)),
+            failed=Count("pk", filter=Q(status=SyncRecordStatusChoices.FAILED)),
+        )
+        if agg["open"]:
+            return False
+        to = SyncSessionStatusChoices.FAILED if agg["failed"] else SyncSessionStatusChoices.COMPLETED
+        return self._transition(
+            to, total_instances=agg["total"], successful_instances=agg["ok"], failed_instances=agg["failed"]
+        )
+
+
+class SyncInstanceRecord(models.Model):
+    """One instance's part of a session.
+
+    The instance FK is SET_NULL and the name is copied, so a session's history stays
+    readable after the instance is renamed or deleted.
+    """
+
+    session = models.ForeignKey(
+        SyncSession, on_delete=models.CASCADE, related_name="records", verbose_name=_("session")
+    )
+    instance = models.ForeignKey(
+        "instances.Instance",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="sync_records",
+        verbose_name=_("instance"),
+    )
+    instance_name = models.CharField(_("instance name"), max_length=128)
+    sync_category = models.CharField(
+        _("sync category"), max_length=20, choices=SyncCategoryChoices.choices, default=SyncCategoryChoices.ACCOUNT
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=SyncRecordStatusChoices.choices, default=SyncRecordStatusChoices.PENDING
+    )
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    items_synced = models.PositiveIntegerField(_("accounts synced"), default=0)
+    items_created = models.PositiveIntegerField(_("accounts added"), default=0)
+    items_updated = models.PositiveIntegerField(_("accounts modified"), default=0)
+    items_deleted = models.PositiveIntegerField(_("accounts removed"), default=0)
+    error_kind = models.CharField(_("error kind"), max_length=32, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
+    attempt = models.PositiveIntegerField(_("attempt"), default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "sync_instance_records"
+        ordering = ["session_id", "pk"]
+        verbose_name = _("sync instance record")
+        verbose_name_plural = _("sync instance records")
+        constraints = [models.UniqueConstraint(fields=["session", "instance"], name="sync_record_unique_instance")]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="sync_rec_status_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"{self.instance_name} ({self.status})"
+
+    def _transition(self, frm: set[str], to: str, **fields: Any) -> bool:
+        fields["updated_at"] = timezone.now()
+        done = SyncInstanceRecord.objects.filter(pk=self.pk, status__in=frm).update(status=to, **fields) == 1
+        if done:
+            self.status = to
+            for key, value in fields.items():
+                setattr(self, key, value)
+        return done
+
+    def mark_running(self) -> bool:
+        """pending -> running; the attempt counter lets a reaper tell retries apart."""
+        now = timezone.now()
+        return self._transition(
+            {SyncRecordStatusChoices.PENDING},
+            SyncRecordStatusChoices.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            attempt=self.attempt + 1,
+        )
+
+    def mark_completed(self, *, synced: int, created: int, updated: int, deleted: int, details: dict) -> bool:
+        """running -> completed with the sync's counts."""
+        return self._transition(
+            {SyncRecordStatusChoices.RUNNING},
+            SyncRecordStatusChoices.COMPLETED,
+            completed_at=timezone.now(),
+            items_synced=synced,
+            items_created=created,
+            items_updated=updated,
+            items_deleted=deleted,
+            details=details,
+            error_kind="",
+            error_message="",
+        )
+
+    def mark_failed(self, *, error_kind: str, error_message: str, details: dict | None = None) -> bool:
+        """running -> failed with a classified error."""
+        return self._transition(
+            {SyncRecordStatusChoices.RUNNING},
+            SyncRecordStatusChoices.FAILED,
+            completed_at=timezone.now(),
+            error_kind=error_kind,
+            error_message=error_message,
+            details=details or {},
+        )
+
+    def mark_cancelled(self) -> bool:
+        """pending -> cancelled: only a record that never started can be cancelled."""
+        return self._transition(
+            {SyncRecordStatusChoices.PENDING}, SyncRecordStatusChoices.CANCELLED, completed_at=timezone.now()
+        )
+
+    def heartbeat(self) -> bool:
+        """Refresh heartbeat_at while running; False means the record is no longer ours to run."""
+        now = timezone.now()
+        done = (
+            SyncInstanceRecord.objects.filter(pk=self.pk, status=SyncRecordStatusChoices.RUNNING).update(
+                heartbeat_at=now
+            )
+            == 1
+        )
+        if done:
+            self.heartbeat_at = now
+        return done
