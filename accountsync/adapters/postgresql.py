@@ -1,0 +1,425 @@
+"""PostgreSQL: every role and everything that decides what it can do.
+
+Why set-based reads: per-role tools pay one round trip per role (and per
+object check). Here the catalogs are read whole: a fixed number of statements
+on the maintenance database, plus a fixed number per database read, whatever
+the number of roles or objects. ACLs are expanded on the server with
+`aclexplode(COALESCE(acl, acldefault(...)))`, so implicit owner and PUBLIC
+defaults appear exactly as PostgreSQL applies them.
+
+`read_*` functions talk to the server; `build_catalog()` is a pure function
+from plain rows to a `Catalog`, so tests can feed it rows directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from accountsync.adapters.base import (
+    AccountRecord,
+    AdapterError,
+    Catalog,
+    ConnectionFailed,
+    ConnectionTarget,
+    InternalError,
+    PermissionDenied,
+    Privilege,
+    QueryCounter,
+    RoleGrant,
+    TimeoutFailed,
+    make_scope,
+    scrub,
+)
+
+SYSTEM_SCHEMA_FILTER = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'"
+)
+
+ROLES_SQL = (
+    "SELECT oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, "
+    "rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil FROM pg_roles"
+)
+MEMBERS_SQL = "SELECT roleid, member, admin_option FROM pg_auth_members"
+MEMBERS_SQL_16 = "SELECT roleid, member, admin_option, inherit_option, set_option FROM pg_auth_members"
+DATABASES_SQL = (
+    "SELECT d.datname, d.datallowconn, d.datistemplate, a.grantee, a.privilege_type, a.is_grantable, d.datdba "
+    "FROM pg_database d "
+    "LEFT JOIN LATERAL aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a ON true"
+)
+SCHEMAS_SQL = (
+    "SELECT n.nspname, a.grantee, a.privilege_type, a.is_grantable, n.nspowner FROM pg_namespace n "
+    "LEFT JOIN LATERAL aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a ON true "
+    f"WHERE {SYSTEM_SCHEMA_FILTER}"
+)
+RELATIONS_SQL = (
+    "SELECT n.nspname, c.relname, a.grantee, a.privilege_type, a.is_grantable, c.relowner FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN LATERAL aclexplode(COALESCE(c.relacl, "
+    "acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))) a ON true "
+    f"WHERE c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p') AND {SYSTEM_SCHEMA_FILTER}"
+)
+COLUMNS_SQL = (
+    "SELECT n.nspname, c.relname, att.attname, a.grantee, a.privilege_type, a.is_grantable "
+    "FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "CROSS JOIN LATERAL aclexplode(att.attacl) a "
+    f"WHERE att.attacl IS NOT NULL AND att.attnum > 0 AND NOT att.attisdropped AND {SYSTEM_SCHEMA_FILTER}"
+)
+ROUTINES_SQL = (
+    "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), "
+    "a.grantee, a.privilege_type, a.is_grantable, p.proowner FROM pg_proc p "
+    "JOIN pg_namespace n ON n.oid = p.pronamespace "
+    "LEFT JOIN LATERAL aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) a ON true "
+    f"WHERE {SYSTEM_SCHEMA_FILTER}"
+)
+DEFAULT_ACL_SQL = (
+    "SELECT d.defaclrole, n.nspname, d.defaclobjtype, a.grantee, a.privilege_type, a.is_grantable "
+    "FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace "
+    "CROSS JOIN LATERAL aclexplode(d.defaclacl) a"
+)
+DEFAULT_OBJTYPES = {"r": "tables", "S": "sequences", "f": "functions", "T": "types", "n": "schemas"}
+
+MONITORING_HINT = (
+    "run GRANT CONNECT ON DATABASE <database> TO <monitoring role> for every database WhaleFall reads "
+    "(PostgreSQL section of docs/monitoring-accounts.md)"
+)
+PASSWORDS_SQL = "SELECT oid, rolpassword IS NOT NULL FROM pg_authid"
+
+
+@dataclass
+class DatabaseRows:
+    """Rows read from one database."""
+
+    name: str
+    schemas: list[tuple[Any, ...]] = field(default_factory=list)
+    relations: list[tuple[Any, ...]] = field(default_factory=list)
+    columns: list[tuple[Any, ...]] = field(default_factory=list)
+    routines: list[tuple[Any, ...]] = field(default_factory=list)
+    default_acls: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass
+class ServerRows:
+    """Everything read from one instance, as plain rows."""
+
+    version: str
+    version_num: int
+    roles: list[tuple[Any, ...]]
+    members: list[tuple[Any, ...]]
+    databases: list[tuple[Any, ...]]
+    per_database: list[DatabaseRows] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    passwords: dict[int, bool] | None = None
+
+
+# --- connecting and classifying failures ------------------------------------------
+
+
+def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterError:
+    """Turn a psycopg error into the classified error a user can act on."""
+    import psycopg
+
+    text = scrub(str(exc).strip(), target.password)
+    where = f"{target.host}:{target.port}"
+    lowered = text.lower()
+    if isinstance(exc, psycopg.errors.QueryCanceled) or "canceling statement due to statement timeout" in lowered:
+        return TimeoutFailed(
+            f"a catalog query on {where} exceeded the {target.query_timeout:g}s query timeout ({text})",
+            instance_name=target.name,
+        )
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return PermissionDenied(
+            f"the monitoring role {target.username!r} cannot read the catalog on {dbname!r} ({text}); "
+            + MONITORING_HINT,
+            instance_name=target.name,
+        )
+    if "timeout expired" in lowered or "timed out" in lowered:
+        return TimeoutFailed(
+            f"{where} did not answer within {target.connect_timeout:g}s; check the host and firewall, "
+            "or raise the instance's connect_timeout option",
+            instance_name=target.name,
+        )
+    if any(
+        marker in lowered
+        for marker in ("password authentication failed", "no password supplied", "authentication failed")
+    ) or ("role" in lowered and "does not exist" in lowered):
+        return PermissionDenied(
+            f"authentication failed for {target.username!r} at {where} ({text}); "
+            "check the credential's user name and password and pg_hba.conf",
+            instance_name=target.name,
+        )
+    if "permission denied for database" in lowered or "not permitted to log in" in lowered:
+        return PermissionDenied(
+            f"{target.username!r} may not connect to database {dbname!r} at {where} ({text}); " + MONITORING_HINT,
+            instance_name=target.name,
+        )
+    if "database" in lowered and "does not exist" in lowered:
+        return PermissionDenied(
+            f"database {dbname!r} does not exist at {where}; set the instance's database name "
+            "to an existing maintenance database (usually postgres)",
+            instance_name=target.name,
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return ConnectionFailed(
+            f"cannot connect to {where} ({text}); check host, port, firewall and that the server is running",
+            instance_name=target.name,
+        )
+    return InternalError(f"unexpected database error on {where}: {text}", instance_name=target.name)
+
+
+def _connect(target: ConnectionTarget, dbname: str) -> Any:
+    import psycopg
+
+    timeout_ms = max(1, int(target.query_timeout * 1000))
+    tls = (target.options.get("tls") or {}).get("mode") if isinstance(target.options.get("tls"), dict) else None
+    try:
+        return psycopg.connect(
+            host=target.host,
+            port=target.port,
+            user=target.username,
+            password=target.password or None,
+            dbname=dbname,
+            connect_timeout=max(1, math.ceil(target.connect_timeout)),
+            autocommit=True,
+            application_name="whalefall",
+            options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
+            sslmode=tls or "prefer",
+        )
+    except psycopg.Error as exc:
+        raise _classify(exc, target, dbname) from None
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
+    """Read the catalogs; returns rows and the number of statements executed."""
+    import psycopg
+
+    maintenance = target.database_name or "postgres"
+    statements = 0
+    conn = _connect(target, maintenance)
+    try:
+        counter = QueryCounter(conn.cursor())
+        try:
+            version, version_num, authid_readable = counter.fetchall(
+                "SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
+                "has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
+            )[0]
+            roles = counter.fetchall(ROLES_SQL)
+            members = counter.fetchall(MEMBERS_SQL_16 if version_num >= 160000 else MEMBERS_SQL)
+            databases = counter.fetchall(DATABASES_SQL)
+        except psycopg.Error as exc:
+            raise _classify(exc, target, maintenance) from None
+        statements += counter.count
+        rows = ServerRows(version=version, version_num=version_num, roles=roles, members=members, databases=databases)
+        if authid_readable:
+            try:
+                rows.passwords = {oid: bool(has) for oid, has in counter.fetchall(PASSWORDS_SQL)}
+            except psycopg.Error as exc:
+                raise _classify(exc, target, maintenance) from None
+            statements += 1
+        wanted = target.options.get("databases")
+        names = sorted({r[0] for r in databases if r[1] and not r[2]})
+        if isinstance(wanted, list) and wanted:
+            missing = sorted(set(wanted) - {r[0] for r in databases})
+            for name in missing:
+                rows.unreadable[name] = "database does not exist"
+            names = [n for n in names if n in set(wanted)]
+        for name in names:
+            db_rows, count = _read_database(target, name, conn if name == maintenance else None)
+            statements += count
+            if isinstance(db_rows, str):
+                rows.unreadable[name] = db_rows
+            else:
+                rows.per_database.append(db_rows)
+    finally:
+        conn.close()
+    return rows, statements
+
+
+def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tuple[DatabaseRows | str, int]:
+    """Read one database's ACLs; an unreadable database yields the reason, not an empty result."""
+    import psycopg
+
+    own = conn is None
+    try:
+        if own:
+            conn = _connect(target, name)
+    except AdapterError as exc:
+        if isinstance(exc, TimeoutFailed | ConnectionFailed):
+            raise
+        return exc.message, 0
+    counter = QueryCounter(conn.cursor())
+    try:
+        return (
+            DatabaseRows(
+                name=name,
+                schemas=counter.fetchall(SCHEMAS_SQL),
+                relations=counter.fetchall(RELATIONS_SQL),
+                columns=counter.fetchall(COLUMNS_SQL),
+                routines=counter.fetchall(ROUTINES_SQL),
+                default_acls=counter.fetchall(DEFAULT_ACL_SQL),
+            ),
+            counter.count,
+        )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return scrub(str(exc).strip(), target.password), counter.count
+    except psycopg.Error as exc:
+        raise _classify(exc, target, name) from None
+    finally:
+        if own:
+            conn.close()
+
+
+# --- building the catalog (pure) ----------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.year >= 9999:
+            return "infinity"
+        return value.astimezone(UTC).isoformat()
+    return str(value)
+
+
+def build_catalog(rows: ServerRows, *, now: datetime | None = None) -> Catalog:
+    """Turn plain catalog rows into canonical accounts (pure, no I/O)."""
+    now = now or datetime.now(UTC)
+    names: dict[int, str] = {}
+    accounts: dict[int, AccountRecord] = {}
+    for oid, name, sup, inherit, createrole, createdb, login, repl, bypass, connlimit, valid_until in rows.roles:
+        names[oid] = name
+        attrs = {
+            "login": bool(login),
+            "superuser": bool(sup),
+            "inherit": bool(inherit),
+            "createrole": bool(createrole),
+            "createdb": bool(createdb),
+            "replication": bool(repl),
+            "bypassrls": bool(bypass),
+            "connection_limit": int(connlimit),
+            "valid_until": _iso(valid_until),
+        }
+        caps: set[str] = set()
+        if sup:
+            caps.add("SUPERUSER")
+        if createrole:
+            caps.add("CREATE_USER")
+        if createdb:
+            caps.add("CREATE_DB")
+        if repl:
+            caps.add("REPLICATION")
+        if bypass:
+            caps.add("BYPASS_RLS")
+        if isinstance(valid_until, datetime) and valid_until.year < 9999 and valid_until < now:
+            caps.add("EXPIRED")
+        if rows.passwords is not None:
+            attrs["password_set"] = rows.passwords.get(oid, False)
+            if login and not attrs["password_set"]:
+                caps.add("NO_PASSWORD")
+        accounts[oid] = AccountRecord(
+            identity=name,
+            username=name,
+            kind="user" if login else "role",
+            is_superuser=bool(sup),
+            attributes=attrs,
+            capabilities=caps,
+        )
+
+    for member_row in rows.members:
+        roleid, member, admin = member_row[0], member_row[1], member_row[2]
+        inherit_opt = member_row[3] if len(member_row) > 3 else None
+        holder = accounts.get(member)
+        if holder is None or roleid not in names:
+            continue
+        default = bool(inherit_opt) if inherit_opt is not None else bool(holder.attributes.get("inherit"))
+        holder.roles.append(RoleGrant(role=names[roleid], admin_option=bool(admin), default=default))
+        if admin:
+            holder.capabilities.add("GRANT_ADMIN")
+
+    public: list[dict[str, Any]] = []
+
+    def grant(grantee: int, scope: str, privilege: str, grantable: bool) -> None:
+        if grantee == 0:
+            public.append({"scope": scope, "privilege": privilege, "grantable": bool(grantable)})
+            return
+        acc = accounts.get(grantee)
+        if acc is None:
+            return
+        acc.privileges.append(Privilege(scope=scope, privilege=privilege.upper(), grantable=bool(grantable)))
+        if grantable:
+            acc.capabilities.add("GRANT_ADMIN")
+
+    def acl(grantee: int | None, scope: str, privilege: str | None, grantable: bool, owner: int) -> None:
+        if owner in accounts:
+            accounts[owner].privileges.append(Privilege(scope=scope, privilege="OWNER", grantable=True))
+            accounts[owner].capabilities.add("GRANT_ADMIN")
+        if grantee is not None and privilege is not None:
+            grant(grantee, scope, privilege, grantable)
+
+    for datname, _allow, _template, grantee, privilege, grantable, owner in rows.databases:
+        acl(grantee, make_scope("database", datname), privilege, grantable, owner)
+
+    for db in rows.per_database:
+        for schema, grantee, privilege, grantable, owner in db.schemas:
+            acl(grantee, make_scope("schema", db.name, schema), privilege, grantable, owner)
+        for schema, rel, grantee, privilege, grantable, owner in db.relations:
+            acl(grantee, make_scope("object", db.name, schema, rel), privilege, grantable, owner)
+        for schema, rel, col, grantee, privilege, grantable in db.columns:
+            grant(grantee, make_scope("column", db.name, schema, rel, col), privilege, grantable)
+        for schema, proname, args, grantee, privilege, grantable, owner in db.routines:
+            acl(grantee, make_scope("routine", db.name, schema, f"{proname}({args})"), privilege, grantable, owner)
+        for creator, schema, objtype, grantee, privilege, grantable in db.default_acls:
+            scope = make_scope(
+                "default", db.name, schema or "*", DEFAULT_OBJTYPES.get(objtype, objtype), names.get(creator, "?")
+            )
+            grant(grantee, scope, privilege, grantable)
+
+    unknown = [make_scope("database", name) for name in sorted(rows.unreadable)]
+    for acc in accounts.values():
+        acc.unknown_scopes = list(unknown)
+
+    catalog = Catalog(
+        accounts=sorted(accounts.values(), key=lambda a: a.identity),
+        server_version=f"PostgreSQL {rows.version.split()[0]}",
+        unknown_scopes=unknown,
+        details={
+            "databases_read": sorted(db.name for db in rows.per_database),
+            "databases_unreadable": dict(sorted(rows.unreadable.items())),
+            "public_grants": sorted(public, key=lambda g: (g["scope"], g["privilege"])),
+        },
+    )
+    return catalog.finalize()
+
+
+class PostgreSQLAdapter:
+    """Reads PostgreSQL roles, memberships and ACLs with psycopg 3."""
+
+    db_type = "postgresql"
+
+    def test_connection(self, target: ConnectionTarget) -> str:
+        import psycopg
+
+        dbname = target.database_name or "postgres"
+        conn = _connect(target, dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('server_version')")
+                return f"PostgreSQL {cur.fetchone()[0].split()[0]}"
+        except psycopg.Error as exc:
+            raise _classify(exc, target, dbname) from None
+        finally:
+            conn.close()
+
+    def fetch(self, target: ConnectionTarget) -> Catalog:
+        rows, statements = read_rows(target)
+        catalog = build_catalog(rows)
+        catalog.round_trips = statements
+        return catalog

@@ -1,0 +1,368 @@
+"""The PostgreSQL adapter against the live PostgreSQL: real CREATE ROLE / GRANT.
+
+Every test creates uniquely prefixed roles and a scratch database, asserts the
+exact canonical snapshot, cross-checks direct grants with the server's own
+has_*_privilege functions, and drops what it made.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from accountsync.adapters.base import (
+    AccountRecord,
+    Catalog,
+    ConnectionFailed,
+    ConnectionTarget,
+    PermissionDenied,
+    TimeoutFailed,
+    get_adapter,
+    make_scope,
+)
+from accountsync.adapters.postgresql import PostgreSQLAdapter
+
+pytestmark = pytest.mark.live
+
+
+def target(**kw: Any) -> ConnectionTarget:
+    values: dict[str, Any] = {
+        "name": "live-postgres",
+        "db_type": "postgresql",
+        "host": "127.0.0.1",
+        "port": 5432,
+        "username": "postgres",
+        "password": "",
+    }
+    values.update(kw)
+    return ConnectionTarget(**values)
+
+
+def P(scope: str, privilege: str, grantable: bool = False) -> dict[str, Any]:
+    return {"scope": scope, "privilege": privilege, "grantable": grantable, "effect": "GRANT"}
+
+
+def account(catalog: Catalog, name: str) -> AccountRecord:
+    matches = [a for a in catalog.accounts if a.identity == name]
+    assert len(matches) == 1, name
+    return matches[0]
+
+
+class Scratch:
+    """Runs statements as the superuser and remembers what to drop."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.roles: list[str] = []
+        self.databases: list[str] = []
+        self.db_conns: dict[str, Any] = {}
+
+    def run(self, statement: Any, params: tuple[Any, ...] | None = None, db: str | None = None) -> list[Any]:
+        conn = self.conn if db is None else self.db_conns[db]
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def role(self, name: str, options: str = "NOLOGIN") -> str:
+        self.run(sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(name)))
+        self.roles.append(name)
+        return name
+
+    def database(self, name: str, owner: str | None = None) -> str:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if owner:
+            stmt = stmt + sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        self.run(stmt)
+        self.databases.append(name)
+        self.db_conns[name] = psycopg.connect(
+            host="127.0.0.1", port=5432, user="postgres", dbname=name, autocommit=True
+        )
+        return name
+
+    def cleanup(self) -> None:
+        for conn in self.db_conns.values():
+            conn.close()
+        for db in reversed(self.databases):
+            self.run(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        for role in reversed(self.roles):
+            self.run(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def scratch(postgres_admin: Any) -> Iterator[Scratch]:
+    s = Scratch(postgres_admin)
+    try:
+        yield s
+    finally:
+        s.cleanup()
+
+
+def test_registry_and_version() -> None:
+    adapter = get_adapter("postgresql")
+    assert isinstance(adapter, PostgreSQLAdapter)
+    version = adapter.test_connection(target())
+    assert version.startswith("PostgreSQL 15.")
+    assert version.split()[1].replace(".", "").isdigit()
+
+
+def test_every_level_exact_snapshot_and_cross_check(scratch: Scratch, unique_prefix: str) -> None:
+    p = unique_prefix
+    own = scratch.role(f"{p}_own")
+    user = scratch.role(f"{p}_u", "LOGIN PASSWORD 'pw-not-shown' CONNECTION LIMIT 3")
+    admin_role = scratch.role(f"{p}_r", "NOLOGIN CREATEROLE")
+    su_role = scratch.role(f"{p}_su", "NOLOGIN SUPERUSER")
+    su_holder = scratch.role(f"{p}_x", "LOGIN")
+    expired = scratch.role(f"{p}_exp", "LOGIN VALID UNTIL '2000-01-01 00:00:00+00'")
+    db = scratch.database(f"{p}_db", owner=own)
+    ident = sql.Identifier
+    scratch.run(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident(db)))
+    scratch.run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(ident(db), ident(user)))
+    scratch.run(sql.SQL("GRANT CREATE ON DATABASE {} TO {} WITH GRANT OPTION").format(ident(db), ident(user)))
+    for stmt in (
+        "CREATE SCHEMA s AUTHORIZATION {own}",
+        "CREATE TABLE s.t (id int, c text)",
+        "CREATE SEQUENCE s.seq",
+        "CREATE FUNCTION s.f(integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'",
+        "ALTER TABLE s.t OWNER TO {own}",
+        "ALTER SEQUENCE s.seq OWNER TO {own}",
+        "ALTER FUNCTION s.f(integer) OWNER TO {own}",
+        "GRANT USAGE ON SCHEMA s TO {u}",
+        "GRANT SELECT ON s.t TO {u}",
+        "GRANT INSERT ON s.t TO {u} WITH GRANT OPTION",
+        "GRANT UPDATE (c) ON s.t TO {u}",
+        "GRANT USAGE ON SEQUENCE s.seq TO {u}",
+        "GRANT EXECUTE ON FUNCTION s.f(integer) TO {u}",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {own} IN SCHEMA s GRANT SELECT ON TABLES TO {u}",
+    ):
+        scratch.run(sql.SQL(stmt).format(own=ident(own), u=ident(user)), db=db)
+    scratch.run(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(ident(admin_role), ident(user)))
+    scratch.run(sql.SQL("GRANT {} TO {}").format(ident(su_role), ident(su_holder)))
+
+    catalog = PostgreSQLAdapter().fetch(target(options={"databases": [db]}))
+
+    assert catalog.round_trips == 10  # 5 instance-wide + 5 for the one database
+    assert catalog.details["databases_read"] == [db]
+    assert catalog.unknown_scopes == []
+    sdb, ss, st = f"database:{db}", f"schema:{db}.s", f"object:{db}.s.t"
+    sseq, sf = f"object:{db}.s.seq", f"routine:{db}.s.f(integer)"
+    assert account(catalog, user).snapshot() == {
+        "schema_version": 1,
+        "privileges": [
+            P(f"column:{db}.s.t.c", "UPDATE"),
+            P(sdb, "CONNECT"),
+            P(sdb, "CREATE", True),
+            P(f"default:{db}.s.tables.{own}", "SELECT"),
+            P(sseq, "USAGE"),
+            P(st, "INSERT", True),
+            P(st, "SELECT"),
+            P(sf, "EXECUTE"),
+            P(ss, "USAGE"),
+        ],
+        "roles": [{"role": admin_role, "admin_option": True, "default": True}],
+        "attributes": {
+            "bypassrls": False,
+            "connection_limit": 3,
+            "createdb": False,
+            "createrole": False,
+            "inherit": True,
+            "login": True,
+            "password_set": True,
+            "replication": False,
+            "superuser": False,
+            "valid_until": None,
+        },
+        "capabilities": ["CREATE_USER", "GRANT_ADMIN"],
+        "unknown_scopes": [],
+    }
+    table_privs = ["DELETE", "INSERT", "REFERENCES", "SELECT", "TRIGGER", "TRUNCATE", "UPDATE"]
+    owner_snap = account(catalog, own).snapshot()
+    assert owner_snap["privileges"] == sorted(
+        [P(sdb, x) for x in ("CONNECT", "CREATE", "TEMPORARY")]
+        + [P(ss, x) for x in ("CREATE", "USAGE")]
+        + [P(st, x) for x in table_privs]
+        + [P(sseq, x) for x in ("SELECT", "UPDATE", "USAGE")]
+        + [P(sf, "EXECUTE")]
+        + [P(scope, "OWNER", True) for scope in (sdb, ss, st, sseq, sf)],
+        key=lambda d: (d["scope"], d["privilege"], d["grantable"]),
+    )
+    assert owner_snap["capabilities"] == ["GRANT_ADMIN"]
+    assert owner_snap["attributes"]["login"] is False
+    assert account(catalog, own).kind == "role"
+    assert account(catalog, user).kind == "user"
+
+    holder = account(catalog, su_holder)
+    assert holder.snapshot()["capabilities"] == ["NO_PASSWORD", "SUPERUSER"]
+    assert holder.snapshot()["roles"] == [{"role": su_role, "admin_option": False, "default": True}]
+    assert holder.is_superuser is True
+    assert account(catalog, su_role).snapshot()["capabilities"] == ["SUPERUSER"]
+    exp = account(catalog, expired).snapshot()
+    assert exp["capabilities"] == ["EXPIRED", "NO_PASSWORD"]
+    assert exp["attributes"]["valid_until"] == "2000-01-01T00:00:00+00:00"
+    assert exp["privileges"] == []
+    assert {"scope": sf, "privilege": "EXECUTE", "grantable": False} in catalog.details["public_grants"]
+    assert not [g for g in catalog.details["public_grants"] if g["scope"] == sdb]
+
+    # The server's own view agrees with every direct privilege (and absence) of the user.
+    snap_privs = {(d["scope"], d["privilege"]) for d in account(catalog, user).snapshot()["privileges"]}
+    for priv in ("CONNECT", "CREATE", "TEMPORARY"):
+        (has,) = scratch.run("SELECT has_database_privilege(%s, %s, %s)", (user, db, priv))[0]
+        assert has is ((sdb, priv) in snap_privs), priv
+    for priv in ("USAGE", "CREATE"):
+        (has,) = scratch.run("SELECT has_schema_privilege(%s, 's', %s)", (user, priv), db=db)[0]
+        assert has is ((ss, priv) in snap_privs), priv
+    for priv in table_privs:
+        (has,) = scratch.run("SELECT has_table_privilege(%s, 's.t', %s)", (user, priv), db=db)[0]
+        assert has is ((st, priv) in snap_privs), priv
+        if priv in ("SELECT", "INSERT", "UPDATE", "REFERENCES"):
+            (col,) = scratch.run("SELECT has_column_privilege(%s, 's.t', 'c', %s)", (user, priv), db=db)[0]
+            assert col is (has or (f"column:{db}.s.t.c", priv) in snap_privs), priv
+    (grant_opt,) = scratch.run("SELECT has_table_privilege(%s, 's.t', 'INSERT WITH GRANT OPTION')", (user,), db=db)[0]
+    assert grant_opt is True
+
+
+def test_hostile_names(scratch: Scratch, unique_prefix: str) -> None:
+    p = unique_prefix
+    quirky = scratch.role(f'{p} it\'s "q" \\ %_. ü', "LOGIN")
+    longest = scratch.role(f"{p}_" + "é" * ((63 - len(p) - 1) // 2), "NOLOGIN")
+    assert len(longest.encode()) == 63
+    db = scratch.database(f'{p} d.b"%_')
+    schema, table, column = 'a.b"c', "t \\ %_ 😀", "col.x"
+    ident = sql.Identifier
+    scratch.run(sql.SQL("CREATE SCHEMA {}").format(ident(schema)), db=db)
+    scratch.run(sql.SQL("CREATE TABLE {}.{} ({} int)").format(ident(schema), ident(table), ident(column)), db=db)
+    scratch.run(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(quirky)), db=db)
+    scratch.run(sql.SQL("GRANT SELECT ON {}.{} TO {}").format(ident(schema), ident(table), ident(longest)), db=db)
+    scratch.run(
+        sql.SQL("GRANT UPDATE ({}) ON {}.{} TO {}").format(ident(column), ident(schema), ident(table), ident(quirky)),
+        db=db,
+    )
+    scratch.run(sql.SQL("GRANT {} TO {}").format(ident(longest), ident(quirky)))
+
+    catalog = PostgreSQLAdapter().fetch(target(options={"databases": [db]}))
+
+    quoted_db = '"' + db.replace('"', '""') + '"'
+    assert make_scope("schema", db, schema) == f'schema:{quoted_db}."a.b""c"'
+    assert account(catalog, quirky).snapshot()["privileges"] == [
+        P(f'column:{quoted_db}."a.b""c".{table}."col.x"', "UPDATE"),
+        P(f'schema:{quoted_db}."a.b""c"', "USAGE"),
+    ]
+    assert account(catalog, quirky).snapshot()["roles"] == [{"role": longest, "admin_option": False, "default": True}]
+    assert account(catalog, longest).snapshot()["privileges"] == [P(make_scope("object", db, schema, table), "SELECT")]
+    qualified = sql.Identifier(schema, table).as_string(scratch.conn)
+    (has,) = scratch.run("SELECT has_table_privilege(%s, %s, 'SELECT')", (longest, qualified), db=db)[0]
+    assert has is True
+
+
+def test_round_trips_do_not_grow_with_roles(scratch: Scratch, unique_prefix: str) -> None:
+    db = scratch.database(f"{unique_prefix}_rt")
+    scratch.run("CREATE TABLE t (id int)", db=db)
+
+    def add_roles(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            name = scratch.role(f"{unique_prefix}_{i:03d}", "LOGIN")
+            ident = sql.Identifier(name)
+            scratch.run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(db), ident))
+            scratch.run(sql.SQL("GRANT SELECT ON t TO {}").format(ident), db=db)
+
+    tgt = target(options={"databases": [db]})
+    add_roles(0, 10)
+    small = PostgreSQLAdapter().fetch(tgt)
+    add_roles(10, 300)
+    large = PostgreSQLAdapter().fetch(tgt)
+    mine = [a for a in large.accounts if a.identity.startswith(unique_prefix + "_")]
+    assert len([a for a in small.accounts if a.identity.startswith(unique_prefix + "_")]) == 10
+    assert len(mine) == 300
+    assert all(P(f"object:{db}.public.t", "SELECT") in a.snapshot()["privileges"] for a in mine)
+    assert small.round_trips == large.round_trips == 10
+
+
+def test_unreadable_database_is_unknown_not_empty(scratch: Scratch, unique_prefix: str) -> None:
+    p = unique_prefix
+    mon = scratch.role(f"{p}_mon", "LOGIN")
+    victim = scratch.role(f"{p}_v", "LOGIN")
+    locked = scratch.database(f"{p}_locked")
+    ident = sql.Identifier
+    scratch.run(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(ident(locked)))
+    scratch.run(sql.SQL("CREATE TABLE t (id int)"), db=locked)
+    scratch.run(sql.SQL("GRANT SELECT ON t TO {}").format(ident(victim)), db=locked)
+
+    catalog = PostgreSQLAdapter().fetch(target(username=mon, options={"databases": [locked, "postgres"]}))
+
+    assert catalog.unknown_scopes == [f"database:{locked}"]
+    assert catalog.details["databases_read"] == ["postgres"]
+    assert "CONNECT" in catalog.details["databases_unreadable"][locked]
+    snap = account(catalog, victim).snapshot()
+    assert snap["unknown_scopes"] == [f"database:{locked}"]
+    assert snap["privileges"] == []
+    # pg_authid is superuser-only: password_set is omitted, never guessed.
+    assert "password_set" not in snap["attributes"]
+    assert "NO_PASSWORD" not in snap["capabilities"]
+    assert catalog.round_trips == 4 + 5  # no pg_authid read; one database read
+
+
+def test_maintenance_database_without_connect_names_the_grant(scratch: Scratch, unique_prefix: str) -> None:
+    mon = scratch.role(f"{unique_prefix}_mon", "LOGIN")
+    locked = scratch.database(f"{unique_prefix}_m")
+    scratch.run(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(locked)))
+    with pytest.raises(PermissionDenied) as err:
+        PostgreSQLAdapter().fetch(target(username=mon, database_name=locked))
+    assert err.value.instance_name == "live-postgres"
+    assert "GRANT CONNECT ON DATABASE" in str(err.value)
+    assert locked in str(err.value)
+
+
+def test_closed_port_is_connection_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionFailed) as err:
+        PostgreSQLAdapter().test_connection(target(port=port, password="hunter2-secret"))
+    assert "live-postgres" in str(err.value)
+    assert "hunter2-secret" not in str(err.value)
+
+
+def test_unknown_user_is_authentication_failure(unique_prefix: str) -> None:
+    with pytest.raises(PermissionDenied) as err:
+        PostgreSQLAdapter().fetch(target(username=f"{unique_prefix}_nobody", password="hunter2-secret"))
+    assert f"authentication failed for '{unique_prefix}_nobody'" in str(err.value)
+    assert "hunter2-secret" not in str(err.value)
+
+
+def test_silent_listener_times_out_within_connect_timeout() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutFailed) as err:
+            PostgreSQLAdapter().test_connection(target(port=server.getsockname()[1], connect_timeout=2))
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+    assert accepted, "the adapter never reached the silent listener"
+    assert 1.5 <= elapsed < 4.5
+    assert "did not answer within 2s" in str(err.value)
