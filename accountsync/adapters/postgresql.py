@@ -22,6 +22,7 @@ from accountsync.adapters.base import (
     AccountRecord,
     AdapterError,
     Catalog,
+    ConfigurationError,
     ConnectionFailed,
     ConnectionTarget,
     InternalError,
@@ -196,6 +197,20 @@ def _connect(target: ConnectionTarget, dbname: str) -> Any:
 # --- reading ------------------------------------------------------------------------
 
 
+def _wanted_databases(target: ConnectionTarget) -> set[str]:
+    """The instance option `databases`: which databases to read (empty means every connectable one)."""
+    wanted = target.options.get("databases")
+    if wanted in (None, "", []):
+        return set()
+    if not isinstance(wanted, list) or not all(isinstance(n, str) and n for n in wanted):
+        raise ConfigurationError(
+            f"the instance option 'databases' must be a list of database names, got {wanted!r}; "
+            "fix it in the instance's options or remove it to read every database",
+            instance_name=target.name,
+        )
+    return set(wanted)
+
+
 def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
     """Read the catalogs; returns rows and the number of statements executed."""
     import psycopg
@@ -223,13 +238,15 @@ def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
             except psycopg.Error as exc:
                 raise _classify(exc, target, maintenance) from None
             statements += 1
-        wanted = target.options.get("databases")
+        wanted = _wanted_databases(target)
+        existing = {r[0] for r in databases}
         names = sorted({r[0] for r in databases if r[1] and not r[2]})
-        if isinstance(wanted, list) and wanted:
-            missing = sorted(set(wanted) - {r[0] for r in databases})
-            for name in missing:
+        if wanted:
+            for name in sorted(wanted - existing):
                 rows.unreadable[name] = "database does not exist"
-            names = [n for n in names if n in set(wanted)]
+            for name in sorted((wanted & existing) - set(names)):
+                rows.unreadable[name] = "database does not accept connections (datallowconn false or template)"
+            names = [n for n in names if n in wanted]
         for name in names:
             db_rows, count = _read_database(target, name, conn if name == maintenance else None)
             statements += count

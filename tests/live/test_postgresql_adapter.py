@@ -20,6 +20,7 @@ from psycopg import sql
 from accountsync.adapters.base import (
     AccountRecord,
     Catalog,
+    ConfigurationError,
     ConnectionFailed,
     ConnectionTarget,
     PermissionDenied,
@@ -27,7 +28,7 @@ from accountsync.adapters.base import (
     get_adapter,
     make_scope,
 )
-from accountsync.adapters.postgresql import PostgreSQLAdapter
+from accountsync.adapters.postgresql import DatabaseRows, PostgreSQLAdapter, ServerRows, build_catalog
 
 pytestmark = pytest.mark.live
 
@@ -366,3 +367,83 @@ def test_silent_listener_times_out_within_connect_timeout() -> None:
     assert accepted, "the adapter never reached the silent listener"
     assert 1.5 <= elapsed < 4.5
     assert "did not answer within 2s" in str(err.value)
+
+
+def test_documented_monitoring_role_reads_what_the_superuser_reads(scratch: Scratch, unique_prefix: str) -> None:
+    p = unique_prefix
+    mon = f"{p}_whalefall"
+    ident = sql.Identifier
+    scratch.roles.append(mon)
+    # The statements of docs/_monitoring/postgresql.md, with the role name made unique.
+    scratch.run(
+        sql.SQL(
+            "CREATE ROLE {} LOGIN PASSWORD 'long-random' NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            "NOINHERIT NOREPLICATION CONNECTION LIMIT 2"
+        ).format(ident(mon))
+    )
+    scratch.run(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(ident(mon)))
+    user = scratch.role(f"{p}_u", "LOGIN")
+    db = scratch.database(f"{p}_app")
+    scratch.run(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(ident(db)))
+    scratch.run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(ident(db), ident(mon)))
+    scratch.run("CREATE TABLE t (id int)", db=db)
+    scratch.run(sql.SQL("GRANT SELECT, UPDATE ON t TO {} WITH GRANT OPTION").format(ident(user)), db=db)
+
+    options = {"databases": [db, "postgres"]}
+    as_super = PostgreSQLAdapter().fetch(target(options=options))
+    as_mon = PostgreSQLAdapter().fetch(target(username=mon, password="long-random", options=options))
+
+    def mine(catalog: Catalog) -> dict[str, dict[str, Any]]:
+        out = {}
+        for acc in catalog.accounts:
+            if acc.identity.startswith(p):
+                snap = acc.snapshot()
+                snap["attributes"].pop("password_set", None)
+                snap["capabilities"] = [c for c in snap["capabilities"] if c != "NO_PASSWORD"]
+                out[acc.identity] = snap
+        return out
+
+    assert as_mon.unknown_scopes == []
+    assert sorted(as_mon.details["databases_read"]) == sorted([db, "postgres"])
+    assert mine(as_mon) == mine(as_super)
+    assert P(f"object:{db}.public.t", "UPDATE", True) in mine(as_mon)[user]["privileges"]
+    assert "password_set" not in account(as_mon, user).attributes
+    assert account(as_super, user).attributes["password_set"] is False
+
+
+def test_databases_option_missing_template_and_invalid(scratch: Scratch, unique_prefix: str) -> None:
+    missing = f"{unique_prefix}_absent"
+    catalog = PostgreSQLAdapter().fetch(target(options={"databases": ["template1", missing]}))
+    assert catalog.unknown_scopes == sorted([f"database:{missing}", "database:template1"])
+    assert catalog.details["databases_read"] == []
+    assert catalog.round_trips == 5
+    with pytest.raises(ConfigurationError) as err:
+        PostgreSQLAdapter().fetch(target(options={"databases": "postgres"}))
+    assert "must be a list of database names" in str(err.value)
+    assert err.value.instance_name == "live-postgres"
+
+
+def test_pg16_membership_options_and_newer_privileges_from_rows() -> None:
+    """PostgreSQL 16+/17 only (the live server is 15): rows shaped as those servers return them."""
+    role_row = (False, True, False, False, True, False, False, -1, None)
+    rows = ServerRows(
+        version="17.2 (Debian)",
+        version_num=170002,
+        roles=[(10, "app", *role_row), (11, "reader", *role_row), (12, "ops", *role_row)],
+        members=[(11, 10, False, False, True), (12, 10, True, True, False)],
+        databases=[("appdb", True, False, 10, "CONNECT", False, 12)],
+        per_database=[
+            DatabaseRows(name="appdb", relations=[("public", "t", 10, "MAINTAIN", False, 12)]),
+        ],
+        passwords={10: True, 11: False, 12: True},
+    )
+    catalog = build_catalog(rows)
+    assert catalog.server_version == "PostgreSQL 17.2"
+    snap = account(catalog, "app").snapshot()
+    assert snap["roles"] == [
+        {"role": "ops", "admin_option": True, "default": True},
+        {"role": "reader", "admin_option": False, "default": False},
+    ]
+    assert snap["privileges"] == [P("database:appdb", "CONNECT"), P("object:appdb.public.t", "MAINTAIN")]
+    assert snap["capabilities"] == ["GRANT_ADMIN"]
+    assert account(catalog, "reader").snapshot()["capabilities"] == ["NO_PASSWORD"]
