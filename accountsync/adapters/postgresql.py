@@ -5,7 +5,10 @@ object check). Here the catalogs are read whole: a fixed number of statements
 on the maintenance database, plus a fixed number per database read, whatever
 the number of roles or objects. ACLs are expanded on the server with
 `aclexplode(COALESCE(acl, acldefault(...)))`, so implicit owner and PUBLIC
-defaults appear exactly as PostgreSQL applies them.
+defaults appear exactly as PostgreSQL applies them. An owner's implicit
+rights (grant any privilege, ALTER, DROP) are not in any ACL, so ownership is
+recorded as the privilege OWNER (grantable) on the owned object's scope.
+Grants to PUBLIC belong to no account; they go to `details["public_grants"]`.
 
 `read_*` functions talk to the server; `build_catalog()` is a pure function
 from plain rows to a `Catalog`, so tests can feed it rows directly.
@@ -151,6 +154,12 @@ def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterE
         return PermissionDenied(
             f"authentication failed for {target.username!r} at {where} ({text}); "
             "check the credential's user name and password and pg_hba.conf",
+            instance_name=target.name,
+        )
+    if "no pg_hba.conf entry" in lowered or "rejects connection" in lowered:
+        return PermissionDenied(
+            f"pg_hba.conf at {where} rejects {target.username!r} for database {dbname!r} ({text}); "
+            "add a hostssl line for the monitoring role and the WhaleFall workers' addresses, then reload",
             instance_name=target.name,
         )
     if "permission denied for database" in lowered or "not permitted to log in" in lowered:
