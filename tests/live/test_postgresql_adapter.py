@@ -447,3 +447,20 @@ def test_pg16_membership_options_and_newer_privileges_from_rows() -> None:
     assert snap["privileges"] == [P("database:appdb", "CONNECT"), P("object:appdb.public.t", "MAINTAIN")]
     assert snap["capabilities"] == ["GRANT_ADMIN"]
     assert account(catalog, "reader").snapshot()["capabilities"] == ["NO_PASSWORD"]
+
+
+def test_slow_catalog_query_hits_statement_timeout(scratch: Scratch, unique_prefix: str) -> None:
+    db = scratch.database(f"{unique_prefix}_slow")
+    blocker = psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=db)
+    try:
+        blocker.execute("LOCK TABLE pg_catalog.pg_default_acl IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(TimeoutFailed) as err:
+            PostgreSQLAdapter().fetch(target(query_timeout=1.0, options={"databases": [db]}))
+        elapsed = time.monotonic() - started
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert 0.9 <= elapsed < 3.5
+    assert "exceeded the 1s query timeout" in str(err.value)
+    assert err.value.instance_name == "live-postgres"
