@@ -150,7 +150,7 @@ STORAGES = {
 # timeout < retry, so a task that is still running is never handed out twice.
 Q_BROKER_URL = env("Q_BROKER_URL", default="")
 Q_CLUSTER = {
-    "name": "whalefall",
+    "name": env("Q_CLUSTER_NAME", default="whalefall"),
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": env.int("Q_TIMEOUT", default=900),
     "retry": env.int("Q_RETRY", default=1200),
@@ -169,6 +169,9 @@ WHALEFALL_CONNECT_TIMEOUT = env.float("WHALEFALL_CONNECT_TIMEOUT", default=5.0)
 WHALEFALL_QUERY_TIMEOUT = env.float("WHALEFALL_QUERY_TIMEOUT", default=300.0)
 WHALEFALL_MAX_REMOVAL_RATIO = env.float("WHALEFALL_MAX_REMOVAL_RATIO", default=0.5)
 WHALEFALL_SYNC_CRON = env("WHALEFALL_SYNC_CRON", default="0 1 * * *")
+# A running record that has not beaten for this long is failed by the reaper
+# ("worker lost"). It must exceed the longest single phase of one sync.
+WHALEFALL_STALE_SECONDS = env.int("WHALEFALL_STALE_SECONDS", default=Q_CLUSTER["timeout"] + 60)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
