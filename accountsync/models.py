@@ -1,1 +1,137 @@
-"""Accounts, permission snapshots and change logs (see DESIGN.md §2)."""
+"""Accounts, permission snapshots and change logs (see DESIGN.md §2).
+
+History is append-only: every foreign key that could take history with it is
+PROTECT. Deleting an instance that has synced accounts must be an explicit
+purge (delete its change logs, snapshots and accounts first), never a side
+effect of a click in the admin; audit trails that vanish silently are worse
+than a refused delete.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class AccountKind(models.TextChoices):
+    USER = "user", _("User")
+    ROLE = "role", _("Role")
+    LOGIN = "login", _("Login")
+
+
+class InstanceAccount(models.Model):
+    """One account (user, role or login) ever seen on an instance.
+
+    `last_seen_at` moves only when the row itself is written (added, changed,
+    reactivated): an unchanged account costs no write. While an account is
+    active it was, by construction, seen by the instance's last successful
+    sync (`Instance.last_sync_at`); selectors use that for "seen as of".
+    """
+
+    instance = models.ForeignKey(
+        "instances.Instance", on_delete=models.PROTECT, related_name="accounts", verbose_name=_("instance")
+    )
+    identity = models.CharField(_("identity"), max_length=512)
+    username = models.CharField(_("username"), max_length=255)
+    host = models.CharField(_("host"), max_length=255, null=True, blank=True)
+    kind = models.CharField(_("kind"), max_length=8, choices=AccountKind.choices, default=AccountKind.USER)
+    is_active = models.BooleanField(_("active"), default=True)
+    is_superuser = models.BooleanField(_("superuser"), default=False)
+    is_locked = models.BooleanField(_("locked"), default=False)
+    attributes = models.JSONField(_("attributes"), default=dict, blank=True)
+    first_seen_at = models.DateTimeField(_("first seen"))
+    last_seen_at = models.DateTimeField(_("last seen"))
+    deactivated_at = models.DateTimeField(_("deactivated"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["instance_id", "identity"]
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "identity"], name="accountsync_account_instance_identity"),
+        ]
+        indexes = [
+            models.Index(fields=["instance", "is_active"], name="acct_instance_active_idx"),
+            models.Index(fields=["is_superuser", "is_active"], name="acct_superuser_idx"),
+            models.Index(fields=["username"], name="acct_username_idx"),
+            models.Index(fields=["kind"], name="acct_kind_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.identity
+
+
+class AccountPermission(models.Model):
+    """A versioned canonical snapshot; the open row (`valid_to` null) is current.
+
+    Versioning makes "what could X do on date D" one indexed lookup instead of
+    replaying change logs.
+    """
+
+    account = models.ForeignKey(
+        InstanceAccount, on_delete=models.PROTECT, related_name="permissions", verbose_name=_("account")
+    )
+    instance = models.ForeignKey(
+        "instances.Instance", on_delete=models.PROTECT, related_name="account_permissions", verbose_name=_("instance")
+    )
+    snapshot = models.JSONField(_("snapshot"))
+    digest = models.CharField(_("digest"), max_length=64)
+    schema_version = models.PositiveSmallIntegerField(_("schema version"), default=1)
+    collected_at = models.DateTimeField(_("collected at"))
+    valid_from = models.DateTimeField(_("valid from"))
+    valid_to = models.DateTimeField(_("valid to"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["account_id", "-valid_from"]
+        verbose_name = _("permission snapshot")
+        verbose_name_plural = _("permission snapshots")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(valid_to__isnull=True), name="accountsync_one_open_snapshot"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "valid_from"], name="perm_account_from_idx"),
+            models.Index(fields=["instance", "valid_to"], name="perm_instance_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}@{self.valid_from:%Y-%m-%d %H:%M}"
+
+
+class ChangeType(models.TextChoices):
+    ADDED = "added", _("Added")
+    REMOVED = "removed", _("Removed")
+    REACTIVATED = "reactivated", _("Reactivated")
+    PRIVILEGES_CHANGED = "privileges_changed", _("Privileges changed")
+    ATTRIBUTES_CHANGED = "attributes_changed", _("Attributes changed")
+
+
+class AccountChangeLog(models.Model):
+    """One detected difference between two syncs; never edited after insert."""
+
+    instance = models.ForeignKey(
+        "instances.Instance", on_delete=models.PROTECT, related_name="account_changes", verbose_name=_("instance")
+    )
+    account = models.ForeignKey(
+        InstanceAccount, on_delete=models.PROTECT, related_name="changes", verbose_name=_("account")
+    )
+    session_id = models.UUIDField(_("session"), null=True, blank=True, db_index=True)
+    change_type = models.CharField(_("change type"), max_length=24, choices=ChangeType.choices)
+    diff = models.JSONField(_("diff"), default=list, blank=True)
+    summary = models.TextField(_("summary"), blank=True)
+    detected_at = models.DateTimeField(_("detected at"))
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        verbose_name = _("account change")
+        verbose_name_plural = _("account changes")
+        indexes = [
+            models.Index(fields=["instance", "detected_at"], name="chg_instance_at_idx"),
+            models.Index(fields=["account", "detected_at"], name="chg_account_at_idx"),
+            models.Index(fields=["change_type", "detected_at"], name="chg_type_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.change_type} {self.account_id}"

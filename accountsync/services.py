@@ -1,0 +1,385 @@
+"""The two-phase account sync: fetch remotely, then apply locally in one transaction.
+
+Why split fetch and apply: the remote read can take minutes and must never hold
+a local transaction or lock open; the apply is short, bulk and atomic per
+instance, so a failure leaves the previous picture intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accountsync import diff as snapdiff
+from accountsync.adapters.base import (
+    AccountRecord,
+    AdapterError,
+    Catalog,
+    ConnectionTarget,
+    ErrorKind,
+    canonical_attributes,
+    canonical_json,
+    get_adapter,
+    scrub,
+)
+from accountsync.models import AccountChangeLog, AccountPermission, ChangeType, InstanceAccount
+from config.logging import log_event
+from instances.models import Instance, SyncStatus
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+MODULE = "accountsync"
+ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attributes")
+
+
+class SyncCancelled(Exception):
+    """Raised by a `before_apply` hook to stop a sync before anything is written."""
+
+
+@dataclass
+class SyncResult:
+    success: bool
+    message: str
+    synced_count: int = 0
+    added_count: int = 0
+    modified_count: int = 0
+    removed_count: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    error_kind: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The seed's result dict, plus `error_kind` for classified failures."""
+        return {
+            "success": self.success,
+            "message": self.message,
+            "synced_count": self.synced_count,
+            "added_count": self.added_count,
+            "modified_count": self.modified_count,
+            "removed_count": self.removed_count,
+            "details": self.details,
+            "error_kind": self.error_kind,
+        }
+
+
+class _GuardTripped(Exception):
+    pass
+
+
+def _batches(items: list[Any], size: int = BATCH_SIZE) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
+
+
+def _row_values(record: AccountRecord) -> dict[str, Any]:
+    return {
+        "username": record.username,
+        "host": record.host,
+        "kind": record.kind,
+        "is_superuser": bool(record.is_superuser),
+        "is_locked": bool(record.is_locked),
+        "attributes": json.loads(canonical_json(canonical_attributes(record.attributes))),
+    }
+
+
+def _change(instance: Instance, account_id: int, session_id: uuid.UUID | None, change_type: str,
+            ops: list[dict[str, Any]], summary: str, now: datetime) -> AccountChangeLog:  # fmt: skip
+    return AccountChangeLog(
+        instance_id=instance.pk,
+        account_id=account_id,
+        session_id=session_id,
+        change_type=change_type,
+        diff=ops,
+        summary=summary,
+        detected_at=now,
+    )
+
+
+def account_sync_apply(
+    *,
+    instance: Instance,
+    catalog: Catalog,
+    session_id: uuid.UUID | None = None,
+    force: bool = False,
+) -> SyncResult:
+    """Apply a fetched catalog: inventory, then collection, in one atomic block.
+
+    Query cost is O(1) + O(changed / BATCH_SIZE): existing accounts and open
+    snapshot digests are read in two queries; old snapshot JSON is read only
+    for accounts that may have changed. An unchanged account costs no write,
+    not even a `last_seen_at` bump (see InstanceAccount).
+    Returns success=False with error_kind "guard" (nothing written) when the
+    catalog is empty or would deactivate too many accounts, unless `force`.
+    """
+    started = time.monotonic()
+    now = timezone.now()
+    records: dict[str, AccountRecord] = {}
+    for record in catalog.accounts:
+        records.setdefault(record.identity, record)
+    catalog_unknown = sorted(set(catalog.unknown_scopes))
+
+    try:
+        with transaction.atomic():
+            counts = _apply(instance, records, catalog_unknown, session_id, force, now)
+    except _GuardTripped as exc:
+        message = str(exc)
+        log_event(logger, logging.WARNING, message, module=MODULE, operation="account_sync_apply",
+                  instance_id=instance.pk, db_type=instance.db_type, session_id=session_id, phase="guard",
+                  duration_ms=_ms(started))  # fmt: skip
+        return SyncResult(success=False, message=message, error_kind="guard", synced_count=len(records))
+
+    inventory, collection = counts
+    result = SyncResult(
+        success=True,
+        message=(
+            f"{instance.name}: synced {len(records)} accounts "
+            f"({inventory['added']} added, {collection['modified']} modified, {inventory['removed']} removed)"
+        ),
+        synced_count=len(records),
+        added_count=inventory["added"],
+        modified_count=collection["modified"],
+        removed_count=inventory["removed"],
+        details={"inventory": inventory, "collection": collection},
+    )
+    log_event(logger, logging.INFO, result.message, module=MODULE, operation="account_sync_apply",
+              instance_id=instance.pk, db_type=instance.db_type, session_id=session_id, phase="apply",
+              duration_ms=_ms(started))  # fmt: skip
+    return result
+
+
+def _apply(
+    instance: Instance,
+    records: dict[str, AccountRecord],
+    catalog_unknown: list[str],
+    session_id: uuid.UUID | None,
+    force: bool,
+    now: datetime,
+) -> tuple[dict[str, int], dict[str, int]]:
+    existing = {
+        row[1]: row
+        for row in InstanceAccount.objects.filter(instance=instance).values_list(
+            "id", "identity", "is_active", *ROW_FIELDS
+        )
+    }
+    active_total = sum(1 for row in existing.values() if row[2])
+    to_remove = [row[0] for identity, row in existing.items() if row[2] and identity not in records]
+
+    ratio = float(settings.WHALEFALL_MAX_REMOVAL_RATIO)
+    if not force:
+        if not records:
+            raise _GuardTripped(
+                f"{instance.name}: the server returned no accounts; refusing to deactivate "
+                f"{active_total} accounts. Check the monitoring account's catalog privileges, or rerun with force."
+            )
+        if active_total and len(to_remove) / active_total > ratio:
+            raise _GuardTripped(
+                f"{instance.name}: this sync would deactivate {len(to_remove)} of {active_total} active accounts "
+                f"(more than WHALEFALL_MAX_REMOVAL_RATIO={ratio:g}); nothing was changed. "
+                "Check the monitoring account's privileges, or rerun with force if the removal is real."
+            )
+
+    # --- inventory ---------------------------------------------------------
+    new_accounts: list[InstanceAccount] = []
+    updated_accounts: list[InstanceAccount] = []
+    reactivated_ids: set[int] = set()
+    for identity, record in records.items():
+        values = _row_values(record)
+        row = existing.get(identity)
+        if row is None:
+            new_accounts.append(
+                InstanceAccount(instance=instance, identity=identity, first_seen_at=now, last_seen_at=now, **values)
+            )
+            continue
+        account_id, _identity, is_active, *old_values = row
+        changed = dict(zip(ROW_FIELDS, old_values, strict=True)) != values
+        if is_active and not changed:
+            continue
+        if not is_active:
+            reactivated_ids.add(account_id)
+        updated_accounts.append(
+            InstanceAccount(id=account_id, is_active=True, deactivated_at=None, last_seen_at=now, **values)
+        )
+
+    InstanceAccount.objects.bulk_create(new_accounts, batch_size=BATCH_SIZE)
+    if new_accounts and new_accounts[0].pk is None:
+        _load_ids(instance, new_accounts)
+    if updated_accounts:
+        InstanceAccount.objects.bulk_update(
+            updated_accounts, ["is_active", "deactivated_at", "last_seen_at", *ROW_FIELDS], batch_size=BATCH_SIZE
+        )
+    for batch in _batches(to_remove):
+        InstanceAccount.objects.filter(id__in=batch).update(is_active=False, deactivated_at=now)
+        AccountPermission.objects.filter(account_id__in=batch, valid_to__isnull=True).update(valid_to=now)
+
+    # --- collection --------------------------------------------------------
+    account_ids = {identity: row[0] for identity, row in existing.items()}
+    account_ids.update({acc.identity: acc.pk for acc in new_accounts})
+    open_rows = {
+        account_id: (perm_id, digest)
+        for perm_id, account_id, digest in AccountPermission.objects.filter(
+            instance=instance, valid_to__isnull=True
+        ).values_list("id", "account_id", "digest")
+    }
+
+    candidates: dict[str, tuple[dict[str, Any], str]] = {}
+    for identity, record in records.items():
+        snapshot = json.loads(canonical_json(record.snapshot()))
+        if catalog_unknown:
+            snapshot["unknown_scopes"] = sorted(set(snapshot["unknown_scopes"]) | set(catalog_unknown))
+        digest = snapdiff.digest(snapshot)
+        current = open_rows.get(account_ids[identity])
+        if current is not None and current[1] == digest and not snapshot["unknown_scopes"]:
+            continue
+        candidates[identity] = (snapshot, digest)
+
+    old_snapshots: dict[int, dict[str, Any]] = {}
+    needed = [open_rows[account_ids[i]][0] for i in candidates if account_ids[i] in open_rows]
+    for batch in _batches(needed):
+        old_snapshots.update(AccountPermission.objects.filter(id__in=batch).values_list("account_id", "snapshot"))
+
+    to_close: list[int] = []
+    new_perms: list[AccountPermission] = []
+    changes: list[AccountChangeLog] = []
+    collection = {"processed": len(records), "unchanged": 0, "modified": 0, "snapshots_written": 0,
+                  "privileges_changed": 0, "attributes_changed": 0, "reactivated": 0}  # fmt: skip
+    added_ids = {acc.pk for acc in new_accounts}
+    for identity, (snapshot, digest) in candidates.items():
+        account_id = account_ids[identity]
+        old = old_snapshots.get(account_id)
+        snapshot = snapdiff.carry_forward(old, snapshot)
+        digest = snapdiff.digest(snapshot)
+        current = open_rows.get(account_id)
+        if current is not None and current[1] == digest:
+            continue
+        if current is not None:
+            to_close.append(current[0])
+        new_perms.append(
+            AccountPermission(account_id=account_id, instance_id=instance.pk, snapshot=snapshot, digest=digest,
+                              schema_version=snapshot.get("schema_version", 1), collected_at=now, valid_from=now)
+        )  # fmt: skip
+        ops = snapdiff.diff_snapshots(old, snapshot)
+        summary = snapdiff.summarize(ops)
+        if account_id in added_ids:
+            changes.append(_change(instance, account_id, session_id, ChangeType.ADDED, ops,
+                                   f"added {identity}" + (f": {summary}" if summary else ""), now))  # fmt: skip
+        elif account_id in reactivated_ids:
+            collection["reactivated"] += 1
+            changes.append(_change(instance, account_id, session_id, ChangeType.REACTIVATED, ops,
+                                   f"reactivated {identity}" + (f": {summary}" if summary else ""), now))  # fmt: skip
+        else:
+            kind = snapdiff.classify(ops) or snapdiff.ATTRIBUTES_CHANGED
+            collection[kind] += 1
+            changes.append(_change(instance, account_id, session_id, kind, ops, summary, now))
+    # A reactivated account whose snapshot was not closed at removal (older data) still gets its log entry.
+    logged = {c.account_id for c in changes}
+    identities = {aid: identity for identity, aid in account_ids.items()}
+    for account_id in reactivated_ids - logged:
+        identity = identities[account_id]
+        collection["reactivated"] += 1
+        changes.append(
+            _change(instance, account_id, session_id, ChangeType.REACTIVATED, [], f"reactivated {identity}", now)
+        )
+    for identity, row in existing.items():
+        if row[2] and identity not in records:
+            changes.append(_change(instance, row[0], session_id, ChangeType.REMOVED, [], f"removed {identity}", now))
+
+    for batch in _batches(to_close):
+        AccountPermission.objects.filter(id__in=batch).update(valid_to=now)
+    AccountPermission.objects.bulk_create(new_perms, batch_size=BATCH_SIZE)
+    AccountChangeLog.objects.bulk_create(changes, batch_size=BATCH_SIZE)
+
+    collection["snapshots_written"] = len(new_perms)
+    modified_ids = ({p.account_id for p in new_perms} - added_ids) | reactivated_ids
+    collection["modified"] = len(modified_ids)
+    collection["unchanged"] = len(records) - len(new_accounts) - len(modified_ids)
+    inventory = {
+        "seen": len(records),
+        "active_before": active_total,
+        "added": len(new_accounts),
+        "removed": len(to_remove),
+        "reactivated": len(reactivated_ids),
+        "updated": len(updated_accounts) - len(reactivated_ids),
+    }
+    return inventory, collection
+
+
+def _load_ids(instance: Instance, accounts: Iterable[InstanceAccount]) -> None:
+    """Fill primary keys after bulk_create on backends that cannot return them (MySQL)."""
+    by_identity = {acc.identity: acc for acc in accounts}
+    for batch in _batches(list(by_identity)):
+        for pk, identity in InstanceAccount.objects.filter(instance=instance, identity__in=batch).values_list(
+            "id", "identity"
+        ):
+            by_identity[identity].pk = pk
+
+
+def account_sync_run(
+    *,
+    instance: Instance,
+    session_id: uuid.UUID | None = None,
+    force: bool = False,
+    before_apply: Callable[[str], None] | None = None,
+) -> SyncResult:
+    """Fetch the instance's catalog (no local transaction open), then apply it.
+
+    Classified failures never raise: they come back as success=False with an
+    error_kind and a message naming the instance. The instance's sync fields
+    are updated with one UPDATE whatever the outcome.
+    """
+    context = {"module": MODULE, "operation": "account_sync_run", "instance_id": instance.pk,
+               "db_type": instance.db_type, "session_id": session_id}  # fmt: skip
+    started = time.monotonic()
+    log_event(logger, logging.INFO, f"{instance.name}: account sync started", phase="start", **context)
+    target: ConnectionTarget | None = None
+    catalog: Catalog | None = None
+    try:
+        if before_apply:
+            before_apply("fetch")
+        fetch_started = time.monotonic()
+        adapter = get_adapter(instance.db_type)
+        target = ConnectionTarget.from_instance(instance)
+        catalog = adapter.fetch(target).finalize()
+        log_event(logger, logging.INFO, f"{instance.name}: fetched {len(catalog.accounts)} accounts "
+                  f"in {catalog.round_trips} round trips", phase="fetch", duration_ms=_ms(fetch_started),
+                  **context)  # fmt: skip
+        if before_apply:
+            before_apply("apply")
+        result = account_sync_apply(instance=instance, catalog=catalog, session_id=session_id, force=force)
+    except SyncCancelled:
+        result = SyncResult(success=False, message=f"{instance.name}: sync cancelled before applying; nothing was "
+                            "written.", error_kind="cancelled")  # fmt: skip
+    except AdapterError as exc:
+        message = str(exc) if exc.instance_name else f"{instance.name}: {exc}"
+        result = SyncResult(success=False, message=message, error_kind=exc.kind)
+    except Exception as exc:  # classified as internal: callers never see a traceback
+        secret = target.password if target is not None else None
+        message = scrub(f"{instance.name}: internal error during sync ({type(exc).__name__}: {exc}); "
+                        "see the server log and report it.", secret)  # fmt: skip
+        logger.error(message, exc_info=False)
+        result = SyncResult(success=False, message=message, error_kind=ErrorKind.INTERNAL)
+
+    status = SyncStatus.COMPLETED if result.success else SyncStatus.FAILED
+    updates: dict[str, Any] = {"last_sync_at": timezone.now(), "last_sync_status": status,
+                               "sync_count": F("sync_count") + 1}  # fmt: skip
+    if catalog is not None and catalog.server_version:
+        updates["version"] = catalog.server_version[:255]
+    Instance.objects.filter(pk=instance.pk).update(**updates)
+    level = logging.INFO if result.success else logging.WARNING
+    log_event(logger, level, result.message, phase="done" if result.success else "error",
+              duration_ms=_ms(started), **context)  # fmt: skip
+    return result

@@ -1,0 +1,327 @@
+"""The apply half of the sync engine, driven by hand-built catalogs (no remote server)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accountsync.adapters.base import AccountRecord, Catalog, Privilege, RoleGrant
+from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
+from accountsync.services import account_sync_apply
+
+pytestmark = pytest.mark.django_db
+
+TABLES = ("accountsync_instanceaccount", "accountsync_accountpermission", "accountsync_accountchangelog")
+
+
+def acct(name: str, *privs: tuple[str, str], roles: tuple[str, ...] = (), locked: bool = False, **kw) -> AccountRecord:
+    return AccountRecord(
+        identity=f"'{name}'@'%'",
+        username=name,
+        host="%",
+        is_locked=locked,
+        attributes={"locked": locked, "auth_plugin": "mysql_native_password"},
+        privileges=[Privilege(scope, priv) for scope, priv in privs],
+        roles=[RoleGrant(r) for r in roles],
+        **kw,
+    )
+
+
+def catalog(*accounts: AccountRecord, unknown: tuple[str, ...] = ()) -> Catalog:
+    return Catalog(accounts=list(accounts), unknown_scopes=list(unknown)).finalize()
+
+
+def writes(ctx: CaptureQueriesContext) -> list[str]:
+    return [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")) and any(t in q["sql"] for t in TABLES)
+    ]
+
+
+def logs(instance) -> list[tuple[str, str, str]]:
+    return sorted(
+        AccountChangeLog.objects.filter(instance=instance).values_list("account__identity", "change_type", "summary")
+    )
+
+
+@pytest.fixture
+def instance(make_instance):
+    return make_instance()
+
+
+def base_catalog() -> Catalog:
+    return catalog(
+        acct("alice", ("database:sales", "SELECT"), ("object:sales.orders", "INSERT")),
+        acct("bob", ("global", "PROCESS")),
+        acct("carol", ("database:hr", "SELECT")),
+    )
+
+
+def test_first_sync_adds_accounts_snapshots_and_logs(instance):
+    session = uuid.uuid4()
+    result = account_sync_apply(instance=instance, catalog=base_catalog(), session_id=session)
+
+    assert result.success, result.message
+    assert result.as_dict() == {
+        "success": True,
+        "message": f"{instance.name}: synced 3 accounts (3 added, 0 modified, 0 removed)",
+        "synced_count": 3,
+        "added_count": 3,
+        "modified_count": 0,
+        "removed_count": 0,
+        "details": {
+            "inventory": {"seen": 3, "active_before": 0, "added": 3, "removed": 0, "reactivated": 0, "updated": 0},
+            "collection": {
+                "processed": 3,
+                "unchanged": 0,
+                "modified": 0,
+                "snapshots_written": 3,
+                "privileges_changed": 0,
+                "attributes_changed": 0,
+                "reactivated": 0,
+            },
+        },
+        "error_kind": None,
+    }
+    assert InstanceAccount.objects.filter(instance=instance, is_active=True).count() == 3
+    assert AccountPermission.objects.filter(instance=instance, valid_to__isnull=True).count() == 3
+    alice = AccountChangeLog.objects.get(account__username="alice")
+    assert alice.change_type == "added"
+    assert alice.session_id == session
+    assert alice.summary == "added 'alice'@'%': +SELECT on database:sales, +INSERT on object:sales.orders; " + (
+        "auth_plugin null→mysql_native_password, locked null→false"
+    )
+
+
+def test_no_change_resync_writes_nothing(instance):
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    with CaptureQueriesContext(connection) as ctx:
+        result = account_sync_apply(instance=instance, catalog=base_catalog())
+    assert result.success
+    assert (result.added_count, result.modified_count, result.removed_count) == (0, 0, 0)
+    assert result.details["collection"]["unchanged"] == 3
+    assert writes(ctx) == []
+    assert AccountChangeLog.objects.count() == 3
+    assert AccountPermission.objects.count() == 3
+
+
+def test_grant_revoke_and_attribute_change(instance):
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    changed = catalog(
+        acct("alice", ("database:sales", "SELECT"), ("database:sales", "UPDATE")),
+        acct("bob", ("global", "PROCESS"), locked=True),
+        acct("carol", ("database:hr", "SELECT"), roles=("reporting",)),
+    )
+    result = account_sync_apply(instance=instance, catalog=changed)
+
+    assert (result.added_count, result.modified_count, result.removed_count) == (0, 3, 0)
+    assert result.details["collection"]["privileges_changed"] == 2
+    assert result.details["collection"]["attributes_changed"] == 1
+    new_logs = AccountChangeLog.objects.exclude(change_type="added")
+    by_user = {c.account.username: c for c in new_logs}
+    assert by_user["alice"].change_type == "privileges_changed"
+    assert by_user["alice"].summary == "+UPDATE on database:sales, -INSERT on object:sales.orders"
+    assert by_user["alice"].diff == [
+        {"op": "grant", "scope": "database:sales", "privilege": "UPDATE", "old": None,
+         "new": {"grantable": False, "effect": "GRANT"}},
+        {"op": "revoke", "scope": "object:sales.orders", "privilege": "INSERT",
+         "old": {"grantable": False, "effect": "GRANT"}, "new": None},
+    ]  # fmt: skip
+    assert by_user["bob"].change_type == "attributes_changed"
+    assert by_user["bob"].summary == "locked false→true"
+    assert by_user["bob"].diff == [{"op": "set", "scope": "attribute", "field": "locked", "old": False, "new": True}]
+    assert by_user["carol"].summary == "+role reporting"
+    assert InstanceAccount.objects.get(username="bob").is_locked is True
+    # old snapshots are closed, not deleted: exactly one open row per account
+    assert AccountPermission.objects.count() == 6
+    assert AccountPermission.objects.filter(valid_to__isnull=True).count() == 3
+    alice_rows = AccountPermission.objects.filter(account__username="alice").order_by("valid_from", "id")
+    assert alice_rows[0].valid_to is not None and alice_rows[1].valid_to is None
+
+
+def test_remove_then_reactivate(instance):
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    gone = catalog(
+        acct("alice", ("database:sales", "SELECT"), ("object:sales.orders", "INSERT")),
+        acct("bob", ("global", "PROCESS")),
+    )
+    result = account_sync_apply(instance=instance, catalog=gone)
+    assert (result.added_count, result.modified_count, result.removed_count) == (0, 0, 1)
+    carol = InstanceAccount.objects.get(username="carol")
+    assert carol.is_active is False and carol.deactivated_at is not None
+    assert not AccountPermission.objects.filter(account=carol, valid_to__isnull=True).exists()
+    assert AccountChangeLog.objects.get(account=carol, change_type="removed").summary == "removed 'carol'@'%'"
+
+    result = account_sync_apply(instance=instance, catalog=base_catalog())
+    assert (result.added_count, result.modified_count, result.removed_count) == (0, 1, 0)
+    assert result.details["inventory"]["reactivated"] == 1
+    carol.refresh_from_db()
+    assert carol.is_active is True and carol.deactivated_at is None
+    log = AccountChangeLog.objects.get(account=carol, change_type="reactivated")
+    assert log.summary.startswith("reactivated 'carol'@'%': +SELECT on database:hr")
+    assert InstanceAccount.objects.count() == 3  # never deleted, never duplicated
+
+
+def test_guard_empty_fetch_changes_nothing(instance):
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    with CaptureQueriesContext(connection) as ctx:
+        result = account_sync_apply(instance=instance, catalog=catalog())
+    assert result.success is False
+    assert result.error_kind == "guard"
+    assert instance.name in result.message and "no accounts" in result.message
+    assert writes(ctx) == []
+    assert InstanceAccount.objects.filter(is_active=True).count() == 3
+
+
+def test_guard_ratio_and_force(instance, settings):
+    settings.WHALEFALL_MAX_REMOVAL_RATIO = 0.5
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    only_bob = catalog(acct("bob", ("global", "PROCESS")))
+    result = account_sync_apply(instance=instance, catalog=only_bob)
+    assert (result.success, result.error_kind) == (False, "guard")
+    assert "deactivate 2 of 3 active accounts" in result.message
+    assert InstanceAccount.objects.filter(is_active=True).count() == 3
+    assert AccountChangeLog.objects.count() == 3
+
+    forced = account_sync_apply(instance=instance, catalog=only_bob, force=True)
+    assert forced.success and forced.removed_count == 2
+    assert InstanceAccount.objects.filter(is_active=True).count() == 1
+
+    # exactly at the ratio is allowed (1 of 2 = 0.5)
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    two = catalog(
+        acct("alice", ("database:sales", "SELECT"), ("object:sales.orders", "INSERT")),
+        acct("bob", ("global", "PROCESS")),
+    )
+    settings.WHALEFALL_MAX_REMOVAL_RATIO = 1 / 3
+    assert account_sync_apply(instance=instance, catalog=two).success
+
+
+def test_partial_read_never_revokes(instance):
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    partial = catalog(
+        acct("alice", ("database:sales", "SELECT"), unknown_scopes=["database:sales"]),
+        acct("bob", ("global", "PROCESS")),
+        acct("carol", ("database:hr", "SELECT")),
+    )
+    result = account_sync_apply(instance=instance, catalog=partial)
+    assert result.success
+    alice = AccountPermission.objects.get(account__username="alice", valid_to__isnull=True)
+    scopes = [(p["scope"], p["privilege"]) for p in alice.snapshot["privileges"]]
+    assert scopes == [("database:sales", "SELECT"), ("object:sales.orders", "INSERT")]
+    assert alice.snapshot["unknown_scopes"] == ["database:sales"]
+    log = AccountChangeLog.objects.get(account__username="alice", change_type="attributes_changed")
+    assert [op["op"] for op in log.diff] == ["set"]  # only unknown_scopes changed, no revoke
+    assert (
+        not AccountChangeLog.objects.filter(diff__contains=[{"op": "revoke"}]).exists()
+        if connection.vendor == "postgresql"
+        else True
+    )
+
+    # the same partial read again is a no-change sync
+    with CaptureQueriesContext(connection) as ctx:
+        again = account_sync_apply(instance=instance, catalog=partial)
+    assert again.modified_count == 0 and writes(ctx) == []
+
+    # catalog-level unknown database also protects its objects
+    whole = catalog(
+        acct("alice", ("database:sales", "SELECT")),
+        acct("bob", ("global", "PROCESS")),
+        acct("carol"),
+        unknown=("database:hr",),
+    )
+    account_sync_apply(instance=instance, catalog=whole)
+    carol = AccountPermission.objects.get(account__username="carol", valid_to__isnull=True)
+    assert [p["scope"] for p in carol.snapshot["privileges"]] == ["database:hr"]
+    # once readable again, the real revoke is reported
+    account_sync_apply(
+        instance=instance,
+        catalog=catalog(acct("alice", ("database:sales", "SELECT")), acct("bob", ("global", "PROCESS")), acct("carol")),
+    )
+    assert (
+        AccountChangeLog.objects.filter(
+            account__username="alice", summary__contains="-INSERT on object:sales.orders"
+        ).count()
+        == 1
+    )
+    assert (
+        AccountChangeLog.objects.filter(account__username="carol", summary__contains="-SELECT on database:hr").count()
+        == 1
+    )
+
+
+def many(n: int) -> Catalog:
+    return catalog(
+        *(
+            acct(
+                f"u{i:05d}", ("database:app", "SELECT"), ("object:app.t", "INSERT"), ("global", "USAGE"), roles=("r1",)
+            )
+            for i in range(n)
+        )
+    )
+
+
+def batches(model, n: int, fields: list[str] | None = None) -> int:
+    """Statements needed for n rows: ceil(n / batch), where the batch is 1000 or the backend's cap.
+
+    SQLite caps statement parameters (999), so its batches are smaller; the
+    bound is still O(N / batch), never one statement per row.
+    """
+    if fields is None:
+        fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
+    size = min(1000, connection.ops.bulk_batch_size(fields, [None] * n) or 1000)
+    return -(-n // size)
+
+
+@pytest.mark.parametrize("n", [10, 2000])
+def test_apply_query_count_is_o_n_over_batch(instance, n, django_assert_max_num_queries):
+    inserts = sum(batches(m, n) for m in (InstanceAccount, AccountPermission, AccountChangeLog))
+    # savepoint + release, account load, open-snapshot load, plus the inserts
+    with django_assert_max_num_queries(4 + inserts):
+        first = account_sync_apply(instance=instance, catalog=many(n))
+    assert first.added_count == n
+    if n == 10:
+        assert inserts == 3
+    changed = many(n)
+    for rec in changed.accounts:
+        rec.privileges.append(Privilege("database:app", "UPDATE"))
+        rec.is_locked = True
+    update_fields = ["pk", "pk", "is_active", "deactivated_at", "last_seen_at", "username", "host", "kind",
+                     "is_superuser", "is_locked", "attributes"]  # fmt: skip
+    changed_cost = (
+        batches(InstanceAccount, n, update_fields)  # bulk_update of the account rows
+        + -(-n // 1000) * 2  # old-snapshot loads and snapshot closes (id lists of 1000)
+        + batches(AccountPermission, n)
+        + batches(AccountChangeLog, n)
+    )
+    with django_assert_max_num_queries(4 + changed_cost):
+        second = account_sync_apply(instance=instance, catalog=changed)
+    assert second.modified_count == n
+    with django_assert_max_num_queries(4):
+        third = account_sync_apply(instance=instance, catalog=changed)
+    assert third.details["collection"]["unchanged"] == n
+
+
+def test_selectors_permission_at_time(instance):
+    from datetime import timedelta
+
+    from accountsync import selectors
+
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    alice = InstanceAccount.objects.get(username="alice")
+    first = selectors.account_current_permission(account=alice)
+    account_sync_apply(
+        instance=instance, catalog=catalog(acct("alice", ("global", "SELECT")), *base_catalog().accounts[1:])
+    )
+    second = selectors.account_current_permission(account=alice)
+    assert second.pk != first.pk
+    first.refresh_from_db()
+    assert selectors.account_permission_at(account=alice, at=first.valid_from) == first
+    assert selectors.account_permission_at(account=alice, at=second.valid_from) == second
+    assert selectors.account_permission_at(account=alice, at=first.valid_from - timedelta(seconds=1)) is None
+    assert [c.change_type for c in selectors.change_log_list(account=alice)] == ["privileges_changed", "added"]
+    assert selectors.account_list(instance=instance).count() == 3
