@@ -1,0 +1,126 @@
+"""``manage.py sync_accounts``: sync account permissions of one, several or all instances now.
+
+Exit codes are part of the interface so cron and CI can act on them: 0 every instance
+synced, 1 at least one failed (details printed), 2 bad usage (nothing ran).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from instances.models import Instance
+from sync.models import SyncInstanceRecord, SyncTypeChoices
+from sync.services import SyncRequestError, sync_accounts, sync_session_run, sync_session_start
+
+
+def _usage(message: str) -> CommandError:
+    return CommandError(message, returncode=2)
+
+
+class Command(BaseCommand):
+    help = (
+        "Sync accounts and permissions now. One --instance runs as manual_single (no session); "
+        "several instances or --all run as one manual_batch session (needs --user). --type overrides."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--instance", action="append", default=[], metavar="NAME|ID", help="repeatable")
+        parser.add_argument("--all", action="store_true", help="every active instance")
+        parser.add_argument("--type", dest="sync_type", help=f"one of {', '.join(SyncTypeChoices.values)}")
+        parser.add_argument("--user", help="username recorded as the session's creator (manual_batch/manual_task)")
+        parser.add_argument("--force", action="store_true", help="override the mass-removal guard")
+        parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        instances = self._select(opts["instance"], opts["all"])
+        sync_type = opts["sync_type"] or (
+            SyncTypeChoices.MANUAL_SINGLE if len(instances) == 1 and not opts["all"] else SyncTypeChoices.MANUAL_BATCH
+        )
+        if sync_type not in SyncTypeChoices.values:
+            raise _usage(f"unknown --type {sync_type!r}; use one of {', '.join(SyncTypeChoices.values)}.")
+        user = self._user(opts["user"]) if opts["user"] else None
+        self._tty = not opts["json"] and self.stdout.isatty()
+        if sync_type == SyncTypeChoices.MANUAL_SINGLE:
+            report = self._run_single(instances, opts["force"], opts["json"])
+        else:
+            try:
+                session = sync_session_start(instances=instances, sync_type=sync_type, created_by=user)
+            except SyncRequestError as exc:
+                raise _usage(f"{exc} (command line: --user USERNAME, or --type scheduled_task)") from exc
+            report = sync_session_run(
+                session=session, force=opts["force"], progress=None if opts["json"] else self._progress
+            )
+        report["sync_type"] = sync_type
+        failed = sum(1 for r in report["results"] if not r["success"])
+        if opts["json"]:
+            self.stdout.write(json.dumps(report, default=str, indent=2))
+        else:
+            where = f" in session {report['session_id']}" if report.get("session_id") else ""
+            self.stdout.write(f"{len(report['results']) - failed} ok, {failed} failed{where}")
+        if failed:
+            sys.exit(1)
+
+    def _select(self, names: list[str], all_active: bool) -> list[Instance]:
+        if all_active and names:
+            raise _usage("use either --instance or --all, not both.")
+        if all_active:
+            instances = list(Instance.objects.filter(is_active=True).order_by("name"))
+            if not instances:
+                raise _usage("--all selected nothing: there is no active instance.")
+            return instances
+        if not names:
+            raise _usage("nothing to sync: pass --instance NAME|ID (repeatable) or --all.")
+        selected: dict[int, Instance] = {}
+        for value in names:
+            found = Instance.objects.filter(name=value).first()
+            if found is None and value.isdigit():
+                found = Instance.objects.filter(pk=int(value)).first()
+            if found is None:
+                raise _usage(
+                    f"unknown instance {value!r}: give an instance name or id (see the admin's instance list)."
+                )
+            selected.setdefault(found.pk, found)
+        return list(selected.values())
+
+    def _user(self, username: str) -> Any:
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise _usage(f"unknown --user {username!r}: give an existing username.")
+        return user
+
+    def _run_single(self, instances: list[Instance], force: bool, as_json: bool) -> dict[str, Any]:
+        results = []
+        for index, instance in enumerate(instances, start=1):
+            if not as_json:
+                self._line(index, len(instances), instance.name, None)
+            result = sync_accounts(instance=instance, sync_type=SyncTypeChoices.MANUAL_SINGLE, force=force)
+            result.update(instance=instance.name, instance_id=instance.pk)
+            results.append(result)
+            if not as_json:
+                self._line(index, len(instances), instance.name, result)
+        status = "completed" if all(r["success"] for r in results) else "failed"
+        return {"session_id": None, "status": status, "results": results}
+
+    def _progress(self, index: int, total: int, record: SyncInstanceRecord, result: dict[str, Any] | None) -> None:
+        self._line(index, total, record.instance_name, result)
+
+    def _line(self, index: int, total: int, name: str, result: dict[str, Any] | None) -> None:
+        prefix = f"[{index}/{total}] {name}"
+        if result is None:
+            if self._tty:
+                self.stdout.write(f"{prefix} ...", ending="")
+                self.stdout.flush()
+            return
+        if result["success"]:
+            text = self.style.SUCCESS(
+                f"{prefix} ok: {result['synced_count']} accounts, +{result['added_count']} "
+                f"~{result['modified_count']} -{result['removed_count']}"
+            )
+        else:
+            text = self.style.ERROR(f"{prefix} FAILED ({result.get('error_kind')}): {result['message']}")
+        self.stdout.write(("\r" if self._tty else "") + text)
