@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from accountsync.adapters.base import snapshot_digest
+from accountsync.adapters.base import INHERITABLE_CAPABILITIES, snapshot_digest
 
 PRIVILEGES_CHANGED = "privileges_changed"
 ATTRIBUTES_CHANGED = "attributes_changed"
@@ -162,11 +162,24 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict
     return ops
 
 
+def _is_privilege(op: dict[str, Any]) -> bool:
+    """Grants, roles and capabilities that flow through roles are privileges.
+
+    Capabilities that describe the account itself (LOCKED, EXPIRED,
+    WILDCARD_HOST, ...) mirror attributes, so they count as attribute changes.
+    """
+    if op["scope"] == ATTRIBUTE_SCOPE:
+        return False
+    if op["scope"] == CAPABILITY_SCOPE:
+        return op["field"] in INHERITABLE_CAPABILITIES
+    return True
+
+
 def classify(ops: list[dict[str, Any]]) -> str | None:
-    """`privileges_changed` if any grant, role or capability moved, else `attributes_changed`."""
+    """`privileges_changed` if any grant, role or privilege-like capability moved, else `attributes_changed`."""
     if not ops:
         return None
-    if any(op["scope"] != ATTRIBUTE_SCOPE for op in ops):
+    if any(_is_privilege(op) for op in ops):
         return PRIVILEGES_CHANGED
     return ATTRIBUTES_CHANGED
 
@@ -210,8 +223,8 @@ def summarize(ops: list[dict[str, Any]]) -> str:
     the full detail is in the structured diff.
     """
     shown = ops[:SUMMARY_MAX_ITEMS]
-    privs = [_describe(op) for op in shown if op["scope"] != ATTRIBUTE_SCOPE]
-    attrs = [_describe(op) for op in shown if op["scope"] == ATTRIBUTE_SCOPE]
+    privs = [_describe(op) for op in shown if _is_privilege(op)]
+    attrs = [_describe(op) for op in shown if not _is_privilege(op)]
     line = "; ".join(part for part in (", ".join(privs), ", ".join(attrs)) if part)
     if len(ops) > SUMMARY_MAX_ITEMS:
         line += f" (+{len(ops) - SUMMARY_MAX_ITEMS} more)"

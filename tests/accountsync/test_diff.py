@@ -96,3 +96,9 @@ def test_carry_forward_roles_when_memberships_unreadable():
     old = snap(roles=("reporting",))
     merged = carry_forward(old, snap(unknown=("role",)))
     assert [r["role"] for r in merged["roles"]] == ["reporting"]
+
+
+def test_account_state_capabilities_are_attribute_changes():
+    ops = diff_snapshots(snap(attrs={"locked": False}), snap(attrs={"locked": True}, caps=("LOCKED",)))
+    assert classify(ops) == "attributes_changed"
+    assert summarize(ops) == "+LOCKED, locked false→true"
