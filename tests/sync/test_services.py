@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from accountsync.models import InstanceAccount
 from sync.models import (
     SyncInstanceRecord,
     SyncSession,
@@ -242,12 +243,25 @@ def test_live_batch_success_and_failure(dead_instance, alice, live_mariadb_insta
     assert record.status == R.COMPLETED
     assert (record.items_synced, record.items_created) == (ok["synced_count"], ok["added_count"])
     assert set(record.details) >= {"inventory", "collection"}
+    active = InstanceAccount.objects.filter(instance=live_mariadb_instance, is_active=True).count()
+    assert record.items_synced == active
     assert record.heartbeat_at is not None and record.heartbeat_at >= record.started_at
 
 
 @pytest.mark.live
-def test_live_single_session_completes(live_mariadb_instance):
-    result = sync_accounts(instance=live_mariadb_instance, sync_type=T.SCHEDULED_TASK)
-    assert result["success"] is True, result["message"]
-    session = SyncSession.objects.get()
-    assert _counts(session) == (S.COMPLETED, 1, 1, 0)
+def test_live_scheduled_session_then_sessionless_resync(live_mariadb_instance, mariadb_admin, unique_prefix):
+    user = f"{unique_prefix}_s"
+    cur = mariadb_admin.cursor()
+    cur.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY 'Pw-123456'")
+    try:
+        cur.execute(f"GRANT SELECT ON mysql.* TO '{user}'@'localhost'")
+        result = sync_accounts(instance=live_mariadb_instance, sync_type=T.SCHEDULED_TASK)
+        assert result["success"] is True, result["message"]
+        assert InstanceAccount.objects.filter(instance=live_mariadb_instance, username=user, is_active=True).exists()
+        session = SyncSession.objects.get()
+        assert _counts(session) == (S.COMPLETED, 1, 1, 0)
+        again = sync_accounts(instance=live_mariadb_instance, sync_type=T.MANUAL_SINGLE)
+        assert (again["success"], again["session_id"]) == (True, None), again["message"]
+        assert SyncSession.objects.count() == 1
+    finally:
+        cur.execute(f"DROP USER IF EXISTS '{user}'@'localhost'")
