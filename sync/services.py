@@ -108,6 +108,14 @@ def sync_accounts(
                 "configuration",
                 session_id=str(session_id),
             )
+        if session.status != SyncSessionStatusChoices.RUNNING:
+            return _failure(
+                instance.name,
+                f"Cannot sync instance {instance.name} in sync session {session_id}: the session is already "
+                f"{session.status}; start a new session.",
+                "cancelled" if session.status == SyncSessionStatusChoices.CANCELLED else "configuration",
+                session_id=str(session.session_id),
+            )
     else:
         session = _session_create(instances=[instance], sync_type=sync_type, created_by=created_by)
     record, _ = SyncInstanceRecord.objects.get_or_create(

@@ -102,6 +102,17 @@ def test_reused_session_adds_record_for_new_instance(dead_instance):
     assert SyncInstanceRecord.objects.get(session=session, instance=other).status == R.FAILED
 
 
+@pytest.mark.parametrize(("status", "kind"), [(S.COMPLETED, "configuration"), (S.CANCELLED, "cancelled")])
+def test_finished_session_is_not_reused(dead_instance, status, kind):
+    first, late = dead_instance("a"), dead_instance("b")
+    session = sync_session_start(instances=[first], sync_type=T.SCHEDULED_TASK, created_by=None)
+    SyncSession.objects.filter(pk=session.pk).update(status=status)
+    result = sync_accounts(instance=late, sync_type=T.SCHEDULED_TASK, session_id=session.session_id)
+    assert (result["success"], result["error_kind"]) == (False, kind)
+    assert f"already {status}" in result["message"] and "b" in result["message"]
+    assert list(session.records.values_list("instance_name", flat=True)) == ["a"]
+
+
 def test_unknown_session_id_is_a_classified_error(dead_instance):
     missing = uuid.uuid4()
     inst = dead_instance()
@@ -202,15 +213,20 @@ def test_cancel_between_records_keeps_session_cancelled(dead_instance):
     assert statuses == {"a": R.FAILED, "b": R.CANCELLED}
 
 
-def test_cancelled_session_stops_a_started_record_before_fetch(dead_instance):
-    """The before_apply hook sees the cancelled session and the engine stops (error_kind cancelled)."""
+def test_cancel_racing_a_starting_record_stops_it_before_fetch(dead_instance):
+    """A cancel that lands after the worker picked the record is seen by the before_apply hook."""
     inst = dead_instance()
     session = sync_session_start(instances=[inst], sync_type=T.SCHEDULED_TASK, created_by=None)
-    assert session.mark_cancelled()  # session only: the record is still pending
-    result = sync_accounts(instance=inst, sync_type=T.SCHEDULED_TASK, session_id=session.session_id)
-    assert result["success"] is False and result["error_kind"] == "cancelled"
+
+    def cancel_session_only(index, total, record, result):
+        if result is None:
+            assert SyncSession.objects.get(pk=session.pk).mark_cancelled()
+
+    report = sync_session_run(session=session, progress=cancel_session_only)
+    assert report["results"][0]["error_kind"] == "cancelled"
+    assert inst.name in report["results"][0]["message"]
     record = SyncInstanceRecord.objects.get()
-    assert (record.status, record.error_kind) == (R.FAILED, "cancelled")
+    assert (record.status, record.error_kind, record.attempt) == (R.FAILED, "cancelled", 1)
     assert _db_status_session(session) == S.CANCELLED
 
 
