@@ -49,7 +49,10 @@ gives the same answer. The removed names are listed in
 ``Catalog.details["excluded_oracle_maintained"]``.
 
 Grants to PUBLIC belong to every account; they are not an account, so they go
-to ``Catalog.details["public_grants"]`` (privileges and roles, canonical form).
+to ``Catalog.details["public_grants"]`` (privileges and roles, canonical form)
+once, instead of into every snapshot. What they make possible does reach every
+user: the inheritable capabilities PUBLIC holds (e.g. after ``GRANT DBA TO
+PUBLIC``) are added to every user's capabilities.
 """
 
 from __future__ import annotations
@@ -275,9 +278,18 @@ def build_catalog(rows: OracleRows, *, include_oracle_maintained: bool = False) 
         else:
             unknown_grantees.add(grantee)
 
-    for acc in accounts.values():
+    public = AccountRecord(identity="PUBLIC", username="PUBLIC", kind="public", privileges=public_privs)
+    public.roles = public_roles
+    for acc in [*accounts.values(), public]:
         acc.capabilities = _capabilities(acc)
-    full = Catalog(accounts=list(accounts.values()), server_version=parse_version(rows.version)).finalize()
+    full = Catalog(accounts=[*accounts.values(), public], server_version=parse_version(rows.version)).finalize()
+    full.accounts.remove(public)
+    public_caps = public.effective_capabilities & INHERITABLE_CAPABILITIES
+    for acc in full.accounts:
+        if acc.kind == "user" and public_caps - acc.effective_capabilities:
+            # every user holds what PUBLIC holds
+            acc.capabilities |= public_caps
+            acc.effective_capabilities |= public_caps
 
     if include_oracle_maintained:
         kept, excluded = full.accounts, []
@@ -297,6 +309,7 @@ def build_catalog(rows: OracleRows, *, include_oracle_maintained: bool = False) 
             (p.as_dict() for p in set(public_privs)), key=lambda d: (d["scope"], d["privilege"], d["grantable"])
         ),
         "roles": sorted((r.as_dict() for r in set(public_roles)), key=lambda d: d["role"]),
+        "capabilities": sorted(public_caps),
     }
     if unknown_grantees:
         catalog.details["unknown_grantees"] = sorted(unknown_grantees)

@@ -223,6 +223,7 @@ def test_fetch_reads_each_view_once_and_builds_exact_snapshots(recorded) -> None
     assert catalog.details["public_grants"] == {
         "privileges": [grant("object:SYS.DBMS_OUTPUT", "EXECUTE")],
         "roles": [role("APP_READ")],
+        "capabilities": [],
     }
 
     # DBA is Oracle-maintained and left out, yet still shows and still makes a superuser.
@@ -298,6 +299,23 @@ def test_ungranted_maintained_role_does_not_leak_capabilities(recorded) -> None:
     snaps = snapshots(OracleAdapter().fetch(target()))
     assert snaps["JR_DBA"]["capabilities"] == []
     assert snaps["JR_DBA"]["roles"] == []
+
+
+def test_capabilities_granted_to_public_reach_every_user(recorded) -> None:
+    recorded["views"]["DBA_ROLE_PRIVS"]["rows"].append(["PUBLIC", "DBA", "NO", "NO", "YES", "NO", "NO"])
+    catalog = OracleAdapter().fetch(target())
+    assert catalog.details["public_grants"]["capabilities"] == ["CREATE_USER", "GRANT_ADMIN", "SUPERUSER"]
+    users = [a for a in catalog.accounts if a.kind == "user"]
+    assert len(users) == 10 and all(a.is_superuser for a in users)
+    assert snapshots(catalog)["OLD_USER"]["capabilities"] == [
+        "CREATE_USER",
+        "EXPIRED",
+        "GRANT_ADMIN",
+        "LOCKED",
+        "SUPERUSER",
+    ]
+    assert not any(a.is_superuser for a in catalog.accounts if a.kind == "role")
+    assert snapshots(catalog.finalize()) == snapshots(catalog)
 
 
 @pytest.mark.parametrize(
