@@ -8,6 +8,7 @@ Production (`DJANGO_ENV=production`) refuses to start without real keys.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -115,7 +116,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 30,
         }
     )
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_whalefall.sqlite3")}
+    # A file (not :memory:) so a qcluster started by the tests sees the same data;
+    # per process, so parallel test runs never share one.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_whalefall_{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

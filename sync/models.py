@@ -253,3 +253,6 @@ class SyncInstanceRecord(models.Model):
         if done:
             self.heartbeat_at = now
         return done
+
+
+from sync.leases import InstanceLease  # noqa: E402, F401  (registered with the sync app)

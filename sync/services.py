@@ -12,13 +12,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accountsync.services import SyncCancelled, account_sync_run
 from instances.models import Instance
+from sync.leases import lease_acquire, lease_release, lease_release_for_session
 from sync.models import (
     SESSION_SYNC_TYPES,
     SyncInstanceRecord,
@@ -94,7 +97,14 @@ def sync_accounts(
         )
         sync_type = SyncTypeChoices.MANUAL_SINGLE
     if sync_type == SyncTypeChoices.MANUAL_SINGLE:
-        result = _engine_run(instance=instance, sync_type=sync_type, session_id=None, force=force)
+        holder = f"single:{uuid.uuid4().hex}"
+        lease = lease_acquire(instance_id=instance.pk, holder=holder)
+        if not lease.acquired:
+            return _failure(instance.name, _busy_message(instance.name, lease.session_id), "conflict", session_id=None)
+        try:
+            result = _engine_run(instance=instance, sync_type=sync_type, session_id=None, force=force)
+        finally:
+            lease_release(instance_id=instance.pk, holder=holder)
         result["session_id"] = None
         return result
 
@@ -179,6 +189,30 @@ def _record_run(*, session: SyncSession, record: SyncInstanceRecord, force: bool
             session_id=sid,
         )
 
+    holder = f"record:{record.pk}"
+    lease = lease_acquire(instance_id=instance.pk, holder=holder, session_id=sid)
+    if not lease.acquired:
+        message = _busy_message(instance.name, lease.session_id)
+        record.mark_failed(error_kind="conflict", error_message=message)
+        session.finalize()
+        return _failure(instance.name, message, "conflict", session_id=sid, record_id=record.pk)
+    try:
+        return _record_run_leased(session=session, record=record, instance=instance, force=force)
+    finally:
+        lease_release(instance_id=instance.pk, holder=holder)
+
+
+def _busy_message(instance_name: str, session_id: str | None) -> str:
+    by = f"session {session_id}" if session_id else "a manual single-instance sync"
+    return f"Instance {instance_name} is already being synced by {by}; try again when it has finished."
+
+
+def _record_run_leased(
+    *, session: SyncSession, record: SyncInstanceRecord, instance: Instance, force: bool
+) -> dict[str, Any]:
+    """The body of a record run, once this worker holds the instance's lease."""
+    sid = str(session.session_id)
+
     def before_apply(phase: str) -> None:
         # One UPDATE is both heartbeat and cancel check: it only matches while the record
         # runs and its session is still running.
@@ -255,13 +289,121 @@ def _session_create(
     return session
 
 
-def sync_session_start(*, instances: Iterable[Instance], sync_type: str, created_by: Any) -> SyncSession:
-    """Create a session and one pending record per instance, atomically.
+def sync_session_start(
+    *, instances: Iterable[Instance], sync_type: str, created_by: Any, enqueue: bool = True, force: bool = False
+) -> SyncSession:
+    """Create a session and one pending record per instance, atomically, then hand them to workers.
 
-    Nothing runs yet: ``sync_session_run`` runs it in-process; the django-q2 issue adds a
-    ``transaction.on_commit`` enqueue of one task per record here.
+    With ``enqueue`` (the default) one django-q2 task per record is queued once the
+    transaction commits (``group`` = the session id), so workers never see a record that
+    does not exist yet and a rolled-back start queues nothing. ``enqueue=False`` leaves
+    the records for ``sync_session_run`` in this process.
     """
-    return _session_create(instances=instances, sync_type=sync_type, created_by=created_by)
+    session = _session_create(instances=instances, sync_type=sync_type, created_by=created_by)
+    if enqueue:
+        _enqueue_records(session, force=force)
+    return session
+
+
+def _enqueue_records(session: SyncSession, *, force: bool = False) -> None:
+    from django_q.tasks import async_task
+
+    record_ids = list(
+        session.records.filter(status=SyncRecordStatusChoices.PENDING).order_by("pk").values_list("pk", "instance_name")
+    )
+    group = str(session.session_id)
+
+    def enqueue() -> None:
+        for record_id, name in record_ids:
+            async_task(
+                "sync.tasks.run_sync_record", record_id, force, group=group, task_name=f"sync {name} [{group[:8]}]"
+            )
+
+    transaction.on_commit(enqueue)
+
+
+def sync_record_execute(*, record_id: int, force: bool = False) -> dict[str, Any]:
+    """Run one record for a worker; a record that is no longer pending is left alone.
+
+    django-q2 delivers at least once, so the same task can arrive twice: the second
+    delivery finds the record running or terminal and reports that instead of syncing.
+    """
+    record = SyncInstanceRecord.objects.select_related("session", "instance").filter(pk=record_id).first()
+    if record is None:
+        return _failure(
+            "?", f"sync record {record_id} does not exist (deleted session?); nothing to do.", "configuration"
+        )
+    if record.status != SyncRecordStatusChoices.PENDING:
+        return {
+            **_failure(
+                record.instance_name,
+                f"record {record_id} of {record.instance_name} is already {record.status}; nothing to do.",
+                "duplicate",
+            ),
+            "success": record.status == SyncRecordStatusChoices.COMPLETED,
+            "duplicate": True,
+            "session_id": str(record.session.session_id),
+        }
+    return _record_run(session=record.session, record=record, force=force)
+
+
+def sync_scheduled_start() -> SyncSession | None:
+    """Start the daily ``scheduled_task`` session over every active instance (None if there is none)."""
+    instances = list(Instance.objects.filter(is_active=True).order_by("name"))
+    if not instances:
+        logger.info(
+            "scheduled sync skipped: no active instance", extra={"wf": {"module": "sync", "operation": "scheduled"}}
+        )
+        return None
+    return sync_session_start(instances=instances, sync_type=SyncTypeChoices.SCHEDULED_TASK, created_by=None)
+
+
+def sync_reap(*, stale_after: int | None = None) -> int:
+    """Fail running records whose worker stopped beating; release their leases; finalize sessions.
+
+    A record beats when it starts and between phases, so one that has been silent for
+    longer than the longest phase lost its worker (killed, crashed, host gone). Each is
+    failed with one conditional UPDATE, so a record that finishes meanwhile is left alone.
+    """
+    limit = stale_after if stale_after is not None else settings.WHALEFALL_STALE_SECONDS
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=limit)
+    stale = list(
+        SyncInstanceRecord.objects.filter(
+            status=SyncRecordStatusChoices.RUNNING, heartbeat_at__lt=cutoff
+        ).select_related("session")
+    )
+    reaped = 0
+    for record in stale:
+        silent = int((now - record.heartbeat_at).total_seconds())
+        if record.mark_failed(
+            error_kind="timeout",
+            error_message=f"worker lost: no heartbeat from the sync of {record.instance_name} for {silent}s "
+            f"(limit {limit}s); the worker was killed or crashed. Retry failed to sync it again.",
+        ):
+            reaped += 1
+            if record.instance_id:
+                lease_release(instance_id=record.instance_id, holder=f"record:{record.pk}")
+            logger.warning(
+                "reaped stale record %s of %s",
+                record.pk,
+                record.instance_name,
+                extra={
+                    "wf": {
+                        "module": "sync",
+                        "operation": "reap",
+                        "instance_id": record.instance_id,
+                        "session_id": str(record.session.session_id),
+                        "phase": "reap",
+                    }
+                },
+            )
+        record.session.finalize()
+    # sessions whose records all ended but that were never finalized (a worker died between the two)
+    for session in SyncSession.objects.filter(status=SyncSessionStatusChoices.RUNNING, updated_at__lt=cutoff):
+        if session.finalize():
+            lease_release_for_session(session_id=str(session.session_id))
+    return reaped
 
 
 def sync_session_run(*, session: SyncSession, force: bool = False, progress: Progress | None = None) -> dict[str, Any]:
@@ -308,7 +450,7 @@ def sync_session_cancel(*, session: SyncSession) -> bool:
     return True
 
 
-def sync_session_retry_failed(*, session: SyncSession, created_by: Any) -> SyncSession:
+def sync_session_retry_failed(*, session: SyncSession, created_by: Any, enqueue: bool = True) -> SyncSession:
     """Start a new session (``retry_of`` set) for the instances whose record failed."""
     instances = [
         r.instance
@@ -318,4 +460,7 @@ def sync_session_retry_failed(*, session: SyncSession, created_by: Any) -> SyncS
     ]
     if not instances:
         raise SyncRequestError(f"session {session.session_id} has no failed instance that still exists to retry.")
-    return _session_create(instances=instances, sync_type=session.sync_type, created_by=created_by, retry_of=session)
+    retry = _session_create(instances=instances, sync_type=session.sync_type, created_by=created_by, retry_of=session)
+    if enqueue:
+        _enqueue_records(retry)
+    return retry

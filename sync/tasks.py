@@ -1,0 +1,32 @@
+"""django-q2 entry points: take primary keys, call services, stay idempotent.
+
+Why so thin: django-q2 delivers at least once and pickles arguments, so the
+tasks receive ids, re-read state, and leave anything already terminal alone.
+All decisions live in `sync.services`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def run_sync_record(record_id: int, force: bool = False) -> dict[str, Any]:
+    """Run one pending record of a session (a duplicate delivery finds it no longer pending)."""
+    from sync.services import sync_record_execute
+
+    return sync_record_execute(record_id=record_id, force=force)
+
+
+def run_scheduled_sync() -> str | None:
+    """The daily `scheduled_task` session over every active instance."""
+    from sync.services import sync_scheduled_start
+
+    session = sync_scheduled_start()
+    return str(session.session_id) if session else None
+
+
+def reap_stale_records() -> int:
+    """Fail records whose worker stopped beating, and finalize their sessions."""
+    from sync.services import sync_reap
+
+    return sync_reap()
