@@ -7,6 +7,7 @@ instance, so a failure leaves the previous picture intact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -238,10 +239,13 @@ def _apply(
 
     candidates: dict[str, tuple[dict[str, Any], str]] = {}
     for identity, record in records.items():
-        snapshot = json.loads(canonical_json(record.snapshot()))
+        raw = record.snapshot()
         if catalog_unknown:
-            snapshot["unknown_scopes"] = sorted(set(snapshot["unknown_scopes"]) | set(catalog_unknown))
-        digest = snapdiff.digest(snapshot)
+            raw["unknown_scopes"] = sorted(set(raw["unknown_scopes"]) | set(catalog_unknown))
+        text = canonical_json(raw)
+        # The JSON round trip makes the stored value equal what is diffed; the digest is of that same text.
+        snapshot = json.loads(text)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         current = open_rows.get(account_ids[identity])
         if current is not None and current[1] == digest and not snapshot["unknown_scopes"]:
             continue
@@ -261,8 +265,9 @@ def _apply(
     for identity, (snapshot, digest) in candidates.items():
         account_id = account_ids[identity]
         old = old_snapshots.get(account_id)
-        snapshot = snapdiff.carry_forward(old, snapshot)
-        digest = snapdiff.digest(snapshot)
+        merged = snapdiff.carry_forward(old, snapshot)
+        if merged is not snapshot:
+            snapshot, digest = merged, snapdiff.digest(merged)
         current = open_rows.get(account_id)
         if current is not None and current[1] == digest:
             continue
