@@ -191,10 +191,13 @@ def bench_postgresql(n: int, prefix: str) -> None:
             f"'{prefix}_' || lpad(i::text, 6, '0'), '{prefix}_r' || (i % 3)); END LOOP; END $$"
         )
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db, autocommit=True) as dbc:
-            dbc.execute("CREATE TABLE t (id int)")
+            # one table per 500 grantees: a single ACL cannot hold 10,000 entries (8 kB row limit)
             dbc.execute(
-                f"DO $$ DECLARE r text; BEGIN FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE '{prefix}\\_%' "
-                "LOOP EXECUTE format('GRANT SELECT, INSERT, UPDATE ON t TO %I', r); END LOOP; END $$"
+                f"DO $$ DECLARE r record; BEGIN FOR i IN 0..{n // 500} LOOP EXECUTE format('CREATE TABLE %I (id int)', "
+                f"'t' || i); END LOOP; FOR r IN SELECT rolname, row_number() OVER (ORDER BY rolname) AS k "
+                "FROM pg_roles "
+                f"WHERE rolname LIKE '{prefix}\\_%' LOOP EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I TO %I', "
+                "'t' || (r.k / 500), r.rolname); END LOOP; END $$"
             )
         print(f"postgresql: created {n} roles with 3 grants and a role each in {time.perf_counter() - t0:.1f}s")
         instance = make_instance("postgresql", 5432, "postgres", {"databases": [db]})
