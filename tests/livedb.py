@@ -29,7 +29,7 @@ def mariadb_admin() -> Iterator[object]:
     import MySQLdb
 
     try:
-        conn = MySQLdb.connect(**MARIADB, connect_timeout=3, charset="utf8mb4", autocommit=True)
+        conn = MySQLdb.connect(**MARIADB, connect_timeout=10, charset="utf8mb4", autocommit=True)
     except MySQLdb.Error as exc:
         _unavailable("MariaDB", exc)
     try:
@@ -44,7 +44,7 @@ def postgres_admin() -> Iterator[object]:
     import psycopg
 
     try:
-        conn = psycopg.connect(**POSTGRES, connect_timeout=3, autocommit=True)
+        conn = psycopg.connect(**POSTGRES, connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
         _unavailable("PostgreSQL", exc)
     try:

@@ -8,14 +8,39 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from instances.models import Instance
-from sync.models import SyncInstanceRecord, SyncTypeChoices
+from sync.models import (
+    RECORD_TERMINAL,
+    SyncInstanceRecord,
+    SyncRecordStatusChoices,
+    SyncSession,
+    SyncSessionStatusChoices,
+    SyncTypeChoices,
+)
 from sync.services import SyncRequestError, sync_accounts, sync_session_run, sync_session_start
+
+
+def _record_result(record: SyncInstanceRecord) -> dict[str, Any]:
+    """A finished record in the shape of a sync result dict."""
+    return {
+        "instance": record.instance_name,
+        "instance_id": record.instance_id,
+        "record_id": record.pk,
+        "status": record.status,
+        "success": record.status == SyncRecordStatusChoices.COMPLETED,
+        "message": record.error_message or record.status,
+        "error_kind": record.error_kind or None,
+        "synced_count": record.items_synced,
+        "added_count": record.items_created,
+        "modified_count": record.items_updated,
+        "removed_count": record.items_deleted,
+    }
 
 
 def _usage(message: str) -> CommandError:
@@ -35,21 +60,40 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="username recorded as the session's creator (manual_batch/manual_task)")
         parser.add_argument("--force", action="store_true", help="override the mass-removal guard")
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+        parser.add_argument(
+            "--async",
+            dest="run_async",
+            action="store_true",
+            help="enqueue a session on the django-q2 workers (default type manual_task) and print its id",
+        )
+        parser.add_argument("--wait", action="store_true", help="with --async: follow the session to its end")
+        parser.add_argument(
+            "--timeout", type=float, default=3600, help="with --wait: give up after this many seconds (exit 1)"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["wait"] and not opts["run_async"]:
+            raise _usage("--wait follows an --async session; add --async (without it the sync runs here anyway).")
         instances = self._select(opts["instance"], opts["all"])
         sync_type = opts["sync_type"] or (
-            SyncTypeChoices.MANUAL_SINGLE if len(instances) == 1 and not opts["all"] else SyncTypeChoices.MANUAL_BATCH
+            SyncTypeChoices.MANUAL_TASK
+            if opts["run_async"]
+            else SyncTypeChoices.MANUAL_SINGLE
+            if len(instances) == 1 and not opts["all"]
+            else SyncTypeChoices.MANUAL_BATCH
         )
         if sync_type not in SyncTypeChoices.values:
             raise _usage(f"unknown --type {sync_type!r}; use one of {', '.join(SyncTypeChoices.values)}.")
         user = self._user(opts["user"]) if opts["user"] else None
         self._tty = not opts["json"] and self.stdout.isatty()
+        if opts["run_async"]:
+            self._run_async(instances, sync_type, user, opts)
+            return
         if sync_type == SyncTypeChoices.MANUAL_SINGLE:
             report = self._run_single(instances, opts["force"], opts["json"])
         else:
             try:
-                session = sync_session_start(instances=instances, sync_type=sync_type, created_by=user)
+                session = sync_session_start(instances=instances, sync_type=sync_type, created_by=user, enqueue=False)
             except SyncRequestError as exc:
                 raise _usage(f"{exc} (command line: --user USERNAME, or --type scheduled_task)") from exc
             report = sync_session_run(
@@ -64,6 +108,62 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(report['results']) - failed} ok, {failed} failed{where}")
         if failed:
             sys.exit(1)
+
+    def _run_async(self, instances: list[Instance], sync_type: str, user: Any, opts: dict[str, Any]) -> None:
+        """Enqueue a session for the workers; with --wait, poll it to the end (exit 0/1 like a local run)."""
+        if sync_type == SyncTypeChoices.MANUAL_SINGLE:
+            raise _usage("--async runs a session; use --type manual_task, manual_batch or scheduled_task.")
+        try:
+            session = sync_session_start(
+                instances=instances, sync_type=sync_type, created_by=user, enqueue=True, force=opts["force"]
+            )
+        except SyncRequestError as exc:
+            raise _usage(f"{exc} (command line: --user USERNAME, or --type scheduled_task)") from exc
+        if not opts["wait"]:
+            if opts["json"]:
+                self.stdout.write(json.dumps({"session_id": str(session.session_id), "status": session.status}))
+            else:
+                self.stdout.write(
+                    f"enqueued session {session.session_id} ({len(instances)} instance(s)); "
+                    "the workers run it (manage.py qcluster)."
+                )
+            return
+        report = self._wait(session, opts["timeout"], opts["json"])
+        if opts["json"]:
+            self.stdout.write(json.dumps(report, default=str, indent=2))
+        else:
+            self.stdout.write(
+                f"session {session.session_id} {report['status']}: {report['successful_instances']} ok, "
+                f"{report['failed_instances']} failed"
+            )
+        if report["status"] != "completed":
+            sys.exit(1)
+
+    def _wait(self, session: SyncSession, timeout: float, as_json: bool) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        reported: set[int] = set()
+        total = session.records.count()
+        while True:
+            session.refresh_from_db()
+            for record in session.records.filter(status__in=RECORD_TERMINAL).exclude(pk__in=reported).order_by("pk"):
+                reported.add(record.pk)
+                if not as_json:
+                    self._line(len(reported), total, record.instance_name, _record_result(record))
+            if session.status != SyncSessionStatusChoices.RUNNING:
+                break
+            if time.monotonic() > deadline:
+                self.stderr.write(f"gave up waiting after {timeout:g}s; session {session.session_id} is still running")
+                break
+            time.sleep(0.5)
+        records = [_record_result(r) for r in session.records.order_by("pk")]
+        return {
+            "session_id": str(session.session_id),
+            "status": session.status,
+            "total_instances": session.total_instances,
+            "successful_instances": session.successful_instances,
+            "failed_instances": session.failed_instances,
+            "results": records,
+        }
 
     def _select(self, names: list[str], all_active: bool) -> list[Instance]:
         if all_active and names:
