@@ -27,6 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 TMP = Path(tempfile.mkdtemp(prefix="wf-bench-"))
 os.environ["DATABASE_URL"] = f"sqlite:///{TMP / 'bench.sqlite3'}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -111,13 +112,13 @@ def floor(raw_queries: list[str], connect: Any) -> float:
     return round(time.perf_counter() - t0, 3)
 
 
-def seed_way_mysql(prefix: str) -> float:
+def seed_way_mysql(prefix: str, port: int = 3306) -> float:
     """SHOW GRANTS per account and one ORM write per row, committed one by one (the seed's pattern)."""
     import MySQLdb
 
-    instance = make_instance("mysql", 3306, "root", {})
+    instance = make_instance("mysql", port, "root", {})
     t0 = time.perf_counter()
-    conn = MySQLdb.connect(host="127.0.0.1", user="root", password="")
+    conn = MySQLdb.connect(host="127.0.0.1", port=port, user="root", password="")
     cur = conn.cursor()
     cur.execute("SELECT User, Host FROM mysql.user WHERE User LIKE %s", (prefix + "%",))
     for user, host in cur.fetchall():
@@ -166,6 +167,13 @@ def bench_mysql(n: int, prefix: str) -> None:
         flo = floor(raw, lambda: MySQLdb.connect(host="127.0.0.1", user="root", password=""))
         seed = seed_way_mysql(prefix)
         report("mysql", first, again, flo, seed)
+        from latency_proxy import LatencyProxy
+
+        with LatencyProxy(target_port=3306, delay_ms=0.5) as proxy:
+            proxied = engine_sync(make_instance("mysql", proxy.port, "root", {}))
+            seed_proxied = seed_way_mysql(prefix, proxy.port)
+        print(f"mysql via 1 ms RTT proxy: engine first sync {proxied['total_s']}s, seed's way {seed_proxied}s "
+              f"-> {seed_proxied / proxied['total_s']:.1f}x faster")  # fmt: skip
     finally:
         for i in range(0, n, CHUNK):
             cur.execute(f"DROP USER IF EXISTS {', '.join(users[i : i + CHUNK])}")
