@@ -60,7 +60,13 @@ def test_compose_services_commands_and_env_match_settings():
     assert set(services) == {"postgres", "redis", "web", "worker"}
     for name in ("postgres", "redis", "web"):
         assert "healthcheck" in services[name], name
-    assert "gunicorn config.wsgi:application" in services["web"]["command"]
+    web_command = services["web"]["command"]
+    assert "gunicorn config.wsgi:application" in web_command
+    from django.core.management import get_commands
+
+    for cmd in ("migrate", "collectstatic", "setup_schedules"):
+        assert f"manage.py {cmd}" in web_command
+        assert cmd in get_commands(), f"compose runs manage.py {cmd}, which does not exist"
     assert services["worker"]["command"] == "python manage.py qcluster"
     settings_text = (ROOT / "config" / "settings.py").read_text()
     env_example = (ROOT / ".env.example").read_text()
