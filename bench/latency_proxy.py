@@ -14,11 +14,12 @@ Only loopback addresses are accepted, on both sides.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ipaddress
+import socket
 import threading
 import time
+from queue import Queue
 from types import TracebackType
 
 CHUNK = 65536
@@ -35,45 +36,44 @@ def require_loopback(host: str) -> str:
     return host
 
 
-async def _sleep_until(deadline: float) -> None:
-    # asyncio timers may fire early by a clock tick; loop so the delay is a true lower bound.
-    while (remaining := deadline - time.monotonic()) > 0:
-        await asyncio.sleep(remaining)
+def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
+    """Forward one direction; each chunk leaves `delay` seconds after it arrived, in order.
 
+    A reader thread stamps chunks and a sender thread holds each one until its
+    deadline: threads with time.sleep keep sub-millisecond delays accurate
+    (an asyncio timer rounds up to the next millisecond).
+    """
+    queue: Queue[tuple[float, bytes]] = Queue()
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-    """Forward one direction; each chunk leaves `delay` seconds after it arrived, in order."""
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    def send() -> None:
+        try:
+            while True:
+                deadline, data = queue.get()
+                while (remaining := deadline - time.monotonic()) > 0:
+                    time.sleep(remaining)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
-    async def send() -> None:
-        while True:
-            deadline, data = await queue.get()
-            await _sleep_until(deadline)
-            if not data:
-                with contextlib.suppress(OSError):
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
-
-    sender = asyncio.ensure_future(send())
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
     try:
         while True:
-            data = await reader.read(CHUNK)
-            queue.put_nowait((time.monotonic() + delay, data))
+            data = src.recv(CHUNK)
+            queue.put((time.monotonic() + delay, data))
             if not data:
                 break
-        await sender
-    except (OSError, asyncio.IncompleteReadError):
-        sender.cancel()
-    except asyncio.CancelledError:
-        sender.cancel()
-        raise
+    except OSError:
+        queue.put((0.0, b""))
+    sender.join()
 
 
 class LatencyProxy:
-    """Delaying loopback proxy running its own event loop in a background thread."""
+    """Delaying loopback proxy; accepts in a background thread, two threads per direction."""
 
     def __init__(
         self,
@@ -91,75 +91,66 @@ class LatencyProxy:
         self.target_port = int(target_port)
         self.delay = delay_ms / 1000.0
         self.port = int(listen_port)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
-    async def _handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        s_writer: asyncio.StreamWriter | None = None
+    def _serve(self, client: socket.socket) -> None:
         try:
-            s_reader, s_writer = await asyncio.open_connection(self.target_host, self.target_port)
-            await asyncio.gather(
-                _pump(c_reader, s_writer, self.delay),
-                _pump(s_reader, c_writer, self.delay),
-            )
+            server = socket.create_connection((self.target_host, self.target_port), timeout=10)
         except OSError:
-            pass
-        finally:
-            for w in (c_writer, s_writer):
-                if w is not None:
-                    w.close()
-            self._tasks.discard(task)
-
-    async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.listen_host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._start())
-        except BaseException as exc:  # surfaced to start() in the caller's thread
-            self._error = exc
-            self._ready.set()
-            loop.close()
+            client.close()
             return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._shutdown())
-            loop.close()
+        server.settimeout(None)
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._sockets.update((client, server))
+        up = threading.Thread(target=_pump, args=(client, server, self.delay), daemon=True)
+        up.start()
+        _pump(server, client, self.delay)
+        up.join()
+        with self._lock:
+            self._sockets.difference_update((client, server))
+        client.close()
+        server.close()
 
-    async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                break
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def start(self) -> LatencyProxy:
-        """Start listening; returns once `port` is bound (raises if it cannot bind)."""
-        self._thread = threading.Thread(target=self._run, name="latency-proxy", daemon=True)
+        """Start listening; returns once `port` is bound (raises OSError if it cannot bind)."""
+        family = socket.AF_INET6 if ":" in self.listen_host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.listen_host, self.port))
+        listener.listen(128)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, name="latency-proxy", daemon=True)
         self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
         return self
 
     def stop(self) -> None:
-        """Close the listener and every proxied connection, then join the thread."""
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        """Close the listener and every proxied connection, then join the accept thread."""
+        self._stopping.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
             self._thread.join(timeout=10)
 
     def __enter__(self) -> LatencyProxy:
