@@ -42,7 +42,7 @@ from accountsync.adapters.base import (
     scrub,
 )
 
-MONITORING_DOC = "docs/_monitoring/mysql.md"
+MONITORING_DOC = "docs/monitoring-accounts.md, MySQL and MariaDB"
 
 # --- server flavour and version -------------------------------------------------
 

@@ -81,7 +81,7 @@ from accountsync.adapters.base import (
     scrub,
 )
 
-MONITORING_DOC = "docs/_monitoring/oracle.md"
+MONITORING_DOC = "docs/monitoring-accounts.md, Oracle"
 MODELLED_VERSION = "19c"
 
 # --- the statements ---------------------------------------------------------------

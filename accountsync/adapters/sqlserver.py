@@ -45,7 +45,7 @@ from accountsync.adapters.base import (
     scrub,
 )
 
-MONITORING_DOC = "docs/_monitoring/sqlserver.md"
+MONITORING_DOC = "docs/monitoring-accounts.md, SQL Server"
 MODELLED_VERSION = "SQL Server 2022 (16.x)"
 DEFAULT_BATCH = 50
 

@@ -627,7 +627,7 @@ def test_monitoring_account_without_select_is_permission_error(scratch: Scratch,
 
 
 def test_documented_monitoring_account_can_fetch(scratch: Scratch, unique_prefix: str) -> None:
-    """The least-privilege statements of docs/_monitoring/mysql.md are enough for a full fetch."""
+    """The least-privilege statements of docs/monitoring-accounts.md (MySQL and MariaDB) are enough for a full fetch."""
     user = f"{unique_prefix}_mon"
     scratch.user(user, "%", "IDENTIFIED BY 'Mon-Pw-2'")
     for table in ("global_priv", "db", "tables_priv", "columns_priv", "procs_priv", "proxies_priv", "roles_mapping"):

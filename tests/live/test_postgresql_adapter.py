@@ -374,7 +374,7 @@ def test_documented_monitoring_role_reads_what_the_superuser_reads(scratch: Scra
     mon = f"{p}_whalefall"
     ident = sql.Identifier
     scratch.roles.append(mon)
-    # The statements of docs/_monitoring/postgresql.md, with the role name made unique.
+    # The statements of docs/monitoring-accounts.md (PostgreSQL), with the role name made unique.
     scratch.run(
         sql.SQL(
             "CREATE ROLE {} LOGIN PASSWORD 'long-random' NOSUPERUSER NOCREATEDB NOCREATEROLE "
