@@ -17,6 +17,7 @@ only whether it was empty.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -123,7 +124,16 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_YES_VALUES = frozenset({"Y", "y", "1", "TRUE", "true", "True", b"Y", b"y", b"1"})
+_NO_VALUES = frozenset({"N", "n", "0", "", "FALSE", "false", "False", b"N", b"n", b"0", b"", None})
+
+
 def _yes(value: Any) -> bool:
+    # Set lookups first: this runs for every privilege column of every row.
+    if value in _YES_VALUES:
+        return True
+    if value in _NO_VALUES:
+        return False
     return _text(value).upper() in ("Y", "1", "TRUE")
 
 
@@ -249,6 +259,13 @@ _MARIADB_ACCESS_BITS: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
 
 def mariadb_access_privileges(access: int, version: tuple[int, int, int]) -> tuple[list[str], bool]:
     """Decode global_priv.access into (privilege names, all-privileges?) for this version."""
+    names, all_set = _decode_access(access, version)
+    return list(names), all_set
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_access(access: int, version: tuple[int, int, int]) -> tuple[tuple[str, ...], bool]:
+    """Cached: a fleet's accounts share a handful of access masks."""
     names: list[str] = []
     all_set = True
     for bit, name, since in _MARIADB_ACCESS_BITS:
@@ -263,7 +280,7 @@ def mariadb_access_privileges(access: int, version: tuple[int, int, int]) -> tup
     unknown = access & ~known & ((1 << 64) - 1)
     if unknown and not all_set:
         names.extend(f"UNKNOWN PRIVILEGE BIT {b}" for b in range(64) if unknown & (1 << b))
-    return names, all_set
+    return tuple(names), all_set
 
 
 # --- rows -> catalog (pure) -------------------------------------------------------
@@ -382,20 +399,29 @@ def _parse_global_priv_row(row: dict[str, Any], info: ServerInfo) -> _User:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _priv_plan(columns: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+    """Which columns of a grant-table row are `<Stem>_priv` flags, and their privilege names (None: Grant)."""
+    plan: list[tuple[str, str | None]] = []
+    for column in columns:
+        if not column.endswith("_priv") or column in ("Table_priv", "Column_priv", "Proc_priv"):
+            continue
+        stem = column[: -len("_priv")]
+        plan.append((column, None if stem == "Grant" else _PRIV_COLUMNS.get(stem, stem.replace("_", " ").upper())))
+    return tuple(plan)
+
+
 def _priv_columns(row: dict[str, Any]) -> tuple[list[str], bool, bool]:
     """`<Stem>_priv` Y/N columns -> (names, every privilege set?, grant option?)."""
     names: list[str] = []
     all_set = True
     grant = False
-    for column, value in row.items():
-        if not column.endswith("_priv") or column in ("Table_priv", "Column_priv", "Proc_priv"):
-            continue
-        stem = column[: -len("_priv")]
-        if stem == "Grant":
+    for column, name in _priv_plan(tuple(row)):
+        value = row[column]
+        if name is None:
             grant = _yes(value)
-            continue
-        if _yes(value):
-            names.append(_PRIV_COLUMNS.get(stem, stem.replace("_", " ").upper()))
+        elif _yes(value):
+            names.append(name)
         else:
             all_set = False
     return names, all_set, grant
