@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accountsync.adapters.base import AccountRecord, Catalog, Privilege, RoleGrant
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
-from accountsync.services import account_sync_apply
+from accountsync.services import INSERT_CHUNK, account_sync_apply
 
 pytestmark = pytest.mark.django_db
 
@@ -275,13 +275,13 @@ def batches(model, n: int, fields: list[str] | None = None) -> int:
 
 @pytest.mark.parametrize("n", [10, 2000])
 def test_apply_query_count_is_o_n_over_batch(instance, n, django_assert_max_num_queries):
-    inserts = sum(batches(m, n) for m in (InstanceAccount, AccountPermission, AccountChangeLog))
-    # savepoint + release, account load, open-snapshot load, plus the inserts
-    with django_assert_max_num_queries(4 + inserts):
+    # Inserts are one executemany per INSERT_CHUNK rows for each of the three tables.
+    inserts = 3 * -(-n // INSERT_CHUNK)
+    # savepoint + release, account load, new-id load, open-snapshot load, plus the inserts
+    with django_assert_max_num_queries(5 + inserts):
         first = account_sync_apply(instance=instance, catalog=many(n))
     assert first.added_count == n
-    if n == 10:
-        assert inserts == 3
+    assert inserts == 3
     changed = many(n)
     for rec in changed.accounts:
         rec.privileges.append(Privilege("database:app", "UPDATE"))
@@ -291,8 +291,7 @@ def test_apply_query_count_is_o_n_over_batch(instance, n, django_assert_max_num_
     changed_cost = (
         batches(InstanceAccount, n, update_fields)  # bulk_update of the account rows
         + -(-n // 1000) * 2  # old-snapshot loads and snapshot closes (id lists of 1000)
-        + batches(AccountPermission, n)
-        + batches(AccountChangeLog, n)
+        + 2 * -(-n // INSERT_CHUNK)  # snapshot and change-log executemany
     )
     with django_assert_max_num_queries(4 + changed_cost):
         second = account_sync_apply(instance=instance, catalog=changed)
