@@ -107,8 +107,7 @@ class InstanceAdmin(admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    _("[%(kind)s error] %(message)s")
-                    % {"kind": result.error_kind, "message": result.message},
+                    _("[%(kind)s error] %(message)s") % {"kind": result.error_kind, "message": result.message},
                     level=messages.ERROR,
                 )
         total = queryset.count()
