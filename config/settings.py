@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "instances",
     "accountsync",
     "sync",
+    "findings",
 ]
 
 MIDDLEWARE = [

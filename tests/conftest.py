@@ -36,3 +36,45 @@ def make_instance(db, make_credential):
         )
 
     return make
+
+
+ROLE_PASSWORDS = {"alice": "alice-Pa55-word", "bob": "bob-Pa55-word", "charlie": "charlie-Pa55-word"}
+
+
+@pytest.fixture
+def role_user(db, django_user_model):
+    """alice (WhaleFall admins), bob (Operators), charlie (Viewers): staff users in the built-in role groups.
+
+    Not superusers, so every page and endpoint is checked against the groups' permissions.
+    """
+    from django.contrib.auth.models import Group
+
+    from sync.roles import ADMINS, OPERATORS, VIEWERS
+
+    groups = {"alice": ADMINS, "bob": OPERATORS, "charlie": VIEWERS}
+
+    def make(name: str):
+        user = django_user_model.objects.filter(username=name).first()
+        if user is None:
+            user = django_user_model.objects.create_user(
+                name, f"{name}@example.com", ROLE_PASSWORDS[name], is_staff=True
+            )
+            user.groups.add(Group.objects.get(name=groups[name]))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def alice(role_user):
+    return role_user("alice")
+
+
+@pytest.fixture
+def bob(role_user):
+    return role_user("bob")
+
+
+@pytest.fixture
+def charlie(role_user):
+    return role_user("charlie")
