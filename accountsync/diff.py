@@ -122,14 +122,22 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict
             for p in snap.get("privileges", [])
         }
 
-    old_p, new_p = priv_map(old), priv_map(new)
-    for key in sorted(old_p.keys() | new_p.keys()):
-        scope, privilege = key
-        before, after = old_p.get(key), new_p.get(key)
-        if before == after:
-            continue
-        op = "grant" if before is None else "revoke" if after is None else "set"
-        ops.append({"op": op, "scope": scope, "privilege": privilege, "old": before, "new": after})
+    new_p = priv_map(new)
+    if not old.get("privileges"):
+        # a new account (the bulk of a first sync): every privilege is a grant, no key merge needed
+        ops.extend(
+            {"op": "grant", "scope": scope, "privilege": privilege, "old": None, "new": after}
+            for (scope, privilege), after in sorted(new_p.items(), key=lambda item: item[0])
+        )
+    else:
+        old_p = priv_map(old)
+        for key in sorted(old_p.keys() | new_p.keys()):
+            scope, privilege = key
+            before, after = old_p.get(key), new_p.get(key)
+            if before == after:
+                continue
+            op = "grant" if before is None else "revoke" if after is None else "set"
+            ops.append({"op": op, "scope": scope, "privilege": privilege, "old": before, "new": after})
 
     def role_map(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {
@@ -184,9 +192,16 @@ def classify(ops: list[dict[str, Any]]) -> str | None:
     return ATTRIBUTES_CHANGED
 
 
+_SCALAR_TEXT = {True: "true", False: "false", None: "null"}
+
+
 def _value(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if value is None or isinstance(value, bool):
+        return _SCALAR_TEXT[value]
+    if isinstance(value, int):
+        return str(value)
     return json.dumps(value, sort_keys=True, default=str)
 
 

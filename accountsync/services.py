@@ -29,7 +29,6 @@ from accountsync.adapters.base import (
     Catalog,
     ConnectionTarget,
     ErrorKind,
-    canonical_attributes,
     canonical_json,
     get_adapter,
     scrub,
@@ -92,15 +91,45 @@ def _ms(start: float) -> int:
     return int((time.monotonic() - start) * 1000)
 
 
-def _row_values(record: AccountRecord) -> dict[str, Any]:
+def _row_values(record: AccountRecord, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The account row's fields; `attributes` is the snapshot's already canonical copy."""
     return {
         "username": record.username,
         "host": record.host,
         "kind": record.kind,
         "is_superuser": bool(record.is_superuser),
         "is_locked": bool(record.is_locked),
-        "attributes": json.loads(canonical_json(canonical_attributes(record.attributes))),
+        "attributes": attributes,
     }
+
+
+_PLAIN_SCALARS = frozenset({str, bool, int})
+
+
+def _plain_json(value: Any) -> bool:
+    """True when `value` survives a JSON round trip unchanged (no dates, tuples, sets, non-str keys)."""
+    if value is None or type(value) in _PLAIN_SCALARS:
+        return True
+    if isinstance(value, dict) and all(v is None or type(v) in _PLAIN_SCALARS for v in value.values()):
+        return all(isinstance(k, str) for k in value)
+    if isinstance(value, list):
+        return all(_plain_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    return False
+
+
+def _row_changed(old: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Compare with the stored row; attributes through a JSON round trip only when they differ as given.
+
+    Why: adapters may hand non-JSON values (dates) that the database stores as text;
+    the round trip is what makes them comparable, and it is paid only by rows that differ.
+    """
+    if old == values:
+        return False
+    if old["attributes"] != values["attributes"]:
+        values["attributes"] = json.loads(canonical_json(values["attributes"]))
+    return old != values
 
 
 def _insert_rows(model: type[Any], columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
@@ -218,6 +247,15 @@ def _apply(
                 "Check the monitoring account's privileges, or rerun with force if the removal is real."
             )
 
+    # Each account's canonical snapshot, its text and digest are built once and serve both phases.
+    prepared: dict[str, tuple[dict[str, Any], str, str]] = {}
+    for identity, record in records.items():
+        raw = record.snapshot()
+        if catalog_unknown:
+            raw["unknown_scopes"] = sorted(set(raw["unknown_scopes"]) | set(catalog_unknown))
+        text = canonical_json(raw)
+        prepared[identity] = (raw, text, hashlib.sha256(text.encode("utf-8")).hexdigest())
+
     # --- inventory ---------------------------------------------------------
     db_now = connection.ops.adapt_datetimefield_value(now)
     new_accounts: list[str] = []
@@ -225,20 +263,22 @@ def _apply(
     updated_accounts: list[InstanceAccount] = []
     reactivated_ids: set[int] = set()
     for identity, record in records.items():
-        values = _row_values(record)
+        attributes = prepared[identity][0]["attributes"]
+        values = _row_values(record, attributes)
         row = existing.get(identity)
         if row is None:
             new_accounts.append(identity)
             new_rows.append((instance.pk, identity, db_now, db_now, True, values["username"], values["host"],
                              str(values["kind"]), values["is_superuser"], values["is_locked"],
-                             canonical_json(values["attributes"])))  # fmt: skip
+                             canonical_json(attributes)))  # fmt: skip
             continue
         account_id, _identity, is_active, *old_values = row
-        changed = dict(zip(ROW_FIELDS, old_values, strict=True)) != values
+        changed = _row_changed(dict(zip(ROW_FIELDS, old_values, strict=True)), values)
         if is_active and not changed:
             continue
         if not is_active:
             reactivated_ids.add(account_id)
+        values["attributes"] = json.loads(canonical_json(values["attributes"]))
         updated_accounts.append(
             InstanceAccount(id=account_id, is_active=True, deactivated_at=None, last_seen_at=now, **values)
         )
@@ -269,18 +309,14 @@ def _apply(
         ).values_list("id", "account_id", "digest")
     }
 
-    candidates: dict[str, tuple[dict[str, Any], str]] = {}
-    for identity, record in records.items():
-        raw = record.snapshot()
-        if catalog_unknown:
-            raw["unknown_scopes"] = sorted(set(raw["unknown_scopes"]) | set(catalog_unknown))
-        text = canonical_json(raw)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    candidates: dict[str, tuple[dict[str, Any], str, str]] = {}
+    for identity, (raw, text, digest) in prepared.items():
         current = open_rows.get(account_ids[identity])
         if current is not None and current[1] == digest and not raw["unknown_scopes"]:
             continue
-        # The JSON round trip (only for candidates) makes the stored value equal what is diffed.
-        candidates[identity] = (json.loads(text), digest, text)
+        # What is diffed must equal what is stored: attributes that are not plain JSON (dates) take a round trip.
+        snapshot = raw if _plain_json(raw["attributes"]) else json.loads(text)
+        candidates[identity] = (snapshot, digest, text)
 
     old_snapshots: dict[int, dict[str, Any]] = {}
     needed = [open_rows[account_ids[i]][0] for i in candidates if account_ids[i] in open_rows]

@@ -227,7 +227,11 @@ def canonical_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
     """Sort keys recursively and sort list values so equal data digests equally."""
 
     def norm(value: Any) -> Any:
+        if value is None or isinstance(value, str | bool | int | float):
+            return value
         if isinstance(value, dict):
+            if all(isinstance(k, str) for k in value):
+                return {k: norm(v) for k, v in sorted(value.items())}
             return {str(k): norm(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
         if isinstance(value, list | tuple | set):
             items = [norm(v) for v in value]
