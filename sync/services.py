@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accountsync.services import SyncCancelled, account_sync_run
+from findings.services import findings_after_sync
 from instances.models import Instance
 from sync.leases import lease_acquire, lease_release, lease_release_for_session
 from sync.models import (
@@ -144,9 +145,11 @@ def _engine_run(
 ) -> dict[str, Any]:
     """account_sync_run as a result dict; a bug in it still yields a classified failure, never a raise."""
     try:
-        return account_sync_run(
+        result = account_sync_run(
             instance=instance, session_id=session_id, force=force, before_apply=before_apply
         ).as_dict()
+        findings_after_sync(instance=instance, session_id=session_id, result=result)  # never raises
+        return result
     except Exception:
         logger.exception(
             "unexpected error syncing instance %s",

@@ -1,0 +1,50 @@
+"""Read-only admin list of risk findings with the filters people triage by.
+
+Findings are written only by syncs (findings.services), so the admin can browse
+and filter them, never add, edit or delete them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from accountsync.admin import ReadOnlyAdmin
+from findings.models import Finding
+from findings.rules import RULES, RULES_BY_CODE
+
+
+class RuleFilter(admin.SimpleListFilter):
+    """Rules by title, from the rule table (not from a DISTINCT over the findings table)."""
+
+    title = _("rule")
+    parameter_name = "rule"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(rule.code, f"{rule.title} ({rule.code})") for rule in RULES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Finding]) -> QuerySet[Finding]:
+        if self.value():
+            return queryset.filter(rule_code=self.value())
+        return queryset
+
+
+@admin.register(Finding)
+class FindingAdmin(ReadOnlyAdmin):
+    list_display = ["rule_title", "severity", "account", "instance", "is_open", "first_seen_at", "resolved_at"]
+    list_filter = ["is_open", "severity", RuleFilter, "instance__db_type", "instance", "first_seen_at"]
+    search_fields = ["account__identity", "rule_code"]
+    list_select_related = ["account", "instance"]
+    date_hierarchy = "first_seen_at"
+    readonly_fields = ["instance", "account", "rule_code", "rule_title", "severity", "detail", "first_seen_at",
+                       "resolved_at", "is_open", "session_id", "resolved_session_id"]  # fmt: skip
+    fields = readonly_fields
+
+    @admin.display(description=_("rule"), ordering="rule_code")
+    def rule_title(self, obj: Finding) -> str:
+        rule = RULES_BY_CODE.get(obj.rule_code)
+        return rule.title if rule else obj.rule_code

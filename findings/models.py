@@ -1,0 +1,73 @@
+"""Risk findings: one row per (account, rule) episode, opened and resolved by syncs.
+
+Why rows are never deleted: a finding is evidence that a risk existed between
+`first_seen_at` and `resolved_at`. When the cause comes back after being fixed,
+a new row opens, so the history of each risk stays readable. At most one open
+row exists per (account, rule), enforced by a partial unique constraint.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class SeverityChoices(models.TextChoices):
+    CRITICAL = "critical", _("Critical")
+    HIGH = "high", _("High")
+    MEDIUM = "medium", _("Medium")
+    LOW = "low", _("Low")
+    INFO = "info", _("Info")
+
+
+SEVERITY_RANK = {
+    SeverityChoices.CRITICAL: 4,
+    SeverityChoices.HIGH: 3,
+    SeverityChoices.MEDIUM: 2,
+    SeverityChoices.LOW: 1,
+    SeverityChoices.INFO: 0,
+}
+
+
+class Finding(models.Model):
+    """One risk of one account, from the sync that saw its cause to the sync that saw it gone."""
+
+    instance = models.ForeignKey(
+        "instances.Instance", on_delete=models.PROTECT, related_name="findings", verbose_name=_("instance")
+    )
+    account = models.ForeignKey(
+        "accountsync.InstanceAccount", on_delete=models.PROTECT, related_name="findings", verbose_name=_("account")
+    )
+    rule_code = models.CharField(_("rule"), max_length=32)
+    severity = models.CharField(_("severity"), max_length=8, choices=SeverityChoices.choices)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    first_seen_at = models.DateTimeField(_("first seen"))
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    is_open = models.BooleanField(_("open"), default=True)
+    session_id = models.UUIDField(_("session"), null=True, blank=True)
+    resolved_session_id = models.UUIDField(_("resolved in session"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-first_seen_at", "-id"]
+        verbose_name = _("risk finding")
+        verbose_name_plural = _("risk findings")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "rule_code"], condition=Q(is_open=True), name="findings_one_open_per_rule"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_open=True, resolved_at__isnull=True) | Q(is_open=False, resolved_at__isnull=False),
+                name="findings_open_iff_unresolved",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["instance", "is_open"], name="finding_instance_open_idx"),
+            models.Index(fields=["is_open", "severity", "first_seen_at"], name="finding_open_severity_idx"),
+            models.Index(fields=["rule_code", "is_open"], name="finding_rule_open_idx"),
+            models.Index(fields=["account", "is_open"], name="finding_account_open_idx"),
+            models.Index(fields=["session_id"], name="finding_session_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_code} {self.account_id} ({'open' if self.is_open else 'resolved'})"

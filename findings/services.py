@@ -1,0 +1,173 @@
+"""Refresh an instance's risk findings from the snapshots its last sync stored.
+
+Why after the apply and set-based: findings are derived data. Reading every
+active account's open snapshot is one query, evaluating the rule table is pure
+Python, and writing is O(changed / BATCH_SIZE) statements, so 10,000 accounts
+cost a handful of queries. A finding opens with the sync that first sees its
+cause and is resolved (never deleted) by the sync that sees it gone, including
+when the account itself disappears (deactivated accounts have no open snapshot).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accountsync.models import AccountPermission
+from config.logging import log_event
+from findings.models import Finding
+from findings.rules import Policy, Subject, evaluate, policy_from_settings
+from instances.models import Instance
+
+logger = logging.getLogger(__name__)
+
+MODULE = "findings"
+BATCH_SIZE = 1000
+
+
+@dataclass
+class RefreshResult:
+    opened: int = 0
+    resolved: int = 0
+    updated: int = 0
+    open_total: int = 0
+    accounts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "opened": self.opened,
+            "resolved": self.resolved,
+            "updated": self.updated,
+            "open": self.open_total,
+            "accounts": self.accounts,
+        }
+
+
+def _batches(items: list[Any], size: int = BATCH_SIZE) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _subjects(instance: Instance, context: dict[str, Any]) -> Iterator[tuple[int, Subject]]:
+    """Active accounts with their open snapshot: one query (a join), streamed."""
+    rows = (
+        AccountPermission.objects.filter(instance=instance, valid_to__isnull=True, account__is_active=True)
+        .values_list(
+            "account_id", "account__identity", "account__username", "account__host", "account__kind", "snapshot"
+        )
+        .order_by()
+    )
+    for account_id, identity, username, host, kind, snapshot in rows.iterator(chunk_size=2000):
+        yield account_id, Subject.build(
+            db_type=instance.db_type, identity=identity, username=username, kind=kind, snapshot=snapshot or {},
+            host=host, context=context,
+        )  # fmt: skip
+
+
+def findings_refresh(
+    *,
+    instance: Instance,
+    session_id: uuid.UUID | str | None = None,
+    policy: Policy | None = None,
+    context: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> RefreshResult:
+    """Open, update and resolve `instance`'s findings so they match its current snapshots.
+
+    `context` carries instance-level facts a sync may know (e.g. MySQL's
+    `default_password_lifetime`); `policy` defaults to the configured one.
+    """
+    started = time.monotonic()
+    policy = policy or policy_from_settings()
+    now = now or timezone.now()
+    session = uuid.UUID(str(session_id)) if session_id else None
+    log = {"module": MODULE, "operation": "findings_refresh", "instance_id": instance.pk,
+           "db_type": instance.db_type, "session_id": session}  # fmt: skip
+
+    wanted: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+    identities: dict[int, str] = {}
+    result = RefreshResult()
+    for account_id, subject in _subjects(instance, context or {}):
+        result.accounts += 1
+        for code, hit in evaluate(subject, policy).items():
+            wanted[(account_id, code)] = hit
+            identities[account_id] = subject.identity
+
+    with transaction.atomic():
+        current: dict[tuple[int, str], tuple[int, str, dict[str, Any]]] = {}
+        for pk, account_id, identity, code, severity, detail in (
+            Finding.objects.filter(instance=instance, is_open=True)
+            .values_list("id", "account_id", "account__identity", "rule_code", "severity", "detail")
+            .order_by()
+            .iterator(chunk_size=2000)
+        ):
+            current[(account_id, code)] = (pk, severity, detail)
+            identities.setdefault(account_id, identity)
+        to_resolve = [key for key in current if key not in wanted]
+        to_open = [key for key in wanted if key not in current]
+        to_update = [
+            Finding(id=current[key][0], severity=wanted[key][0], detail=wanted[key][1])
+            for key in wanted.keys() & current.keys()
+            if (current[key][1], current[key][2]) != wanted[key]
+        ]
+        for batch in _batches([current[key][0] for key in to_resolve]):
+            Finding.objects.filter(id__in=batch, is_open=True).update(
+                is_open=False, resolved_at=now, resolved_session_id=session
+            )
+        new_rows = []
+        for account_id, code in to_open:
+            severity, detail = wanted[(account_id, code)]
+            new_rows.append(Finding(instance=instance, account_id=account_id, rule_code=code, severity=severity,
+                                    detail=detail, first_seen_at=now, session_id=session))  # fmt: skip
+        Finding.objects.bulk_create(new_rows, batch_size=BATCH_SIZE)
+        if to_update:
+            Finding.objects.bulk_update(to_update, ["severity", "detail"], batch_size=BATCH_SIZE)
+
+    result.opened, result.resolved, result.updated = len(to_open), len(to_resolve), len(to_update)
+    result.open_total = len(wanted)
+    for account_id, code in to_open:
+        log_event(logger, logging.INFO, f"{instance.name}: finding {code} opened for {identities[account_id]}",
+                  phase="opened", rule=code, severity=wanted[(account_id, code)][0], account_id=account_id,
+                  **log)  # fmt: skip
+    for account_id, code in to_resolve:
+        log_event(logger, logging.INFO, f"{instance.name}: finding {code} resolved for {identities[account_id]}",
+                  phase="resolved",
+                  rule=code, severity=current[(account_id, code)][1], account_id=account_id, **log)  # fmt: skip
+    log_event(logger, logging.INFO,
+              f"{instance.name}: findings refreshed ({result.opened} opened, {result.resolved} resolved, "
+              f"{result.open_total} open over {result.accounts} accounts)",
+              phase="refresh", duration_ms=int((time.monotonic() - started) * 1000), **log)  # fmt: skip
+    return result
+
+
+def findings_after_sync(
+    *, instance: Instance, session_id: uuid.UUID | str | None, result: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The sync hook: refresh findings after a successful sync; never raises.
+
+    A failed sync changed nothing, so its findings stand. A failure here must not
+    turn a successful sync into a failed one: it is logged, and the next sync
+    refreshes again. The summary goes into the result's details.
+    """
+    if not result.get("success"):
+        return None
+    details = result.get("details") or {}
+    context = {k: details[k] for k in ("default_password_lifetime",) if k in details}
+    try:
+        summary = findings_refresh(instance=instance, session_id=session_id, context=context).as_dict()
+    except Exception as exc:
+        log_event(logger, logging.ERROR, f"{instance.name}: findings refresh failed ({type(exc).__name__}: {exc})",
+                  module=MODULE, operation="findings_refresh", instance_id=instance.pk, db_type=instance.db_type,
+                  session_id=session_id, phase="error")  # fmt: skip
+        return None
+    if isinstance(result.get("details"), dict):
+        result["details"]["findings"] = summary
+    return summary
