@@ -56,6 +56,7 @@ class InstanceAccount(models.Model):
             models.Index(fields=["is_superuser", "is_active"], name="acct_superuser_idx"),
             models.Index(fields=["username"], name="acct_username_idx"),
             models.Index(fields=["kind"], name="acct_kind_idx"),
+            models.Index(fields=["is_locked", "is_active"], name="acct_locked_idx"),
         ]
 
     def __str__(self) -> str:
@@ -131,6 +132,7 @@ class AccountChangeLog(models.Model):
             models.Index(fields=["instance", "detected_at"], name="chg_instance_at_idx"),
             models.Index(fields=["account", "detected_at"], name="chg_account_at_idx"),
             models.Index(fields=["change_type", "detected_at"], name="chg_type_at_idx"),
+            models.Index(fields=["detected_at", "id"], name="chg_at_idx"),
         ]
 
     def __str__(self) -> str:

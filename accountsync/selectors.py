@@ -72,3 +72,24 @@ def account_last_seen(*, account: InstanceAccount) -> datetime | None:
     if account.is_active and account.instance.last_sync_status == "completed" and account.instance.last_sync_at:
         return max(account.last_seen_at, account.instance.last_sync_at)
     return account.last_seen_at
+
+
+def account_capability_filter(
+    queryset: QuerySet[InstanceAccount], *, capability: str, present: bool = True
+) -> QuerySet[InstanceAccount]:
+    """Accounts whose current snapshot lists `capability` (or, with present=False, does not).
+
+    Capabilities (GRANT_ADMIN, WILDCARD_HOST, ...) exist only in the snapshot
+    JSON, roles held included. PostgreSQL and MySQL test JSON containment;
+    SQLite has no JSON contains, so there the array's text is matched with the
+    quotes around the name, which cannot match a longer capability name.
+    """
+    from django.db import connection
+    from django.db.models import Exists, OuterRef
+
+    current = AccountPermission.objects.filter(account=OuterRef("pk"), valid_to__isnull=True)
+    if connection.features.supports_json_field_contains:
+        current = current.filter(snapshot__capabilities__contains=[capability])
+    else:
+        current = current.filter(snapshot__capabilities__icontains=f'"{capability}"')
+    return queryset.filter(Exists(current)) if present else queryset.exclude(Exists(current))

@@ -2,19 +2,35 @@
 
 The credential password is a write-only form field: it is encrypted on save
 and never rendered back, not even masked, so the admin HTML cannot leak it.
+The instance list is where syncs start: "Sync selected instances" and the
+"Sync all active instances" button create a ``manual_batch`` session on the
+workers (``sync.run_sync`` required) and open its batch-details page.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
+from accountsync import selectors
+from accountsync.admin import ADMIN_CSS, badge, diff_html
 from accountsync.connection import instance_connection_test
 from instances.models import Credential, Instance, Tag
+from sync.admin import can_run_sync, refuse_without_run_sync
+from sync.models import SyncInstanceRecord, SyncTypeChoices
+from sync.services import SyncRequestError, sync_session_start
+
+RUN_SYNC_ACTIONS = frozenset({"sync_selected"})
+RECENT_ROWS = 10
 
 
 class CredentialForm(forms.ModelForm):
@@ -68,23 +84,17 @@ class TagAdmin(admin.ModelAdmin):
 
 @admin.register(Instance)
 class InstanceAdmin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "db_type",
-        "environment",
-        "host",
-        "port",
-        "version",
-        "last_sync_at",
-        "last_sync_status",
-        "is_active",
-    ]
+    list_display = ["name", "db_type", "environment", "tag_list", "version", "last_sync", "is_active"]
     list_filter = ["db_type", "environment", "tags", "is_active", "last_sync_status"]
     search_fields = ["name", "host", "description", "version"]
     list_select_related = ["credential"]
     filter_horizontal = ["tags"]
     readonly_fields = ["version", "last_sync_at", "last_sync_status", "sync_count", "created_at", "updated_at"]
-    actions = ["test_connection"]
+    actions = ["sync_selected", "test_connection"]
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    change_list_template = "admin/instances/instance/change_list.html"
+    change_form_template = "admin/instances/instance/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "db_type", "environment", "is_active", "description", "tags"]}),
         (_("Connection"), {"fields": ["host", "port", "database_name", "credential", "options"]}),
@@ -93,6 +103,128 @@ class InstanceAdmin(admin.ModelAdmin):
             {"fields": ["version", "last_sync_at", "last_sync_status", "sync_count", "created_at", "updated_at"]},
         ),
     ]
+
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Instance]:
+        latest = SyncInstanceRecord.objects.filter(instance=OuterRef("pk")).order_by("-pk").values("session_id")[:1]
+        return super().get_queryset(request).prefetch_related("tags").annotate(last_session_pk=Subquery(latest))
+
+    @admin.display(description=_("tags"))
+    def tag_list(self, obj: Instance) -> str:
+        return format_html_join(
+            " ", '<span class="wf-badge" style="background:{}">{}</span>', ((t.color, t.name) for t in obj.tags.all())
+        )
+
+    @admin.display(description=_("last sync"), ordering="last_sync_at")
+    def last_sync(self, obj: Instance) -> str:
+        if obj.last_sync_at is None and not obj.last_session_pk:
+            return gettext("never")
+        parts = [badge(obj.last_sync_status or "none", obj.get_last_sync_status_display())]
+        if obj.last_sync_at:
+            parts.append(format_html('<span class="nowrap">{}</span>', timesince_short(obj.last_sync_at)))
+        if obj.last_session_pk:
+            parts.append(
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:sync_syncsession_change", args=[obj.last_session_pk]),
+                    gettext("session"),
+                )
+            )
+        return format_html_join(" ", "{}", ((p,) for p in parts))
+
+    def has_run_sync_permission(self, request: HttpRequest) -> bool:
+        """Lets ``@admin.action(permissions=["run_sync"])`` hide the sync action from viewers."""
+        return can_run_sync(request)
+
+    def _start_batch(self, request: HttpRequest, instances: list[Instance]) -> HttpResponseRedirect | None:
+        """Start one manual_batch session on the workers and send the user to its page."""
+        try:
+            session = sync_session_start(
+                instances=instances, sync_type=SyncTypeChoices.MANUAL_BATCH, created_by=request.user
+            )
+        except SyncRequestError as exc:
+            self.message_user(request, gettext("Nothing was started: %(error)s") % {"error": exc}, messages.ERROR)
+            return None
+        self.message_user(
+            request,
+            ngettext(
+                "Sync session %(id)s started for %(n)d instance on the workers.",
+                "Sync session %(id)s started for %(n)d instances on the workers.",
+                len(instances),
+            )
+            % {"id": str(session.session_id)[:8], "n": len(instances)},
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:sync_syncsession_change", args=[session.pk]))
+
+    @admin.action(description=_("Sync selected instances"), permissions=["run_sync"])
+    def sync_selected(self, request: HttpRequest, queryset: QuerySet[Instance]) -> HttpResponseRedirect | None:
+        instances = list(queryset.order_by("name"))
+        inactive = [i.name for i in instances if not i.is_active]
+        if inactive:
+            self.message_user(
+                request,
+                ngettext(
+                    "Instance %(names)s is inactive: activate it or leave it out. Nothing was started.",
+                    "Instances %(names)s are inactive: activate them or leave them out. Nothing was started.",
+                    len(inactive),
+                )
+                % {"names": ", ".join(inactive)},
+                messages.ERROR,
+            )
+            return None
+        return self._start_batch(request, instances)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("sync-all/", self.admin_site.admin_view(self.sync_all_view), name="instances_instance_sync_all"),
+            *super().get_urls(),
+        ]
+
+    def sync_all_view(self, request: HttpRequest) -> HttpResponse:
+        """POST only: one manual_batch session over every active instance."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        back = HttpResponseRedirect(reverse("admin:instances_instance_changelist"))
+        if refuse_without_run_sync(request):
+            return back
+        instances = list(Instance.objects.filter(is_active=True).order_by("name"))
+        if not instances:
+            self.message_user(
+                request, gettext("There is no active instance to sync; nothing was started."), messages.ERROR
+            )
+            return back
+        return self._start_batch(request, instances) or back
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if request.method == "POST" and request.POST.get("action") in RUN_SYNC_ACTIONS and not can_run_sync(request):
+            refuse_without_run_sync(request)
+            return HttpResponseRedirect(request.get_full_path())
+        return super().changelist_view(request, {"can_run_sync": can_run_sync(request), **(extra_context or {})})
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        instance = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if instance is not None:
+            extra.update(
+                account_counts=selectors.account_list(instance=instance, active=None)
+                .order_by()
+                .aggregate(total=Count("pk"), active=Count("pk", filter=Q(is_active=True))),
+                recent_records=list(
+                    SyncInstanceRecord.objects.filter(instance=instance)
+                    .select_related("session")
+                    .order_by("-pk")[:RECENT_ROWS]
+                ),
+                recent_changes=[
+                    (change, diff_html(change.diff, limit=4))
+                    for change in selectors.change_log_list(instance=instance)[:RECENT_ROWS]
+                ],
+            )
+        return super().change_view(request, object_id, form_url, extra)
 
     @admin.action(description=_("Test connection"), permissions=["view"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
@@ -117,3 +249,8 @@ class InstanceAdmin(admin.ModelAdmin):
             % {"ok": ok, "total": total},
             level=messages.SUCCESS if ok == total else messages.WARNING,
         )
+
+
+def timesince_short(value: Any) -> str:
+    """`3 minutes ago` style, for the last-sync column."""
+    return gettext("%(time)s ago") % {"time": timesince(value, depth=1)}

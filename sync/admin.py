@@ -1,62 +1,412 @@
-"""Read-only admin for sync sessions and their per-instance records."""
+"""Sync sessions ("sync records") and their per-instance records in the admin.
+
+The session page is the batch-details view: counts, per-instance table with
+classified errors, Cancel and Retry failed. While a session runs the page polls
+a small JSON view (``<id>/progress/``) every two seconds and redraws itself, so
+a user watches the workers without reloading. Starting, cancelling and retrying
+need ``sync.run_sync``; every write goes through ``sync.services``.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
-from accountsync.admin import ReadOnlyAdmin
-from sync.models import SyncInstanceRecord, SyncSession
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, When
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from accountsync.admin import ADMIN_CSS, ReadOnlyAdmin, badge, date_range_filter
+from sync.models import (
+    RECORD_TERMINAL,
+    SyncInstanceRecord,
+    SyncRecordStatusChoices,
+    SyncSession,
+    SyncSessionStatusChoices,
+)
+from sync.services import SyncRequestError, sync_session_cancel, sync_session_retry_failed
+
+RUN_SYNC = "sync.run_sync"
+POLL_INTERVAL_MS = 2000
+# sessions whose stored counts are not final: running ones, and cancelled ones (never finalized)
+LIVE_COUNTS = (SyncSessionStatusChoices.RUNNING, SyncSessionStatusChoices.CANCELLED)
 
 
-class SyncInstanceRecordInline(admin.TabularInline):
-    model = SyncInstanceRecord
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    fields = [
-        "instance_name",
-        "status",
-        "started_at",
-        "completed_at",
-        "items_synced",
-        "items_created",
-        "items_updated",
-        "items_deleted",
-        "error_kind",
-        "error_message",
+def can_run_sync(request: HttpRequest) -> bool:
+    """Starting, cancelling and retrying syncs all need the one ``sync.run_sync`` permission."""
+    return request.user.has_perm(RUN_SYNC)
+
+
+def refuse_without_run_sync(request: HttpRequest) -> bool:
+    """Add the "not allowed" admin message and return True when the user may not run syncs."""
+    if can_run_sync(request):
+        return False
+    messages.error(request, gettext("You do not have permission to start, cancel or retry syncs; nothing was started."))
+    return True
+
+
+def format_duration(seconds: float | None) -> str:
+    """`1h 02m`, `3m 07s`, `12.4s`: short enough for a list column."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def span_seconds(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from start to end, or to now while still open; None if it never started."""
+    if start is None:
+        return None
+    return ((end or timezone.now()) - start).total_seconds()
+
+
+def format_time(value: datetime | None) -> str:
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT") if value else "-"
+
+
+def progress_bar(total: int, ok: int, failed: int, *, wide: bool = False) -> str:
+    """Green share for succeeded records, red for failed, grey for what is left."""
+    total = max(total, 0)
+    ok_pct = round(100 * ok / total, 1) if total else 0
+    failed_pct = round(100 * failed / total, 1) if total else 0
+    return format_html(
+        '<span class="wf-progress{}" role="progressbar" aria-valuemin="0" aria-valuemax="{}" aria-valuenow="{}">'
+        '<span class="wf-progress-ok" style="width:{}%"></span>'
+        '<span class="wf-progress-failed" style="left:{}%;width:{}%"></span></span>'
+        '<span class="wf-progress-label">{}/{}</span>',
+        " wf-progress-wide" if wide else "",
+        total,
+        ok + failed,
+        ok_pct,
+        ok_pct,
+        failed_pct,
+        ok + failed,
+        total,
+    )
+
+
+def session_lookup(object_id: str) -> SyncSession | None:
+    """A session by primary key or by its UUID (the id the CLI and API print)."""
+    raw = str(object_id).strip()
+    if raw.isdigit():
+        return SyncSession.objects.select_related("created_by", "retry_of").filter(pk=int(raw)).first()
+    try:
+        sid = uuid.UUID(raw)
+    except ValueError:
+        return None
+    return SyncSession.objects.select_related("created_by", "retry_of").filter(session_id=sid).first()
+
+
+def session_progress(session: SyncSession) -> dict[str, Any]:
+    """Everything the batch-details page shows, as JSON-ready values (two queries).
+
+    Counts come from the records themselves, so a running or cancelled session
+    (whose stored counts are only written when it is finalized) reads true numbers.
+    """
+    records = list(session.records.order_by("pk"))
+    by_status: dict[str, int] = {}
+    for record in records:
+        by_status[record.status] = by_status.get(record.status, 0) + 1
+    total = len(records)
+    ok = by_status.get(SyncRecordStatusChoices.COMPLETED, 0)
+    failed = by_status.get(SyncRecordStatusChoices.FAILED, 0)
+    cancelled = by_status.get(SyncRecordStatusChoices.CANCELLED, 0)
+    rows = [
+        {
+            "id": r.pk,
+            "instance": r.instance_name,
+            "instance_url": reverse("admin:instances_instance_change", args=[r.instance_id]) if r.instance_id else "",
+            "status": r.status,
+            "status_display": str(r.get_status_display()),
+            "started_at": format_time(r.started_at),
+            "completed_at": format_time(r.completed_at),
+            "duration": format_duration(span_seconds(r.started_at, r.completed_at)) if r.started_at else "-",
+            "synced": r.items_synced,
+            "added": r.items_created,
+            "modified": r.items_updated,
+            "removed": r.items_deleted,
+            "error_kind": r.error_kind,
+            "error_message": r.error_message,
+        }
+        for r in records
     ]
-    readonly_fields = fields
+    return {
+        "session_id": str(session.session_id),
+        "status": session.status,
+        "status_display": str(session.get_status_display()),
+        "running": session.status == SyncSessionStatusChoices.RUNNING,
+        "duration": format_duration(span_seconds(session.started_at, session.completed_at)),
+        "completed_at": format_time(session.completed_at),
+        "total": total,
+        "done": ok + failed + cancelled,
+        "succeeded": ok,
+        "failed": failed,
+        "cancelled": cancelled,
+        "pending": by_status.get(SyncRecordStatusChoices.PENDING, 0),
+        "running_records": by_status.get(SyncRecordStatusChoices.RUNNING, 0),
+        "accounts": sum(r.items_synced for r in records),
+        "records": rows,
+    }
 
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+def _live_count(status_filter: Q) -> Subquery:
+    return Subquery(
+        SyncInstanceRecord.objects.filter(status_filter, session=OuterRef("pk"))
+        .order_by()
+        .values("session")
+        .annotate(n=Count("pk"))
+        .values("n"),
+        output_field=IntegerField(),
+    )
 
 
 @admin.register(SyncSession)
 class SyncSessionAdmin(ReadOnlyAdmin):
     list_display = [
-        "session_id",
+        "short_id",
         "sync_type",
-        "status",
+        "status_badge",
         "started_at",
-        "completed_at",
-        "total_instances",
-        "successful_instances",
-        "failed_instances",
+        "duration",
+        "instances",
+        "progress",
         "created_by",
     ]
-    list_filter = ["sync_type", "status", "started_at"]
+    list_display_links = ["short_id"]
+    list_filter = ["sync_type", "status", date_range_filter("started_at", "started", _("started"))]
     list_select_related = ["created_by"]
     list_per_page = 20
-    inlines = [SyncInstanceRecordInline]
+    ordering = ["-started_at", "-id"]
+    search_fields = ["session_id"]
+    search_help_text = _("A session id, or its first characters as shown in the list.")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SyncSession]:
+        live = Q(status__in=LIVE_COUNTS)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                live_ok=Case(
+                    When(live, then=_live_count(Q(status=SyncRecordStatusChoices.COMPLETED))),
+                    default=F("successful_instances"),
+                    output_field=IntegerField(),
+                ),
+                live_failed=Case(
+                    When(live, then=_live_count(Q(status=SyncRecordStatusChoices.FAILED))),
+                    default=F("failed_instances"),
+                    output_field=IntegerField(),
+                ),
+                live_done=Case(
+                    When(live, then=_live_count(Q(status__in=RECORD_TERMINAL))),
+                    default=F("total_instances"),
+                    output_field=IntegerField(),
+                ),
+            )
+        )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[SyncSession], search_term: str
+    ) -> tuple[QuerySet[SyncSession], bool]:
+        """Match a whole UUID exactly, or the short hex prefix the list shows."""
+        term = search_term.strip().lower()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(session_id=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        hex_only = term.replace("-", "")
+        if hex_only and all(c in "0123456789abcdef" for c in hex_only) and len(hex_only) <= 32:
+            low = uuid.UUID(hex_only.ljust(32, "0"))
+            high = uuid.UUID(hex_only.ljust(32, "f"))
+            return queryset.filter(session_id__gte=low, session_id__lte=high), False
+        messages.warning(request, gettext("“%(term)s” is not a session id.") % {"term": search_term})
+        return queryset.none(), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": gettext("Sync records"), **(extra_context or {})})
+
+    @admin.display(description=_("session"), ordering="session_id")
+    def short_id(self, obj: SyncSession) -> str:
+        return format_html('<span title="{}">{}</span>', obj.session_id, str(obj.session_id)[:8])
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: SyncSession) -> str:
+        return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description=_("duration"))
+    def duration(self, obj: SyncSession) -> str:
+        return format_duration(span_seconds(obj.started_at, obj.completed_at))
+
+    @admin.display(description=_("instances (ok / failed)"))
+    def instances(self, obj: SyncSession) -> str:
+        return format_html(
+            '{} <span class="wf-muted">(</span><span class="wf-ok">{}</span> / <span class="wf-error">{}</span>'
+            '<span class="wf-muted">)</span>',
+            obj.total_instances,
+            obj.live_ok or 0,
+            obj.live_failed or 0,
+        )
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj: SyncSession) -> str:
+        return progress_bar(obj.total_instances, obj.live_ok or 0, obj.live_failed or 0)
+
+    # --- the batch-details page and its actions ---------------------------------
+
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/progress/", wrap(self.progress_view), name="sync_syncsession_progress"),
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name="sync_syncsession_cancel"),
+            path("<path:object_id>/retry-failed/", wrap(self.retry_failed_view), name="sync_syncsession_retry"),
+            *super().get_urls(),
+        ]
+
+    def _missing(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        messages.error(
+            request,
+            gettext("Sync session “%(id)s” does not exist (mistyped or deleted?).") % {"id": object_id},
+        )
+        return HttpResponseRedirect(reverse("admin:sync_syncsession_changelist"))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        session = session_lookup(object_id)
+        if session is None:
+            return self._missing(request, object_id)
+        data = session_progress(session)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Batch details"),
+            "subtitle": str(session.session_id),
+            "session": session,
+            "progress": data,
+            "progress_bar": progress_bar(data["total"], data["succeeded"], data["failed"], wide=True),
+            "progress_url": reverse("admin:sync_syncsession_progress", args=[session.pk]),
+            "poll_ms": POLL_INTERVAL_MS,
+            "can_run_sync": can_run_sync(request),
+            "can_cancel": data["running"],
+            "can_retry": not data["running"] and data["failed"] > 0,
+            "retries": list(session.retries.order_by("started_at").values_list("pk", "session_id", "status")),
+            "media": self.media,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/sync/syncsession/batch_details.html", context)
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        if not self.has_view_permission(request):
+            return JsonResponse({"error": gettext("You may not view sync sessions.")}, status=403)
+        session = session_lookup(object_id)
+        if session is None:
+            return JsonResponse(
+                {"error": gettext("Sync session “%(id)s” does not exist.") % {"id": object_id}}, status=404
+            )
+        return JsonResponse(session_progress(session))
+
+    def _session_post(
+        self, request: HttpRequest, object_id: str, act: Callable[[HttpRequest, SyncSession], HttpResponse | None]
+    ) -> HttpResponse:
+        """The shared guard of the session buttons: POST only, known session, ``sync.run_sync``."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        session = session_lookup(object_id)
+        if session is None:
+            return self._missing(request, object_id)
+        back = HttpResponseRedirect(reverse("admin:sync_syncsession_change", args=[session.pk]))
+        if refuse_without_run_sync(request):
+            return back
+        return act(request, session) or back
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._session_post(request, object_id, self._cancel)
+
+    def retry_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._session_post(request, object_id, self._retry_failed)
+
+    def _cancel(self, request: HttpRequest, session: SyncSession) -> None:
+        short = str(session.session_id)[:8]
+        if sync_session_cancel(session=session):
+            messages.success(
+                request,
+                gettext("Session %(id)s cancelled: pending instances will not run; running ones stop before applying.")
+                % {"id": short},
+            )
+        else:
+            session.refresh_from_db(fields=["status"])
+            messages.warning(
+                request,
+                gettext("Session %(id)s had already ended (%(status)s); nothing to cancel.")
+                % {"id": short, "status": session.get_status_display()},
+            )
+
+    def _retry_failed(self, request: HttpRequest, session: SyncSession) -> HttpResponse | None:
+        if session.status == SyncSessionStatusChoices.RUNNING:
+            messages.error(request, gettext("The session is still running: wait for it to end, then retry failed."))
+            return None
+        try:
+            retry = sync_session_retry_failed(session=session, created_by=request.user)
+        except SyncRequestError:
+            messages.error(request, gettext("This session has no failed instance that still exists; nothing to retry."))
+            return None
+        messages.success(
+            request,
+            ngettext(
+                "Retrying %(n)d failed instance in new session %(id)s on the workers.",
+                "Retrying %(n)d failed instances in new session %(id)s on the workers.",
+                retry.total_instances,
+            )
+            % {"n": retry.total_instances, "id": str(retry.session_id)[:8]},
+        )
+        return HttpResponseRedirect(reverse("admin:sync_syncsession_change", args=[retry.pk]))
 
 
 @admin.register(SyncInstanceRecord)
 class SyncInstanceRecordAdmin(ReadOnlyAdmin):
-    list_display = ["instance_name", "session", "status", "started_at", "completed_at", "items_synced", "error_kind"]
-    list_filter = ["status", "error_kind"]
-    search_fields = ["instance_name", "error_message"]
+    list_display = [
+        "instance_name",
+        "session_link",
+        "status_badge",
+        "started_at",
+        "completed_at",
+        "items_synced",
+        "error_kind",
+    ]
+    list_filter = ["status", "error_kind", date_range_filter("started_at", "started", _("started"))]
+    search_fields = ["instance_name"]
     list_select_related = ["session"]
+    ordering = ["-id"]
+
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
+    @admin.display(description=_("session"), ordering="session")
+    def session_link(self, obj: SyncInstanceRecord) -> str:
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:sync_syncsession_change", args=[obj.session_id]),
+            str(obj.session.session_id)[:8],
+        )
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: SyncInstanceRecord) -> str:
+        return badge(obj.status, obj.get_status_display())

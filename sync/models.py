@@ -89,7 +89,7 @@ class SyncSession(models.Model):
         db_table = "sync_sessions"
         ordering = ["-started_at"]
         verbose_name = _("sync session")
-        verbose_name_plural = _("sync sessions")
+        verbose_name_plural = _("sync records")
         permissions = [("run_sync", "Can start, cancel and retry syncs")]
         indexes = [
             models.Index(fields=["status", "started_at"], name="sync_sess_status_started"),
@@ -184,7 +184,10 @@ class SyncInstanceRecord(models.Model):
         verbose_name = _("sync instance record")
         verbose_name_plural = _("sync instance records")
         constraints = [models.UniqueConstraint(fields=["session", "instance"], name="sync_record_unique_instance")]
-        indexes = [models.Index(fields=["status", "heartbeat_at"], name="sync_rec_status_heartbeat")]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="sync_rec_status_heartbeat"),
+            models.Index(fields=["instance", "id"], name="sync_rec_instance_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.instance_name} ({self.status})"
