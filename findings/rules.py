@@ -187,8 +187,7 @@ def _empty_password(s: Subject, _p: Policy) -> dict[str, Any] | None:
     """
     if "NO_PASSWORD" not in s.capabilities or s.db_type == "postgresql" or not s.active_login:
         return None
-    plugins = _plugins(s)
-    if plugins and all(p in SOCKET_PLUGINS for p in plugins if p):
+    if all(p in SOCKET_PLUGINS for p in _plugins(s)):
         return None
     return {"auth_plugin": s.attributes.get("auth_plugin", "")}
 
