@@ -70,9 +70,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "instances",
     "accountsync",
     "sync",
+    "api",
     "findings",
 ]
 
@@ -177,11 +182,44 @@ WHALEFALL_SYNC_CRON = env("WHALEFALL_SYNC_CRON", default="0 1 * * *")
 # ("worker lost"). It must exceed the longest single phase of one sync.
 WHALEFALL_STALE_SECONDS = env.int("WHALEFALL_STALE_SECONDS", default=Q_CLUSTER["timeout"] + 60)
 
+# --- JSON API (api/, docs/api.md) -----------------------------------------
+# Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.ModelPermissions"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "WhaleFall API",
+    "DESCRIPTION": "Instances, credentials, account syncs, sessions, accounts and change logs. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # the docs pages load Swagger UI / Redoc from our own static files: they work offline
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "SyncSessionStatusEnum": "sync.models.SyncSessionStatusChoices",
+        "SyncRecordStatusEnum": "sync.models.SyncRecordStatusChoices",
+        "InstanceSyncStatusEnum": "instances.models.SyncStatus",
+        "SyncTypeEnum": "sync.models.SyncTypeChoices",
+        "SessionStartSyncTypeEnum": "api.serializers.SESSION_START_TYPE_CHOICES",
+    },
 }
 
 # --- logging ---------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Top-level URL map: the admin is the product's UI."""
+"""Top-level URL map: the admin is the product's UI; /api/ serves automation (docs/api.md)."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 
@@ -12,4 +12,5 @@ admin.site.index_title = _("Accounts and permissions across your database fleet"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/", include("api.urls")),
 ]

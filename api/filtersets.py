@@ -1,0 +1,85 @@
+"""django-filter FilterSets for the list endpoints (NetBox naming: ``<Model>FilterSet``).
+
+A value that does not parse (a date that is not a date, an unknown choice)
+makes the list answer 400 with the filter's name and message.
+"""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q, QuerySet
+
+from accountsync.models import AccountChangeLog, AccountKind, ChangeType, InstanceAccount
+from instances.models import DbType, Environment, Instance, SyncStatus
+from sync.models import SyncSession, SyncSessionStatusChoices, SyncTypeChoices
+
+
+def _search(fields: tuple[str, ...]):
+    def method(queryset: QuerySet, name: str, value: str) -> QuerySet:
+        if not value:
+            return queryset
+        query = Q()
+        for field in fields:
+            query |= Q(**{f"{field}__icontains": value})
+        return queryset.filter(query)
+
+    return method
+
+
+class InstanceFilterSet(django_filters.FilterSet):
+    db_type = django_filters.ChoiceFilter(choices=DbType.choices)
+    environment = django_filters.ChoiceFilter(choices=Environment.choices)
+    is_active = django_filters.BooleanFilter()
+    last_sync_status = django_filters.ChoiceFilter(choices=[c for c in SyncStatus.choices if c[0]])
+    tag = django_filters.CharFilter(field_name="tags__name", distinct=True, help_text="Tag name.")
+    search = django_filters.CharFilter(method=_search(("name", "host", "description")), help_text="Name or host.")
+
+    class Meta:
+        model = Instance
+        fields = ["db_type", "environment", "is_active", "last_sync_status", "tag", "search"]
+
+
+class SyncSessionFilterSet(django_filters.FilterSet):
+    sync_type = django_filters.ChoiceFilter(choices=SyncTypeChoices.choices)
+    status = django_filters.ChoiceFilter(choices=SyncSessionStatusChoices.choices)
+    started_after = django_filters.IsoDateTimeFilter(
+        field_name="started_at", lookup_expr="gte", help_text="ISO 8601 date-time, inclusive."
+    )
+    started_before = django_filters.IsoDateTimeFilter(
+        field_name="started_at", lookup_expr="lt", help_text="ISO 8601 date-time, exclusive."
+    )
+
+    class Meta:
+        model = SyncSession
+        fields = ["sync_type", "status", "started_after", "started_before"]
+
+
+class InstanceAccountFilterSet(django_filters.FilterSet):
+    instance = django_filters.NumberFilter(field_name="instance_id", help_text="Instance id.")
+    db_type = django_filters.ChoiceFilter(field_name="instance__db_type", choices=DbType.choices)
+    kind = django_filters.ChoiceFilter(choices=AccountKind.choices)
+    active = django_filters.BooleanFilter(field_name="is_active")
+    superuser = django_filters.BooleanFilter(field_name="is_superuser")
+    locked = django_filters.BooleanFilter(field_name="is_locked")
+    search = django_filters.CharFilter(method=_search(("username", "identity")), help_text="Account name.")
+
+    class Meta:
+        model = InstanceAccount
+        fields = ["instance", "db_type", "kind", "active", "superuser", "locked", "search"]
+
+
+class AccountChangeLogFilterSet(django_filters.FilterSet):
+    instance = django_filters.NumberFilter(field_name="instance_id", help_text="Instance id.")
+    account = django_filters.NumberFilter(field_name="account_id", help_text="Account id.")
+    change_type = django_filters.ChoiceFilter(choices=ChangeType.choices)
+    session_id = django_filters.UUIDFilter()
+    detected_after = django_filters.IsoDateTimeFilter(
+        field_name="detected_at", lookup_expr="gte", help_text="ISO 8601 date-time, inclusive."
+    )
+    detected_before = django_filters.IsoDateTimeFilter(
+        field_name="detected_at", lookup_expr="lt", help_text="ISO 8601 date-time, exclusive."
+    )
+
+    class Meta:
+        model = AccountChangeLog
+        fields = ["instance", "account", "change_type", "session_id", "detected_after", "detected_before"]

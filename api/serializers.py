@@ -1,0 +1,373 @@
+"""Serializers: what each endpoint reads and writes.
+
+Credential passwords are write-only: the serializer hands them to
+``Credential.set_password`` and never reads them back (only ``has_password``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accountsync.models import AccountChangeLog, InstanceAccount
+from instances.models import DEFAULT_PORTS, Credential, Instance, Tag
+from sync.models import SyncInstanceRecord, SyncSession, SyncTypeChoices
+
+MAX_IDS = 1000
+SESSION_START_TYPES = (SyncTypeChoices.MANUAL_BATCH, SyncTypeChoices.MANUAL_TASK)
+SESSION_START_TYPE_CHOICES = [(t.value, t.label) for t in SESSION_START_TYPES]
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error body: DRF's ``detail`` or field messages, and a stable ``code``."""
+
+    code = serializers.CharField(help_text="Stable machine code, e.g. not_found, invalid, sync_already_running.")
+    detail = serializers.CharField(required=False, help_text="Human message (field errors use the field name).")
+
+
+class CredentialSerializer(serializers.ModelSerializer):
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=1024,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Write-only. Omit on update to keep the stored password; an empty string stores none.",
+    )
+    has_password = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Credential
+        fields = ["id", "name", "username", "password", "has_password", "description", "created_at", "updated_at"]
+
+    def create(self, validated_data: dict[str, Any]) -> Credential:
+        password = validated_data.pop("password", "")
+        credential = Credential(**validated_data)
+        credential.set_password(password)
+        credential.save()
+        return credential
+
+    def update(self, instance: Credential, validated_data: dict[str, Any]) -> Credential:
+        password = validated_data.pop("password", None)
+        for key, value in validated_data.items():
+            setattr(instance, key, value)
+        if password is not None:
+            instance.set_password(password)
+        instance.save()
+        return instance
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    credential = serializers.PrimaryKeyRelatedField(
+        queryset=Credential.objects.all(), help_text="Id of a credential (see /api/v1/credentials/)."
+    )
+    credential_name = serializers.CharField(source="credential.name", read_only=True)
+    tags = serializers.SlugRelatedField(
+        many=True, slug_field="name", queryset=Tag.objects.all(), required=False, help_text="Tag names."
+    )
+    port = serializers.IntegerField(
+        min_value=1, max_value=65535, required=False, help_text="Defaults to the database type's usual port."
+    )
+    options = serializers.DictField(required=False, help_text='Per-instance settings, e.g. {"connect_timeout": 5}.')
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id",
+            "name",
+            "db_type",
+            "host",
+            "port",
+            "database_name",
+            "credential",
+            "credential_name",
+            "environment",
+            "tags",
+            "is_active",
+            "description",
+            "options",
+            "version",
+            "last_sync_at",
+            "last_sync_status",
+            "sync_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["version", "last_sync_at", "last_sync_status", "sync_count"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Default the port, then run the model's own checks (options) on the merged values."""
+        current = self.instance
+        db_type = attrs.get("db_type", current.db_type if current else None)
+        if "port" not in attrs and current is None:
+            attrs["port"] = DEFAULT_PORTS[db_type]
+        probe = Instance(options=attrs.get("options", current.options if current else {}))
+        try:
+            probe.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
+
+
+class SyncResultSerializer(serializers.Serializer):
+    """The seed's result dict for one instance's sync."""
+
+    success = serializers.BooleanField()
+    message = serializers.CharField()
+    synced_count = serializers.IntegerField()
+    added_count = serializers.IntegerField()
+    modified_count = serializers.IntegerField()
+    removed_count = serializers.IntegerField()
+    details = serializers.DictField()
+    error_kind = serializers.CharField(allow_null=True)
+
+
+class InstanceSyncRequestSerializer(serializers.Serializer):
+    force = serializers.BooleanField(
+        default=False, help_text="Override the mass-removal guard (WHALEFALL_MAX_REMOVAL_RATIO)."
+    )
+
+
+class InstanceSyncResponseSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    result = SyncResultSerializer()
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    instance_id = serializers.IntegerField()
+    instance_name = serializers.CharField()
+    ok = serializers.BooleanField()
+    version = serializers.CharField(allow_blank=True)
+    error_kind = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_blank=True)
+    duration_ms = serializers.IntegerField()
+
+
+class SyncInstanceRecordSerializer(serializers.ModelSerializer):
+    session_id = serializers.UUIDField(source="session.session_id", read_only=True)
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SyncInstanceRecord
+        fields = [
+            "id",
+            "session_id",
+            "instance",
+            "instance_name",
+            "status",
+            "started_at",
+            "completed_at",
+            "duration_seconds",
+            "items_synced",
+            "items_created",
+            "items_updated",
+            "items_deleted",
+            "error_kind",
+            "error_message",
+            "attempt",
+            "details",
+        ]
+
+    def get_duration_seconds(self, obj: SyncInstanceRecord) -> float | None:
+        if obj.started_at is None or obj.completed_at is None:
+            return None
+        return round((obj.completed_at - obj.started_at).total_seconds(), 3)
+
+
+class RecordCountsSerializer(serializers.Serializer):
+    """Counts derived from the records themselves, so they are right while a session runs."""
+
+    total_instances = serializers.IntegerField()
+    successful_instances = serializers.IntegerField()
+    failed_instances = serializers.IntegerField()
+    pending_instances = serializers.IntegerField()
+    running_instances = serializers.IntegerField()
+    cancelled_instances = serializers.IntegerField()
+    total_accounts = serializers.IntegerField()
+
+
+class SyncSessionSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True, default=None)
+    retry_of = serializers.UUIDField(source="retry_of.session_id", read_only=True, allow_null=True, default=None)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SyncSession
+        fields = [
+            "id",
+            "session_id",
+            "sync_type",
+            "sync_category",
+            "status",
+            "started_at",
+            "completed_at",
+            "progress",
+            "created_by",
+            "retry_of",
+        ]
+
+    @extend_schema_field(RecordCountsSerializer)
+    def get_progress(self, obj: SyncSession) -> dict[str, int]:
+        """From the annotations of api.views.session_queryset (no query per row)."""
+        return {
+            "total_instances": obj.n_total,
+            "successful_instances": obj.n_ok,
+            "failed_instances": obj.n_failed,
+            "pending_instances": obj.n_pending,
+            "running_instances": obj.n_running,
+            "cancelled_instances": obj.n_cancelled,
+            "total_accounts": obj.n_accounts or 0,
+        }
+
+
+class SyncSessionDetailSerializer(SyncSessionSerializer):
+    records = SyncInstanceRecordSerializer(many=True, read_only=True)
+
+    class Meta(SyncSessionSerializer.Meta):
+        fields = [*SyncSessionSerializer.Meta.fields, "records"]
+
+
+class SyncTypeField(serializers.ChoiceField):
+    """A choice field whose error carries the stable code ``invalid_sync_type``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=SESSION_START_TYPE_CHOICES, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or data not in self.choices:
+            raise serializers.ValidationError(
+                f"{data!r} is not a sync type a session can be started with; "
+                f"use one of: {', '.join(t.value for t in SESSION_START_TYPES)}.",
+                code="invalid_sync_type",
+            )
+        return data
+
+
+class SyncSessionCreateSerializer(serializers.Serializer):
+    """Either ``instance_ids`` or ``all: true``; checks everything before anything starts."""
+
+    instance_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        max_length=MAX_IDS,
+        help_text=f"Instances to sync (1 to {MAX_IDS} ids, active instances only).",
+    )
+    all = serializers.BooleanField(required=False, default=False, help_text="Sync every active instance.")
+    sync_type = SyncTypeField(required=False, default=SyncTypeChoices.MANUAL_BATCH)
+    force = serializers.BooleanField(required=False, default=False, help_text="Override the mass-removal guard.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        ids = attrs.get("instance_ids")
+        if attrs["all"] and ids is not None:
+            raise serializers.ValidationError(
+                {"instance_ids": ["Give either instance_ids or all=true, not both."]}, code="invalid"
+            )
+        if attrs["all"]:
+            instances = list(Instance.objects.filter(is_active=True).order_by("name"))
+            if not instances:
+                raise serializers.ValidationError(
+                    {"all": ["There is no active instance to sync; nothing was started."]}, code="no_active_instance"
+                )
+        elif ids is None:
+            raise serializers.ValidationError(
+                {"instance_ids": ["Give instance_ids (a list of instance ids) or all=true."]}, code="required"
+            )
+        elif not ids:
+            raise serializers.ValidationError(
+                {"instance_ids": ["The list is empty: give at least one instance id."]}, code="empty"
+            )
+        else:
+            wanted = list(dict.fromkeys(ids))
+            found = {i.pk: i for i in Instance.objects.filter(pk__in=wanted)}
+            unknown = [i for i in wanted if i not in found]
+            if unknown:
+                raise serializers.ValidationError(
+                    {"instance_ids": [f"Unknown instance ids: {', '.join(map(str, unknown))}."]},
+                    code="unknown_instance",
+                )
+            inactive = [found[i].name for i in wanted if not found[i].is_active]
+            if inactive:
+                raise serializers.ValidationError(
+                    {"instance_ids": [f"Inactive instances: {', '.join(inactive)}; activate them or leave them out."]},
+                    code="instance_inactive",
+                )
+            instances = [found[i] for i in wanted]
+        attrs["instances"] = instances
+        return attrs
+
+
+class BatchSummarySerializer(RecordCountsSerializer):
+    pass
+
+
+class BatchDetailsSerializer(serializers.Serializer):
+    """The seed's batch-details modal as JSON: a summary block and one row per record."""
+
+    summary = BatchSummarySerializer()
+    records = SyncInstanceRecordSerializer(many=True)
+
+
+class PermissionSnapshotSerializer(serializers.Serializer):
+    snapshot = serializers.JSONField()
+    digest = serializers.CharField()
+    collected_at = serializers.DateTimeField()
+    valid_from = serializers.DateTimeField()
+
+
+class InstanceAccountSerializer(serializers.ModelSerializer):
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    db_type = serializers.CharField(source="instance.db_type", read_only=True)
+    permissions = serializers.SerializerMethodField(help_text="The current permission snapshot; null once removed.")
+
+    class Meta:
+        model = InstanceAccount
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "db_type",
+            "identity",
+            "username",
+            "host",
+            "kind",
+            "is_active",
+            "is_superuser",
+            "is_locked",
+            "attributes",
+            "first_seen_at",
+            "last_seen_at",
+            "deactivated_at",
+            "permissions",
+        ]
+
+    @extend_schema_field(PermissionSnapshotSerializer(allow_null=True))
+    def get_permissions(self, obj: InstanceAccount) -> dict[str, Any] | None:
+        """From the ``current_permissions`` prefetch of api.views (no query per row)."""
+        current = getattr(obj, "current_permissions", None)
+        if not current:
+            return None
+        return PermissionSnapshotSerializer(current[0]).data
+
+
+class AccountChangeLogSerializer(serializers.ModelSerializer):
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    account_identity = serializers.CharField(source="account.identity", read_only=True)
+
+    class Meta:
+        model = AccountChangeLog
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "account",
+            "account_identity",
+            "session_id",
+            "change_type",
+            "summary",
+            "diff",
+            "detected_at",
+        ]

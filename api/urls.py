@@ -1,0 +1,23 @@
+"""/api/v1/ routes, the OpenAPI schema and the offline docs pages."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from api import views
+
+router = DefaultRouter()
+router.include_root_view = False
+router.register("credentials", views.CredentialViewSet, basename="credential")
+router.register("instances", views.InstanceViewSet, basename="instance")
+router.register("sync-sessions", views.SyncSessionViewSet, basename="syncsession")
+router.register("sync-records", views.SyncInstanceRecordViewSet, basename="syncrecord")
+router.register("accounts", views.InstanceAccountViewSet, basename="account")
+router.register("change-logs", views.AccountChangeLogViewSet, basename="changelog")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]

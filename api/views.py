@@ -1,0 +1,315 @@
+"""The API's viewsets (NetBox naming: ``<Model>ViewSet``): parse, call one service or selector, render.
+
+Every list declares its joins (``select_related`` / ``prefetch_related`` /
+annotations) so it runs a fixed number of queries whatever the page holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accountsync.connection import instance_connection_test
+from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
+from api import filtersets, serializers
+from api.exceptions import NothingToRetry, SessionNotRunning, SyncAlreadyRunning, SyncFailed
+from api.permissions import CanRunSync, ViewModelPermission
+from instances.models import Credential, Instance
+from sync.models import SyncInstanceRecord, SyncRecordStatusChoices, SyncSession, SyncTypeChoices
+from sync.services import (
+    SyncRequestError,
+    sync_accounts,
+    sync_session_cancel,
+    sync_session_retry_failed,
+    sync_session_start,
+)
+
+MAX_RECORD_IDS = 500
+# error_kind of a failed single sync -> (HTTP status, stable code)
+SYNC_FAILURE_CODES = {
+    "conflict": (status.HTTP_409_CONFLICT, "sync_already_running"),
+    "connection": (status.HTTP_400_BAD_REQUEST, "instance_unreachable"),
+    "timeout": (status.HTTP_400_BAD_REQUEST, "instance_unreachable"),
+    "permission": (status.HTTP_400_BAD_REQUEST, "instance_permission_denied"),
+    "configuration": (status.HTTP_400_BAD_REQUEST, "instance_misconfigured"),
+}
+
+
+def _record_counts(prefix: str = "") -> dict[str, Any]:
+    """Aggregates over records (``prefix`` is the path from the queried model to its records)."""
+    field = f"{prefix}status" if prefix else "status"
+    pk = f"{prefix}pk" if prefix else "pk"
+    return {
+        "n_total": Count(pk),
+        "n_ok": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.COMPLETED})),
+        "n_failed": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.FAILED})),
+        "n_pending": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.PENDING})),
+        "n_running": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.RUNNING})),
+        "n_cancelled": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.CANCELLED})),
+        "n_accounts": Sum(f"{prefix}items_synced" if prefix else "items_synced"),
+    }
+
+
+def session_queryset() -> QuerySet[SyncSession]:
+    """Sessions with live counts from their records: one query for a whole page."""
+    return SyncSession.objects.select_related("created_by", "retry_of").annotate(**_record_counts("records__"))
+
+
+def _session_detail(session_pk: int) -> SyncSession:
+    return session_queryset().prefetch_related(_records_prefetch()).get(pk=session_pk)
+
+
+def _records_prefetch() -> Prefetch:
+    return Prefetch("records", queryset=SyncInstanceRecord.objects.select_related("session").order_by("pk"))
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List credentials (passwords are never returned)"),
+    create=extend_schema(summary="Add a credential; the password is encrypted and write-only"),
+)
+class CredentialViewSet(viewsets.ModelViewSet):
+    queryset = Credential.objects.order_by("name")
+    serializer_class = serializers.CredentialSerializer
+    ordering_fields = ["name", "created_at"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List instances"),
+    create=extend_schema(summary="Register an instance"),
+)
+class InstanceViewSet(viewsets.ModelViewSet):
+    queryset = Instance.objects.select_related("credential").prefetch_related("tags").order_by("name")
+    serializer_class = serializers.InstanceSerializer
+    filterset_class = filtersets.InstanceFilterSet
+    ordering_fields = ["name", "db_type", "environment", "last_sync_at", "created_at"]
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "sync":
+            return [CanRunSync()]
+        if self.action == "test_connection":
+            return [ViewModelPermission()]
+        return super().get_permissions()
+
+    @extend_schema(
+        summary="Sync one instance now (manual_single)",
+        description="Runs in the request and returns the seed's result dict. A failed sync answers 400 "
+        "(409 when the instance is already being synced) with the same dict under `result`.",
+        request=serializers.InstanceSyncRequestSerializer,
+        responses={200: serializers.InstanceSyncResponseSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def sync(self, request: Request, pk: str | None = None) -> Response:
+        instance = self.get_object()
+        params = serializers.InstanceSyncRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        if not instance.is_active:
+            raise ValidationError(
+                {"instance": [f"Instance {instance.name} is inactive; activate it to sync it."]},
+                code="instance_inactive",
+            )
+        result = sync_accounts(
+            instance=instance, sync_type=SyncTypeChoices.MANUAL_SINGLE, force=params.validated_data["force"]
+        )
+        body = serializers.SyncResultSerializer(result).data
+        if not result["success"]:
+            kind = result.get("error_kind") or "internal"
+            http_status, code = SYNC_FAILURE_CODES.get(kind, (status.HTTP_400_BAD_REQUEST, "sync_failed"))
+            if code == "sync_already_running":
+                raise SyncAlreadyRunning(detail=result["message"])
+            raise SyncFailed(body, code=code, status_code=http_status)
+        return Response({"message": f"Accounts of {instance.name} synced.", "result": body})
+
+    @extend_schema(
+        summary="Test the connection to an instance",
+        description="Always 200 when the test ran: `ok` says whether the instance answered.",
+        request=None,
+        responses={200: serializers.ConnectionTestSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="test-connection")
+    def test_connection(self, request: Request, pk: str | None = None) -> Response:
+        result = instance_connection_test(instance=self.get_object())
+        return Response(serializers.ConnectionTestSerializer(result).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List sync sessions (newest first, 20 per page)"),
+    retrieve=extend_schema(summary="One sync session with its per-instance records"),
+)
+class SyncSessionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    lookup_field = "session_id"
+    filterset_class = filtersets.SyncSessionFilterSet
+    ordering_fields = ["started_at", "completed_at", "status", "sync_type"]
+    ordering = ["-started_at", "-id"]
+
+    def get_queryset(self) -> QuerySet[SyncSession]:
+        qs = session_queryset().order_by("-started_at", "-id")
+        if self.action != "list":
+            qs = qs.prefetch_related(_records_prefetch())
+        return qs
+
+    def get_serializer_class(self) -> type:
+        if self.action == "list":
+            return serializers.SyncSessionSerializer
+        if self.action == "create":
+            return serializers.SyncSessionCreateSerializer
+        return serializers.SyncSessionDetailSerializer
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("create", "cancel", "retry_failed"):
+            return [CanRunSync()]
+        return super().get_permissions()
+
+    def get_object(self) -> SyncSession:
+        # an id that is not a UUID is simply not found (never a 500 or a 400)
+        try:
+            uuid.UUID(str(self.kwargs.get("session_id")))
+        except ValueError:
+            from django.http import Http404
+
+            raise Http404 from None
+        return super().get_object()
+
+    @extend_schema(
+        summary="Start a sync session on the workers",
+        description='`{"instance_ids": [...]}` or `{"all": true}`; answers 202 with the new session, '
+        "whose records are pending until workers pick them up.",
+        request=serializers.SyncSessionCreateSerializer,
+        responses={202: serializers.SyncSessionDetailSerializer},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        params = serializers.SyncSessionCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        try:
+            session = sync_session_start(
+                instances=data["instances"], sync_type=data["sync_type"], created_by=request.user, force=data["force"]
+            )
+        except SyncRequestError as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+        body = serializers.SyncSessionDetailSerializer(_session_detail(session.pk)).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Cancel a running session",
+        description="Pending records are cancelled; running ones stop before applying. 409 if it already ended.",
+        request=None,
+        responses={200: serializers.SyncSessionDetailSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, session_id: str | None = None) -> Response:
+        session = self.get_object()
+        if not sync_session_cancel(session=session):
+            raise SessionNotRunning(f"Sync session {session.session_id} has already ended ({session.status}).")
+        return Response(serializers.SyncSessionDetailSerializer(_session_detail(session.pk)).data)
+
+    @extend_schema(
+        summary="Retry the failed instances of a session in a new session",
+        request=None,
+        responses={202: serializers.SyncSessionDetailSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="retry-failed")
+    def retry_failed(self, request: Request, session_id: str | None = None) -> Response:
+        session = self.get_object()
+        try:
+            retry = sync_session_retry_failed(session=session, created_by=request.user)
+        except SyncRequestError as exc:
+            raise NothingToRetry(str(exc)) from exc
+        body = serializers.SyncSessionDetailSerializer(_session_detail(retry.pk)).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _parse_ids(raw: str) -> list[int]:
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts:
+        raise ValidationError({"ids": ["Give record ids, e.g. ?ids=1,2,3."]}, code="empty")
+    if len(parts) > MAX_RECORD_IDS:
+        raise ValidationError({"ids": [f"At most {MAX_RECORD_IDS} ids at once."]}, code="too_many")
+    bad = [p for p in parts if not p.isascii() or not p.isdigit() or len(p) > 18]
+    if bad:
+        raise ValidationError({"ids": [f"Not record ids: {', '.join(bad[:5])}."]}, code="invalid")
+    return list(dict.fromkeys(int(p) for p in parts))
+
+
+class SyncInstanceRecordViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = SyncInstanceRecord.objects.select_related("session").order_by("pk")
+    serializer_class = serializers.SyncInstanceRecordSerializer
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    @extend_schema(
+        summary="Batch details for a list of records (or a whole session)",
+        parameters=[
+            OpenApiParameter("ids", str, description="Comma-separated record ids, e.g. 1,2,3 (at most 500)."),
+            OpenApiParameter("session", str, description="A session id (UUID): all of its records."),
+        ],
+        responses={200: serializers.BatchDetailsSerializer, 400: OpenApiResponse(serializers.ErrorSerializer)},
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raw_ids, raw_session = request.query_params.get("ids"), request.query_params.get("session")
+        if raw_ids is not None:
+            ids = _parse_ids(raw_ids)
+            records = list(self.get_queryset().filter(pk__in=ids))
+            unknown = sorted(set(ids) - {r.pk for r in records})
+            if unknown:
+                raise ValidationError(
+                    {"ids": [f"Unknown record ids: {', '.join(map(str, unknown[:20]))}."]}, code="unknown_record"
+                )
+        elif raw_session is not None:
+            try:
+                sid = uuid.UUID(raw_session)
+            except ValueError:
+                raise ValidationError({"session": ["Not a session id (UUID)."]}, code="invalid") from None
+            records = list(self.get_queryset().filter(session__session_id=sid))
+            if not records:
+                raise ValidationError({"session": [f"No records for session {sid}."]}, code="unknown_record")
+        else:
+            raise ValidationError({"ids": ["Give ?ids=1,2,3 or ?session=<session id>."]}, code="required")
+        by_status: dict[str, int] = {}
+        for record in records:
+            by_status[record.status] = by_status.get(record.status, 0) + 1
+        summary = {
+            "total_instances": len(records),
+            "successful_instances": by_status.get(SyncRecordStatusChoices.COMPLETED, 0),
+            "failed_instances": by_status.get(SyncRecordStatusChoices.FAILED, 0),
+            "pending_instances": by_status.get(SyncRecordStatusChoices.PENDING, 0),
+            "running_instances": by_status.get(SyncRecordStatusChoices.RUNNING, 0),
+            "cancelled_instances": by_status.get(SyncRecordStatusChoices.CANCELLED, 0),
+            "total_accounts": sum(r.items_synced for r in records),
+        }
+        data = {"summary": summary, "records": serializers.SyncInstanceRecordSerializer(records, many=True).data}
+        return Response(data)
+
+
+class InstanceAccountViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = serializers.InstanceAccountSerializer
+    filterset_class = filtersets.InstanceAccountFilterSet
+    ordering_fields = ["identity", "username", "first_seen_at", "last_seen_at"]
+
+    def get_queryset(self) -> QuerySet[InstanceAccount]:
+        current = Prefetch(
+            "permissions",
+            queryset=AccountPermission.objects.filter(valid_to__isnull=True),
+            to_attr="current_permissions",
+        )
+        return (
+            InstanceAccount.objects.select_related("instance")
+            .prefetch_related(current)
+            .order_by("instance__name", "identity", "pk")
+        )
+
+
+class AccountChangeLogViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = serializers.AccountChangeLogSerializer
+    filterset_class = filtersets.AccountChangeLogFilterSet
+    ordering_fields = ["detected_at"]
+    queryset = AccountChangeLog.objects.select_related("instance", "account").order_by("-detected_at", "-id")
