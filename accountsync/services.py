@@ -154,7 +154,11 @@ def _insert_rows(model: type[Any], columns: tuple[str, ...], rows: list[tuple[An
 
 
 def _json_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON for stored values whose key order is already fixed (diff ops, canonical attributes).
+
+    Not for snapshots: their digest is over `canonical_json`, which sorts keys.
+    """
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _change(instance: Instance, account_id: int, session_id: uuid.UUID | None, change_type: str,
@@ -270,7 +274,7 @@ def _apply(
             new_accounts.append(identity)
             new_rows.append((instance.pk, identity, db_now, db_now, True, values["username"], values["host"],
                              str(values["kind"]), values["is_superuser"], values["is_locked"],
-                             canonical_json(attributes)))  # fmt: skip
+                             _json_text(attributes)))  # fmt: skip
             continue
         account_id, _identity, is_active, *old_values = row
         changed = _row_changed(dict(zip(ROW_FIELDS, old_values, strict=True)), values)

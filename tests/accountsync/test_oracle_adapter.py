@@ -412,7 +412,7 @@ def synthetic(n: int) -> OracleRows:
 def _cost(n: int) -> float:
     rows = synthetic(n)
     best = float("inf")
-    for _ in range(2):
+    for _ in range(3):
         start = time.perf_counter()
         catalog = build_catalog(rows)
         for acc in catalog.accounts:
