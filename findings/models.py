@@ -67,6 +67,8 @@ class Finding(models.Model):
             models.Index(fields=["rule_code", "is_open"], name="finding_rule_open_idx"),
             models.Index(fields=["account", "is_open"], name="finding_account_open_idx"),
             models.Index(fields=["session_id"], name="finding_session_idx"),
+            models.Index(fields=["instance", "first_seen_at"], name="finding_instance_seen_idx"),
+            models.Index(fields=["instance", "resolved_at"], name="finding_instance_resolved_idx"),
         ]
 
     def __str__(self) -> str:
