@@ -10,6 +10,8 @@ import uuid
 from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -174,8 +176,6 @@ class SyncSessionViewSet(
         try:
             uuid.UUID(str(self.kwargs.get("session_id")))
         except ValueError:
-            from django.http import Http404
-
             raise Http404 from None
         return super().get_object()
 
@@ -313,3 +313,14 @@ class AccountChangeLogViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = filtersets.AccountChangeLogFilterSet
     ordering_fields = ["detected_at"]
     queryset = AccountChangeLog.objects.select_related("instance", "account").order_by("-detected_at", "-id")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 handler: JSON in the API's error shape under /api/, the usual page elsewhere.
+
+    Why: a URL no route matches (``/api/v1/instances/0.5/``) never reaches DRF,
+    yet API clients must always get JSON with a ``code``.
+    """
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return page_not_found(request, exception)
