@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from accountsync.adapters import mysql, postgresql, sqlserver
+from accountsync.adapters import mysql, oracle, postgresql, sqlserver
 from accountsync.adapters.base import Catalog
 from findings.models import SeverityChoices
 from findings.rules import RULES, RULES_BY_CODE, Policy, Subject, evaluate, policy_from_settings
@@ -306,3 +306,34 @@ def test_no_rule_fires_on_a_plain_account(rule):
     cat = mariadb(user_row("clean", "localhost", password_lifetime=90),
                   db=[db_row("clean", "localhost", "sales", Select_priv="Y")])  # fmt: skip
     assert rule.code not in findings_of(cat, "mysql", STRICT)["'clean'@'localhost'"]
+
+
+# --- Oracle rows ----------------------------------------------------------------------------
+
+
+def ora_user(name: str, status: str = "OPEN", *, auth: str = "PASSWORD", expiry: str | None = "2027-01-01T00:00:00"):
+    return {"USERNAME": name, "ACCOUNT_STATUS": status, "AUTHENTICATION_TYPE": auth, "EXPIRY_DATE": expiry,
+            "PROFILE": "DEFAULT", "ORACLE_MAINTAINED": "N", "COMMON": "NO"}  # fmt: skip
+
+
+def test_oracle_rules_through_the_maintained_dba_role():
+    rows = oracle.OracleRows(
+        users=[
+            ora_user("APP_DBA"),
+            ora_user("OLD_DBA", "LOCKED"),
+            ora_user("APP_SCHEMA", auth="NONE", expiry=None),
+            ora_user("STALE", "EXPIRED"),
+            ora_user("FOREVER", expiry=None),
+        ],
+        roles=[{"ROLE": "DBA", "AUTHENTICATION_TYPE": "NONE", "ORACLE_MAINTAINED": "Y"}],
+        role_privs=[
+            {"GRANTEE": grantee, "GRANTED_ROLE": "DBA", "ADMIN_OPTION": "NO", "DEFAULT_ROLE": "YES"}
+            for grantee in ("APP_DBA", "OLD_DBA", "APP_SCHEMA")
+        ],
+    )
+    got = findings_of(oracle.build_catalog(rows), "oracle", STRICT)
+    assert got["APP_DBA"] == {"SUPERUSER": "high"}  # DBA is excluded as maintained, its power is kept
+    assert got["OLD_DBA"] == {"LOCKED_PRIVILEGED": "low"}
+    assert got["APP_SCHEMA"] == {}  # schema-only: cannot log in at all
+    assert got["STALE"] == {"PASSWORD_EXPIRED": "low"}
+    assert got["FOREVER"] == {"PASSWORD_NEVER_EXPIRES": "low"}
