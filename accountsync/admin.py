@@ -210,7 +210,7 @@ def snapshot_context(snapshot: dict[str, Any] | None, attributes: dict[str, Any]
         "snapshot_groups": snapshot_groups(snap),
         "snapshot_roles": snap.get("roles", []),
         "snapshot_capabilities": snap.get("capabilities", []),
-        "snapshot_attributes": sorted((snap.get("attributes") or attributes or {}).items()),
+        "snapshot_attributes": [(k, _fmt(v)) for k, v in sorted((snap.get("attributes") or attributes or {}).items())],
         "snapshot_unknown": snap.get("unknown_scopes", []),
     }
 
@@ -228,6 +228,8 @@ def _fmt(value: Any) -> str:
 def diff_line(op: dict[str, Any]) -> tuple[str, str]:
     """(css kind, text) of one diff operation: grants green, revokes red, other changes amber."""
     kind = {"grant": "grant", "revoke": "revoke"}.get(op.get("op", ""), "set")
+    if "summary" in op:
+        return kind, f"~ {op['summary']}"
     scope = op.get("scope", "")
     sign = {"grant": "+", "revoke": "-"}.get(kind, "~")
     if scope == ROLE_SCOPE:
@@ -263,8 +265,17 @@ def _changes(op: dict[str, Any]) -> str:
 
 
 def diff_html(ops: list[dict[str, Any]] | None, limit: int | None = None) -> str:
-    """The diff as coloured lines; `limit` keeps list rows short and says how many were left out."""
+    """The diff as coloured lines; `limit` keeps list rows short and says how many were left out.
+
+    Attributes that appear from nothing (a new account's auth plugin, limits, ...) are
+    folded into one line: they are the account's description, not a change to review.
+    """
     ops = ops or []
+    initial = [op for op in ops if op.get("scope") == ATTRIBUTE_SCOPE and op.get("old") is None]
+    if initial:
+        ops = [op for op in ops if not (op.get("scope") == ATTRIBUTE_SCOPE and op.get("old") is None)]
+        names = ", ".join(str(op.get("field")) for op in initial)
+        ops.append({"op": "set", "scope": "", "summary": gettext("attributes set: %(names)s") % {"names": names}})
     shown = ops if limit is None else ops[:limit]
     lines = [diff_line(op) for op in shown]
     html = format_html_join("", '<div class="wf-diff wf-diff-{}">{}</div>', lines)

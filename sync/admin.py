@@ -181,7 +181,7 @@ class SyncSessionAdmin(ReadOnlyAdmin):
         "short_id",
         "sync_type",
         "status_badge",
-        "started_at",
+        "started",
         "duration",
         "instances",
         "progress",
@@ -249,6 +249,10 @@ class SyncSessionAdmin(ReadOnlyAdmin):
     def status_badge(self, obj: SyncSession) -> str:
         return badge(obj.status, obj.get_status_display())
 
+    @admin.display(description=_("started"), ordering="started_at")
+    def started(self, obj: SyncSession) -> str:
+        return formats.date_format(timezone.localtime(obj.started_at), "SHORT_DATETIME_FORMAT")
+
     @admin.display(description=_("duration"))
     def duration(self, obj: SyncSession) -> str:
         return format_duration(span_seconds(obj.started_at, obj.completed_at))
@@ -298,7 +302,6 @@ class SyncSessionAdmin(ReadOnlyAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": gettext("Batch details"),
-            "subtitle": str(session.session_id),
             "session": session,
             "progress": data,
             "progress_bar": progress_bar(data["total"], data["succeeded"], data["failed"], wide=True),

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import qcluster  # noqa: F401  (a real django-q2 worker for the browser tests)
+
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM_ARGS = [
