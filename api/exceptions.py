@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import ProtectedError, RestrictedError
+from django.http import Http404
 from rest_framework import status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -90,7 +92,11 @@ def _validation_code(codes: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus 409 for protected deletes and a ``code`` on every error body."""
-    if isinstance(exc, ProtectedError | RestrictedError):
+    if isinstance(exc, Http404):
+        exc = NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = PermissionDenied()
+    elif isinstance(exc, ProtectedError | RestrictedError):
         exc = Conflict(
             "It is still referenced by history or other objects (accounts, change logs, instances); "
             "it cannot be deleted. Deactivate it instead.",
