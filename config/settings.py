@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "sync",
     "api",
     "findings",
+    "alerts",
 ]
 
 MIDDLEWARE = [
