@@ -46,6 +46,7 @@ ACCOUNT_COLUMNS = ("instance", "identity", "first_seen_at", "last_seen_at", "is_
                    "kind", "is_superuser", "is_locked", "attributes")  # fmt: skip
 PERMISSION_COLUMNS = ("account", "instance", "snapshot", "digest", "schema_version", "collected_at", "valid_from")
 CHANGE_COLUMNS = ("instance", "account", "session_id", "change_type", "diff", "summary", "detected_at")
+SERVER_DETAILS = ("default_password_lifetime", "public_grants")
 ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attributes")
 
 
@@ -212,8 +213,10 @@ def account_sync_apply(
         added_count=inventory["added"],
         modified_count=collection["modified"],
         removed_count=inventory["removed"],
-        details={"inventory": inventory, "collection": collection},
-    )
+        details={"inventory": inventory, "collection": collection,
+                 # server-wide facts that belong to no account, for the findings and the record
+                 **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details}},
+    )  # fmt: skip
     log_event(logger, logging.INFO, result.message, module=MODULE, operation="account_sync_apply",
               instance_id=instance.pk, db_type=instance.db_type, session_id=session_id, phase="apply",
               duration_ms=_ms(started))  # fmt: skip

@@ -348,3 +348,16 @@ def test_cancel_before_fetch_or_apply_writes_nothing(instance, phase, monkeypatc
 
     ok = services.account_sync_run(instance=instance, before_apply=seen.append)
     assert ok.success and ok.added_count == 3
+
+
+def test_server_wide_facts_reach_the_result_details(instance):
+    """PUBLIC grants and the server's password lifetime belong to no account; the result carries them."""
+    cat = catalog(acct("alice", ("database:sales", "SELECT")))
+    public = [{"scope": "database:sales", "privilege": "CONNECT", "grantable": False, "effect": "GRANT"}]
+    cat.details.update(public_grants=public, default_password_lifetime=90, flavor="mariadb")
+    details = account_sync_apply(instance=instance, catalog=cat).details
+    assert details["public_grants"] == public
+    assert details["default_password_lifetime"] == 90
+    assert "flavor" not in details
+    plain = account_sync_apply(instance=instance, catalog=catalog(acct("alice", ("database:sales", "SELECT"))))
+    assert "public_grants" not in plain.details

@@ -44,18 +44,23 @@ def test_mariadb_every_rule_opens_and_resolves(mariadb_admin, make_instance, mak
     p = unique_prefix
     inst = make_instance("mysql", port=3306, credential=make_credential(name="root", username="root", password=""))
     cur = mariadb_admin.cursor()
-    su, go, ex, nv, lk = (f"'{p}_{n}'@'localhost'" for n in ("su", "go", "x", "n", "l"))
+    su, go, ex, nv, lk, dflt = (f"'{p}_{n}'@'localhost'" for n in ("su", "go", "x", "n", "l", "d"))
     empty, sock = f"'{p}_e'@'localhost'", f"'{p}_s'@'localhost'"
     wild, tame, anon = f"'{p}_w'@'10.9.%'", f"'{p}_w'@'10.9.0.1'", f"''@'{p}.invalid'"
     pw = f"Pw-{p}-1"
     try:
         cur.execute(f"CREATE DATABASE {p}_db")
+        # an explicit lifetime, so only nv (explicitly) and dflt (the server default) can "never expire"
+        expiring = "PASSWORD EXPIRE INTERVAL 90 DAY"
         for user in (su, go, ex, lk):
-            cur.execute(f"CREATE USER {user} IDENTIFIED BY '{pw}'")
+            cur.execute(f"CREATE USER {user} IDENTIFIED BY '{pw}' {expiring}")
         cur.execute(f"CREATE USER {nv} IDENTIFIED BY '{pw}' PASSWORD EXPIRE NEVER")
-        cur.execute(f"CREATE USER {wild} IDENTIFIED BY '{pw}'")
-        cur.execute(f"CREATE USER {anon} IDENTIFIED BY '{pw}'")
-        cur.execute(f"CREATE USER {empty}")
+        cur.execute(f"CREATE USER {dflt} IDENTIFIED BY '{pw}'")
+        cur.execute(f"CREATE USER {wild} IDENTIFIED BY '{pw}' {expiring}")
+        cur.execute(f"CREATE USER {anon} IDENTIFIED BY '{pw}' {expiring}")
+        cur.execute(f"CREATE USER {empty} {expiring}")
+        cur.execute("SELECT @@global.default_password_lifetime")
+        server_default_never = int(cur.fetchone()[0]) == 0
         cur.execute(f"CREATE USER {sock} IDENTIFIED VIA unix_socket")
         cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO {su}")
         cur.execute(f"GRANT SELECT ON {p}_db.* TO {go} WITH GRANT OPTION")
@@ -75,6 +80,8 @@ def test_mariadb_every_rule_opens_and_resolves(mariadb_admin, make_instance, mak
             (anon, "ANONYMOUS"),
             (empty, "EMPTY_PASSWORD"),
             ("'PUBLIC'", "PUBLIC_GRANTS"),
+            # an account on the server's default lifetime never expires when that default is 0
+            *([(dflt, "PASSWORD_NEVER_EXPIRES")] if server_default_never else []),
         }  # the unix_socket account has no finding: no password is not an empty password
         opened = findings_for(inst, p)
 
@@ -82,6 +89,7 @@ def test_mariadb_every_rule_opens_and_resolves(mariadb_admin, make_instance, mak
         cur.execute(f"REVOKE GRANT OPTION ON {p}_db.* FROM {go}")
         cur.execute(f"ALTER USER {ex} IDENTIFIED BY '{pw}2'")
         cur.execute(f"ALTER USER {nv} PASSWORD EXPIRE INTERVAL 90 DAY")
+        cur.execute(f"ALTER USER {dflt} PASSWORD EXPIRE INTERVAL 90 DAY")
         cur.execute(f"REVOKE ALL PRIVILEGES ON *.* FROM {lk}")
         cur.execute(f"RENAME USER {wild} TO {tame}")
         cur.execute(f"DROP USER {anon}")
@@ -97,7 +105,7 @@ def test_mariadb_every_rule_opens_and_resolves(mariadb_admin, make_instance, mak
         run_sync(inst)  # nothing changed: nothing reopens, nothing new
         assert findings_for(inst, p) == set() and findings_for(inst, p, is_open=False) == opened
     finally:
-        for user in (su, go, ex, nv, lk, empty, sock, wild, tame, anon):
+        for user in (su, go, ex, nv, lk, dflt, empty, sock, wild, tame, anon):
             cur.execute(f"DROP USER IF EXISTS {user}")
         with contextlib.suppress(MySQLdb.Error):  # already revoked when the test got that far
             cur.execute(f"REVOKE SELECT ON {p}_db.* FROM PUBLIC")
