@@ -4,7 +4,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-apt_packages=(python3 python3-venv python3-dev gcc pkg-config default-libmysqlclient-dev libltdl7 gettext "$@")
+apt_packages=(python3 python3-venv python3-dev gcc pkg-config default-libmysqlclient-dev libltdl7 gettext fonts-wqy-microhei "$@")
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

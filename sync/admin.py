@@ -310,7 +310,10 @@ class SyncSessionAdmin(ReadOnlyAdmin):
             "can_run_sync": can_run_sync(request),
             "can_cancel": data["running"],
             "can_retry": not data["running"] and data["failed"] > 0,
-            "retries": list(session.retries.order_by("started_at").values_list("pk", "session_id", "status")),
+            "retries": [
+                (pk, sid, status, SyncSessionStatusChoices(status).label)
+                for pk, sid, status in session.retries.order_by("started_at").values_list("pk", "session_id", "status")
+            ],
             "media": self.media,
             **(extra_context or {}),
         }

@@ -236,8 +236,10 @@ def test_sync_from_the_instance_list_watch_live_retry_filter_and_browse(
     assert page.locator("#wf-sync-all").count() == 1
     screenshot(page, "instances")
 
-    # --- charlie, a viewer: no sync action, no button, no retry -------------------------------
+    # --- charlie, a viewer who reads Chinese: no sync action, no button, no retry ---------------
     login(page, live_server, "charlie")
+    # the language a user chose (Django's language cookie) wins over the browser's
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": live_server.url}])
     page.goto(f"{live_server.url}/admin/instances/instance/")
     options = page.locator("select[name=action] option").evaluate_all("els => els.map(e => e.value)")
     assert "sync_selected" not in options and "test_connection" in options
@@ -245,4 +247,6 @@ def test_sync_from_the_instance_list_watch_live_retry_filter_and_browse(
     page.goto(f"{live_server.url}/admin/sync/syncsession/{pk}/change/")
     assert page.locator("#wf-status.wf-badge-failed").count() == 1
     assert page.locator("#wf-retry").count() == 0 and page.locator("#wf-cancel").count() == 0
+    assert page.text_content("#content h1") == "批次详情" and "已同步账户" in page.text_content(".wf-cards")
+    screenshot(page, "session-batch-details-zh")
     assert SyncSession.objects.count() == 3
