@@ -254,3 +254,14 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
+
+# --- alerts (alerts/, docs/alerts.md) --------------------------------------
+# Privilege-escalation notifications, sent by django-q2 tasks after the sync commits.
+WHALEFALL_ALERT_MAX_ATTEMPTS = env.int("WHALEFALL_ALERT_MAX_ATTEMPTS", default=5)
+WHALEFALL_ALERT_BACKOFF_SECONDS = env.float("WHALEFALL_ALERT_BACKOFF_SECONDS", default=60.0)
+WHALEFALL_ALERT_TIMEOUT = env.float("WHALEFALL_ALERT_TIMEOUT", default=5.0)
+WHALEFALL_ALERT_BASE_URL = env("WHALEFALL_ALERT_BASE_URL", default="")
+WHALEFALL_ALERT_ON_FIRST_SYNC = env.bool("WHALEFALL_ALERT_ON_FIRST_SYNC", default=False)
+WHALEFALL_ALERT_FROM_EMAIL = env("WHALEFALL_ALERT_FROM_EMAIL", default="")
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_TIMEOUT = WHALEFALL_ALERT_TIMEOUT

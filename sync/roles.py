@@ -17,7 +17,7 @@ VIEWERS = "Viewers"
 # apps whose models every role may view
 PRODUCT_APPS = ("instances", "accountsync", "sync", "findings", "alerts")
 # operators manage these models fully (credentials stay view-only: no secret changes)
-OPERATOR_MANAGED = {("instances", "instance"), ("instances", "tag")}
+OPERATOR_MANAGED = {("instances", "instance"), ("instances", "tag"), ("alerts", "alertchannel")}
 OPERATOR_EXTRA = {("sync", "run_sync")}
 
 

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accountsync.services import SyncCancelled, account_sync_run
+from alerts.services import alerts_after_sync
 from findings.services import findings_after_sync
 from instances.models import Instance
 from sync.leases import lease_acquire, lease_release, lease_release_for_session
@@ -149,6 +150,7 @@ def _engine_run(
             instance=instance, session_id=session_id, force=force, before_apply=before_apply
         ).as_dict()
         findings_after_sync(instance=instance, session_id=session_id, result=result)  # never raises
+        alerts_after_sync(instance=instance, session_id=session_id, result=result)  # never raises
         return result
     except Exception:
         logger.exception(

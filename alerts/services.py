@@ -1,0 +1,535 @@
+"""Detect privilege escalations in a finished sync, and deliver them to the alert channels.
+
+Why after the sync and through django-q2: a sync must never wait for a slow webhook
+or a mail server, nor fail because one is down. Detection reads only what the sync
+just wrote (its change log entries and the findings it opened), writes one
+`AlertDelivery` per (channel, escalation) and queues one task per delivery once the
+transaction commits. The task sends, records the attempt and, on failure, schedules
+its own retry with exponential backoff until `WHALEFALL_ALERT_MAX_ATTEMPTS`.
+django-q2's own retry only re-runs tasks whose worker was lost, so it cannot do this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F, Max
+from django.urls import reverse
+from django.utils import timezone
+
+from accountsync.models import AccountChangeLog, ChangeType
+from alerts.models import (
+    AlertChannel,
+    AlertDelivery,
+    ChannelKindChoices,
+    DeliveryStatusChoices,
+    EventKindChoices,
+    safe_url,
+)
+from config.logging import log_event
+from findings.models import SEVERITY_RANK, Finding, SeverityChoices
+from findings.rules import RULES_BY_CODE
+from instances.models import Instance
+
+logger = logging.getLogger(__name__)
+
+MODULE = "alerts"
+TASK = "alerts.tasks.deliver_alert"
+BATCH_SIZE = 1000
+ERROR_MAX = 500
+
+# Capabilities whose appearance is an escalation, and how severe it is.
+ESCALATION_CAPABILITIES = {"SUPERUSER": SeverityChoices.CRITICAL, "GRANT_ADMIN": SeverityChoices.HIGH}
+# Findings on a new account that make it an escalation.
+ALERT_FINDING_SEVERITIES = (SeverityChoices.HIGH, SeverityChoices.CRITICAL)
+# Change types whose diff can carry a capability gain ("removed" never does).
+SCANNED_CHANGES = (ChangeType.ADDED, ChangeType.REACTIVATED, ChangeType.PRIVILEGES_CHANGED)
+
+
+@dataclass(frozen=True)
+class Change:
+    """The parts of one change log entry detection needs."""
+
+    id: int
+    account_id: int
+    identity: str
+    change_type: str
+    diff: list[dict[str, Any]]
+    summary: str
+    detected_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """One account that gained power in one sync (one change log entry)."""
+
+    change: Change
+    kind: str
+    severity: str
+    capabilities: tuple[str, ...]
+    findings: tuple[dict[str, str], ...] = field(default=())
+
+
+def gained_capabilities(ops: Iterable[dict[str, Any]]) -> list[str]:
+    """Escalation capabilities a diff turns on (`set` of a capability from false/absent to true)."""
+    gained = {
+        op.get("field")
+        for op in ops
+        if op.get("op") == "set"
+        and op.get("scope") == "capability"
+        and op.get("field") in ESCALATION_CAPABILITIES
+        and op.get("new") is True
+        and not op.get("old")
+    }
+    return sorted(str(cap) for cap in gained)
+
+
+def _max_severity(severities: Iterable[str]) -> str:
+    return max(severities, key=lambda s: SEVERITY_RANK.get(s, -1))
+
+
+def escalation_from_change(change: Change, findings: Iterable[dict[str, str]] = ()) -> Escalation | None:
+    """Is this change log entry a privilege escalation? Pure, so every case is a unit test.
+
+    An existing account that gains SUPERUSER or GRANT_ADMIN escalates. A new account
+    escalates when it arrives with one of those, or with a high/critical finding
+    (`findings`: `{"rule", "severity", ...}` opened on it by the same sync). A new
+    SELECT grant or a medium finding is not an escalation.
+    """
+    capabilities = tuple(gained_capabilities(change.diff or []))
+    is_new = change.change_type == ChangeType.ADDED
+    serious = tuple(f for f in findings if f.get("severity") in ALERT_FINDING_SEVERITIES) if is_new else ()
+    if not capabilities and not serious:
+        return None
+    severity = _max_severity([ESCALATION_CAPABILITIES[c] for c in capabilities] + [f["severity"] for f in serious])
+    kind = EventKindChoices.NEW_PRIVILEGED_ACCOUNT if is_new else EventKindChoices.CAPABILITY_GAINED
+    return Escalation(change=change, kind=kind, severity=str(severity), capabilities=capabilities, findings=serious)
+
+
+def _batches(items: list[Any], size: int = BATCH_SIZE) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sync_changes(instance: Instance, session_id: uuid.UUID | None, result: dict[str, Any]) -> list[Change]:
+    """The change log entries this sync wrote that can carry an escalation.
+
+    Two syncs of one instance never overlap (the lease), and one apply stamps all its
+    entries with the same `detected_at`; so a session sync's entries are those of its
+    session id, and an untracked sync's are the instance's latest, provided the result
+    says it changed something (otherwise the latest ones belong to an earlier sync).
+    """
+    details = result.get("details") or {}
+    inventory, collection = details.get("inventory") or {}, details.get("collection") or {}
+    if not (inventory.get("added") or collection.get("modified") or result.get("added_count")
+            or result.get("modified_count")):  # fmt: skip
+        return []
+    rows = AccountChangeLog.objects.filter(instance=instance, change_type__in=SCANNED_CHANGES)
+    if session_id is not None:
+        rows = rows.filter(session_id=session_id)
+    else:
+        latest = AccountChangeLog.objects.filter(instance=instance, session_id__isnull=True).aggregate(
+            latest=Max("detected_at")
+        )["latest"]
+        if latest is None:
+            return []
+        rows = rows.filter(session_id__isnull=True, detected_at=latest)
+    return [
+        Change(id=pk, account_id=account_id, identity=identity, change_type=change_type, diff=diff or [],
+               summary=summary, detected_at=detected_at)
+        for pk, account_id, identity, change_type, diff, summary, detected_at in rows.values_list(
+            "id", "account_id", "account__identity", "change_type", "diff", "summary", "detected_at"
+        ).order_by("id").iterator(chunk_size=2000)
+    ]  # fmt: skip
+
+
+def _new_account_findings(instance: Instance, account_ids: list[int]) -> dict[int, list[dict[str, str]]]:
+    """Open high/critical findings of accounts this sync added (so this sync opened them)."""
+    found: dict[int, list[dict[str, str]]] = {}
+    for batch in _batches(account_ids):
+        rows = (
+            Finding.objects.filter(
+                instance=instance, account_id__in=batch, is_open=True, severity__in=ALERT_FINDING_SEVERITIES
+            )
+            .values_list("account_id", "rule_code", "severity")
+            .order_by("account_id", "rule_code")
+        )
+        for account_id, code, severity in rows:
+            rule = RULES_BY_CODE.get(code)
+            found.setdefault(account_id, []).append(
+                {"rule": code, "severity": severity, "title": rule.title if rule else code}
+            )
+    return found
+
+
+def alerts_detect(
+    *, instance: Instance, session_id: uuid.UUID | str | None, result: dict[str, Any]
+) -> list[Escalation]:
+    """Escalations in the successful sync that produced `result` (after its findings refresh)."""
+    if not result.get("success"):
+        return []
+    session = uuid.UUID(str(session_id)) if session_id else None
+    changes = _sync_changes(instance, session, result)
+    added = [c.account_id for c in changes if c.change_type == ChangeType.ADDED]
+    findings = _new_account_findings(instance, added) if added else {}
+    escalations = []
+    for change in changes:
+        escalation = escalation_from_change(change, findings.get(change.account_id, ()))
+        if escalation is not None:
+            escalations.append(escalation)
+    return escalations
+
+
+def channel_accepts(channel: AlertChannel, *, instance: Instance, severity: str) -> bool:
+    """The channel's filters: db types, environments (empty = all) and minimum severity."""
+    if channel.db_types and instance.db_type not in channel.db_types:
+        return False
+    if channel.environments and instance.environment not in channel.environments:
+        return False
+    return SEVERITY_RANK.get(severity, -1) >= SEVERITY_RANK.get(channel.min_severity, 0)
+
+
+def account_admin_path(account_id: int) -> str:
+    """The account's admin page, as a path (or a full URL when WHALEFALL_ALERT_BASE_URL is set)."""
+    path = reverse("admin:accountsync_instanceaccount_change", args=[account_id])
+    base = (getattr(settings, "WHALEFALL_ALERT_BASE_URL", "") or "").rstrip("/")
+    return f"{base}{path}"
+
+
+def alert_payload(*, instance: Instance, escalation: Escalation, session_id: uuid.UUID | None) -> dict[str, Any]:
+    """The JSON body a webhook receives (and an e-mail shows): no credential, no snapshot."""
+    change = escalation.change
+    return {
+        "event": "privilege_escalation",
+        "kind": escalation.kind,
+        "severity": escalation.severity,
+        "instance": {
+            "id": instance.pk,
+            "name": instance.name,
+            "db_type": instance.db_type,
+            "environment": instance.environment,
+        },
+        "account": {"id": change.account_id, "identity": change.identity},
+        "escalation": {"capabilities": list(escalation.capabilities), "findings": list(escalation.findings)},
+        "change": {
+            "id": change.id,
+            "change_type": change.change_type,
+            "summary": change.summary,
+            "detected_at": change.detected_at.isoformat() if change.detected_at else None,
+        },
+        "session_id": str(session_id) if session_id else None,
+        "account_url": account_admin_path(change.account_id),
+    }
+
+
+def _log(level: int, message: str, *, instance: Instance | None = None, instance_id: int | None = None,
+         db_type: str | None = None, session_id: Any = None, phase: str, operation: str = "alerts",
+         **more: Any) -> None:  # fmt: skip
+    log_event(logger, level, message, module=MODULE, operation=operation,
+              instance_id=instance.pk if instance is not None else instance_id,
+              db_type=instance.db_type if instance is not None else db_type,
+              session_id=str(session_id) if session_id else None, phase=phase, **more)  # fmt: skip
+
+
+def alerts_after_sync(
+    *, instance: Instance, session_id: uuid.UUID | str | None, result: dict[str, Any]
+) -> dict[str, int] | None:
+    """The sync hook: detect escalations, record deliveries, queue them after commit; never raises.
+
+    Costs one query when no channel is active. The first successful sync of an
+    instance is its baseline (every account is "added"), so it alerts only when
+    WHALEFALL_ALERT_ON_FIRST_SYNC is set. Any error is logged and swallowed: an
+    alert problem must never turn a successful sync into a failed one.
+    """
+    if not result.get("success"):
+        return None
+    started = time.monotonic()
+    try:
+        channels = list(AlertChannel.objects.filter(is_active=True).order_by("pk"))
+        if not channels:
+            return None
+        details = result.get("details") or {}
+        inventory = details.get("inventory") or {}
+        baseline = inventory.get("active_before") == 0 and inventory.get("added", 0) > 0
+        if baseline and not settings.WHALEFALL_ALERT_ON_FIRST_SYNC:
+            _log(logging.INFO, f"{instance.name}: first sync is the baseline; escalations are not alerted",
+                 instance=instance, session_id=session_id, phase="baseline")  # fmt: skip
+            return None
+        escalations = alerts_detect(instance=instance, session_id=session_id, result=result)
+        if not escalations:
+            return None
+        queued = _deliveries_create(instance=instance, session_id=session_id, escalations=escalations,
+                                    channels=channels)  # fmt: skip
+    except Exception as exc:
+        _log(logging.ERROR, f"{instance.name}: alert detection failed ({type(exc).__name__}: {exc}); "
+             "the sync itself succeeded", instance=instance, session_id=session_id, phase="error")  # fmt: skip
+        return None
+    summary = {"escalations": len(escalations), "deliveries": len(queued)}
+    _log(logging.INFO, f"{instance.name}: {len(escalations)} escalation(s), {len(queued)} alert deliveries queued",
+         instance=instance, session_id=session_id, phase="detect",
+         duration_ms=int((time.monotonic() - started) * 1000), **summary)  # fmt: skip
+    if queued and isinstance(result.get("details"), dict):
+        result["details"]["alerts"] = summary
+    return summary
+
+
+def _deliveries_create(
+    *, instance: Instance, session_id: uuid.UUID | str | None, escalations: list[Escalation],
+    channels: list[AlertChannel],
+) -> list[int]:  # fmt: skip
+    """One pending delivery per (channel, escalation) the channel accepts; queue them on commit."""
+    session = uuid.UUID(str(session_id)) if session_id else None
+    rows = []
+    for escalation in escalations:
+        payload = alert_payload(instance=instance, escalation=escalation, session_id=session)
+        for channel in channels:
+            if channel_accepts(channel, instance=instance, severity=escalation.severity):
+                rows.append(AlertDelivery(
+                    channel=channel, channel_name=channel.name, event_kind=escalation.kind,
+                    severity=escalation.severity, instance=instance, account_id=escalation.change.account_id,
+                    account_identity=escalation.change.identity[:512], change_log_id=escalation.change.id,
+                    session_id=session, payload=payload,
+                ))  # fmt: skip
+    if not rows:
+        return []
+    change_ids = [e.change.id for e in escalations]
+    with transaction.atomic():
+        AlertDelivery.objects.bulk_create(rows, batch_size=BATCH_SIZE, ignore_conflicts=True)
+        ids: list[int] = []
+        for batch in _batches(change_ids):
+            ids.extend(
+                AlertDelivery.objects.filter(
+                    change_log_id__in=batch, status=DeliveryStatusChoices.PENDING, attempts=0
+                ).values_list("id", flat=True).order_by("id")
+            )  # fmt: skip
+        enqueue_on_commit(ids)
+    return ids
+
+
+def enqueue_on_commit(delivery_ids: list[int]) -> None:
+    """Queue one task per delivery once the surrounding transaction commits (nothing if it rolls back)."""
+    if delivery_ids:
+        transaction.on_commit(lambda: _enqueue(delivery_ids), robust=True)
+
+
+def _enqueue(delivery_ids: list[int]) -> None:
+    """Hand deliveries to django-q2; one whose queueing fails is marked failed, never lost silently."""
+    from django_q.tasks import async_task
+
+    for delivery_id in delivery_ids:
+        try:
+            async_task(TASK, delivery_id, task_name=f"alert delivery {delivery_id}", group="alerts")
+        except Exception as exc:
+            message = f"could not queue the delivery ({type(exc).__name__}: {exc})"[:ERROR_MAX]
+            AlertDelivery.objects.filter(pk=delivery_id, status=DeliveryStatusChoices.PENDING).update(
+                status=DeliveryStatusChoices.FAILED, last_error=message, updated_at=timezone.now()
+            )
+            _log(logging.ERROR, f"alert delivery {delivery_id}: {message}", phase="enqueue", delivery_id=delivery_id)
+
+
+# --- sending -------------------------------------------------------------------------------
+
+
+class AlertSendError(Exception):
+    """A delivery attempt failed; the message is safe to store and show (no URL path, no secret)."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that redirects is misconfigured: report it instead of re-sending the body elsewhere."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def _post_webhook(channel: AlertChannel, delivery: AlertDelivery, timeout: float) -> None:
+    body = json.dumps({**delivery.payload, "delivery_id": delivery.pk}, ensure_ascii=False).encode()
+    request = urllib.request.Request(  # noqa: S310 - the URL's scheme is validated to http/https
+        channel.webhook_url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "WhaleFall-Alerts/1",
+            "X-WhaleFall-Event": str(delivery.payload.get("event", delivery.event_kind)),
+            "X-WhaleFall-Delivery": str(delivery.pk),
+        },
+    )
+    where = safe_url(channel.webhook_url)
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raise AlertSendError(f"HTTP {exc.code} from {where}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AlertSendError(f"cannot reach {where}: {type(exc).__name__}: {reason}") from None
+    if not 200 <= status < 300:
+        raise AlertSendError(f"HTTP {status} from {where}")
+
+
+def alert_email_text(payload: dict[str, Any]) -> tuple[str, str]:
+    """Subject and plain-text body of an alert e-mail."""
+    inst, account = payload.get("instance") or {}, payload.get("account") or {}
+    esc = payload.get("escalation") or {}
+    what = ", ".join(esc.get("capabilities") or []) or ", ".join(f["rule"] for f in esc.get("findings") or [])
+    subject = f"[WhaleFall] {str(payload.get('severity', '')).upper()}: {account.get('identity', '?')} on " \
+              f"{inst.get('name', '?')}" + (f" ({what})" if what else "")  # fmt: skip
+    lines = [
+        f"Privilege escalation detected by WhaleFall ({payload.get('kind')}).",
+        "",
+        f"Instance:    {inst.get('name')} ({inst.get('db_type')}, {inst.get('environment')})",
+        f"Account:     {account.get('identity')}",
+        f"Severity:    {payload.get('severity')}",
+        f"Gained:      {', '.join(esc.get('capabilities') or []) or '-'}",
+        "Findings:    " + (", ".join(f"{f['title']} ({f['severity']})" for f in esc.get("findings") or []) or "-"),
+        f"Change:      {(payload.get('change') or {}).get('summary') or '-'}",
+        f"Session:     {payload.get('session_id') or '-'}",
+        f"Account page: {payload.get('account_url')}",
+        "",
+        "JSON:",
+        json.dumps(payload, indent=2, ensure_ascii=False),
+    ]
+    return subject.replace("\n", " ")[:250], "\n".join(lines)
+
+
+def _send_email(channel: AlertChannel, delivery: AlertDelivery) -> None:
+    subject, body = alert_email_text(delivery.payload)
+    sender = getattr(settings, "WHALEFALL_ALERT_FROM_EMAIL", "") or settings.DEFAULT_FROM_EMAIL
+    try:
+        send_mail(subject, body, sender, channel.recipients, fail_silently=False)
+    except Exception as exc:
+        raise AlertSendError(f"mail backend refused: {type(exc).__name__}: {exc}") from None
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """Backoff after failed attempt number `attempt` (1-based): base, 2 * base, 4 * base... capped at one day."""
+    base = float(settings.WHALEFALL_ALERT_BACKOFF_SECONDS)
+    return timedelta(seconds=min(base * 2 ** max(attempt - 1, 0), 86400.0))
+
+
+def _schedule_retry(delivery_id: int, when: datetime) -> None:
+    """A one-off django-q2 schedule that re-runs the task at `when` (deleted by django-q2 once run)."""
+    from django_q.models import Schedule
+    from django_q.tasks import schedule
+
+    schedule(TASK, delivery_id, schedule_type=Schedule.ONCE, next_run=when, repeats=-1,
+             name=f"alert delivery {delivery_id} retry {uuid.uuid4().hex[:8]}")  # fmt: skip
+
+
+def alert_delivery_attempt(*, delivery_id: int) -> str:
+    """One attempt of one delivery; returns the delivery's status afterwards.
+
+    Idempotent under django-q2's at-least-once delivery: only a pending delivery is
+    sent, and the attempt is claimed with a conditional UPDATE on the attempt count,
+    so two workers holding the same task cannot both send it.
+    """
+    delivery = AlertDelivery.objects.select_related("channel").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status != DeliveryStatusChoices.PENDING:
+        return delivery.status if delivery else "missing"
+    now = timezone.now()
+    claimed = AlertDelivery.objects.filter(
+        pk=delivery.pk, status=DeliveryStatusChoices.PENDING, attempts=delivery.attempts
+    ).update(attempts=F("attempts") + 1, last_attempt_at=now, next_attempt_at=None, updated_at=now)
+    if not claimed:
+        return "busy"
+    attempt = delivery.attempts + 1
+    channel = delivery.channel
+    log = {"instance_id": delivery.instance_id, "db_type": (delivery.payload.get("instance") or {}).get("db_type"),
+           "session_id": delivery.session_id, "delivery_id": delivery.pk, "attempt": attempt,
+           "operation": "alert_deliver"}  # fmt: skip
+    started = time.monotonic()
+    error = ""
+    retryable = True
+    if channel is None or not channel.is_active:
+        error, retryable = f"channel {delivery.channel_name} was deleted or deactivated", False
+    else:
+        try:
+            if channel.kind == ChannelKindChoices.WEBHOOK:
+                _post_webhook(channel, delivery, float(settings.WHALEFALL_ALERT_TIMEOUT))
+            else:
+                _send_email(channel, delivery)
+        except AlertSendError as exc:
+            error = str(exc)[:ERROR_MAX]
+    duration = int((time.monotonic() - started) * 1000)
+    done = timezone.now()
+    if not error:
+        AlertDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatusChoices.SENT, sent_at=done, last_error="", updated_at=done
+        )
+        _log(logging.INFO, f"alert {delivery.pk} sent to {delivery.channel_name} (attempt {attempt})",
+             phase="sent", duration_ms=duration, **log)  # fmt: skip
+        return DeliveryStatusChoices.SENT
+    max_attempts = max(int(settings.WHALEFALL_ALERT_MAX_ATTEMPTS), 1)
+    if not retryable or attempt >= max_attempts:
+        AlertDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatusChoices.FAILED, last_error=error, updated_at=done
+        )
+        _log(logging.ERROR, f"alert {delivery.pk} to {delivery.channel_name} failed for good after {attempt} "
+             f"attempt(s): {error}", phase="failed", duration_ms=duration, **log)  # fmt: skip
+        return DeliveryStatusChoices.FAILED
+    when = done + retry_delay(attempt)
+    AlertDelivery.objects.filter(pk=delivery.pk).update(last_error=error, next_attempt_at=when, updated_at=done)
+    try:
+        _schedule_retry(delivery.pk, when)
+    except Exception as exc:
+        AlertDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatusChoices.FAILED, last_error=f"{error}; retry not scheduled ({type(exc).__name__})"
+        )
+        _log(logging.ERROR, f"alert {delivery.pk}: could not schedule its retry ({type(exc).__name__})",
+             phase="failed", **log)  # fmt: skip
+        return DeliveryStatusChoices.FAILED
+    _log(logging.WARNING, f"alert {delivery.pk} to {delivery.channel_name} failed (attempt {attempt} of "
+         f"{max_attempts}): {error}; retry at {when.isoformat()}", phase="retry", duration_ms=duration,
+         **log)  # fmt: skip
+    return DeliveryStatusChoices.PENDING
+
+
+# --- operator actions ----------------------------------------------------------------------
+
+
+def alert_send_test(*, channel: AlertChannel) -> AlertDelivery:
+    """Queue a test alert to `channel` so an operator can check the wiring end to end."""
+    now = timezone.now()
+    payload = {
+        "event": "test",
+        "kind": EventKindChoices.TEST,
+        "severity": SeverityChoices.INFO,
+        "instance": None,
+        "account": None,
+        "escalation": {"capabilities": [], "findings": []},
+        "change": {"summary": f"Test alert from WhaleFall to channel {channel.name}", "detected_at": now.isoformat()},
+        "session_id": None,
+        "account_url": None,
+    }
+    with transaction.atomic():
+        delivery = AlertDelivery.objects.create(channel=channel, channel_name=channel.name,
+                                                event_kind=EventKindChoices.TEST, severity=SeverityChoices.INFO,
+                                                payload=payload)  # fmt: skip
+        enqueue_on_commit([delivery.pk])
+    return delivery
+
+
+def alert_deliveries_resend(*, deliveries: Iterable[AlertDelivery]) -> int:
+    """Put failed deliveries back to pending with a fresh attempt budget and queue them."""
+    ids = [d.pk for d in deliveries if d.status == DeliveryStatusChoices.FAILED]
+    with transaction.atomic():
+        AlertDelivery.objects.filter(pk__in=ids, status=DeliveryStatusChoices.FAILED).update(
+            status=DeliveryStatusChoices.PENDING, attempts=0, next_attempt_at=None, updated_at=timezone.now()
+        )
+        enqueue_on_commit(ids)
+    return len(ids)
