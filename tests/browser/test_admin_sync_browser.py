@@ -136,16 +136,23 @@ def test_sync_from_the_instance_list_watch_live_retry_filter_and_browse(
     page, live_server, qcluster, monitored_mariadb, mariadb_admin, alice, charlie
 ):
     live, dead = make_fleet(monitored_mariadb)
-    cluster = qcluster(workers=2)
     login(page, live_server, "alice")
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/progress/" in request.url else None)
 
     # --- the action starts a manual_batch on the workers and opens its page -------------------
     pk = run_action_on(page, live_server, [live, dead])
     assert "started for 2 instances on the workers" in page.text_content(".messagelist")
     session = SyncSession.objects.get(pk=pk)
     assert session.sync_type == "manual_batch" and session.created_by == alice
-    # the page polls its JSON view and reloads itself when the session ends: no reload here
+    # no worker yet: the page opens on a running session with two pending instances
+    assert page.get_attribute(".wf-session", "data-running") == "1"
+    assert page.text_content("#wf-waiting") == "2"
+    screenshot(page, "session-running")
+    # the worker starts now; the page polls its JSON view and redraws itself, with no reload from here
+    cluster = qcluster(workers=2)
     page.wait_for_selector("#wf-status.wf-badge-failed", timeout=WAIT_MS)
+    assert polls and all(url.endswith(f"/admin/sync/syncsession/{pk}/progress/") for url in polls)
     assert page.text_content("#wf-succeeded") == "1"
     assert page.text_content("#wf-failed") == "1"
     rows = {r.split("\t")[0]: r for r in rows_text(page)}
