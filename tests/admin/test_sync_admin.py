@@ -272,3 +272,21 @@ def test_sessions_list_pages_by_twenty_newest_first(client_for, alice, make_inst
     rows = list(resp.context["cl"].result_list)
     assert len(rows) == 20 and rows[0] == newest
     assert "?p=2" in resp.content.decode()
+
+
+def test_records_list_filters_by_classified_error(client_for, two, alice, make_instance):
+    failed = sync_session_start(instances=two, sync_type="manual_batch", created_by=alice, enqueue=False)
+    sync_session_run(session=failed)
+    sync_session_start(
+        instances=[make_instance(name="waiting")], sync_type="manual_batch", created_by=alice, enqueue=False
+    )
+    client = client_for("charlie")
+    url = reverse("admin:sync_syncinstancerecord_changelist")
+
+    def shown(**params) -> list[str]:
+        return sorted(r.instance_name for r in client.get(url, params).context["cl"].result_list)
+
+    assert shown() == ["db-a", "db-b", "waiting"]
+    assert shown(error_kind="connection") == ["db-a", "db-b"]
+    assert shown(error_kind="permission") == []
+    assert shown(status__exact="pending") == ["waiting"]
