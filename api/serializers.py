@@ -44,10 +44,18 @@ class CredentialSerializer(serializers.ModelSerializer):
         model = Credential
         fields = ["id", "name", "username", "password", "has_password", "description", "created_at", "updated_at"]
 
+    @staticmethod
+    def _store_password(credential: Credential, raw: str) -> None:
+        """An empty password stores none (``has_password`` false), as the admin's "Clear password" does."""
+        if raw:
+            credential.set_password(raw)
+        else:
+            credential.password_encrypted = ""
+
     def create(self, validated_data: dict[str, Any]) -> Credential:
         password = validated_data.pop("password", "")
         credential = Credential(**validated_data)
-        credential.set_password(password)
+        self._store_password(credential, password)
         credential.save()
         return credential
 
@@ -56,7 +64,7 @@ class CredentialSerializer(serializers.ModelSerializer):
         for key, value in validated_data.items():
             setattr(instance, key, value)
         if password is not None:
-            instance.set_password(password)
+            self._store_password(instance, password)
         instance.save()
         return instance
 

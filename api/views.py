@@ -42,6 +42,7 @@ SYNC_FAILURE_CODES = {
     "timeout": (status.HTTP_400_BAD_REQUEST, "instance_unreachable"),
     "permission": (status.HTTP_400_BAD_REQUEST, "instance_permission_denied"),
     "configuration": (status.HTTP_400_BAD_REQUEST, "instance_misconfigured"),
+    "guard": (status.HTTP_400_BAD_REQUEST, "removal_guard"),
 }
 
 

@@ -26,7 +26,7 @@ from config.wsgi import application
 from tests.api.conftest import SECRET
 from tests.sync.conftest import closed_port
 
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 5
 
 schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
 

@@ -28,6 +28,10 @@ def test_credential_password_is_write_only_and_encrypted(api_client, alice):
     cred.refresh_from_db()
     assert cred.get_password() == "pw-New-10"
     assert "pw-New-10" not in client.get(f"/api/v1/credentials/{cred.pk}/").content.decode()
+    # an empty password stores none, like the admin's "Clear password"
+    assert client.patch(f"/api/v1/credentials/{cred.pk}/", {"password": ""}).json()["has_password"] is False
+    cred.refresh_from_db()
+    assert cred.get_password() == ""
 
 
 def test_instance_crud_with_credential_by_id_and_tags_by_name(api_client, bob, make_credential):

@@ -217,3 +217,18 @@ def test_accounts_and_change_logs_filters(api_client, charlie, make_instance, ma
     future = (timezone.now() + timedelta(days=1)).date().isoformat()
     assert identities(f"/api/v1/change-logs/?detected_after={future}") == []
     assert len(identities(f"/api/v1/change-logs/?detected_before={future}")) == 3
+
+
+def test_single_sync_tripping_the_removal_guard_then_forced(api_client, bob, live_mariadb_instance, make_history):
+    """Accounts the server does not have would all be deactivated: refused with removal_guard, forced with force."""
+    make_history(live_mariadb_instance, 10, prefix="ghost")
+    client = api_client(bob)
+    url = f"/api/v1/instances/{live_mariadb_instance.pk}/sync/"
+    refused = client.post(url, {})
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "removal_guard"
+    assert client.get("/api/v1/accounts/?search=ghost&active=true").json()["count"] == 10
+    forced = client.post(url, {"force": True})
+    assert forced.status_code == 200, forced.json()
+    assert forced.json()["result"]["removed_count"] == 10
+    assert client.get("/api/v1/accounts/?search=ghost&active=true").json()["count"] == 0
