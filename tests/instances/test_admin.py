@@ -102,3 +102,33 @@ def test_test_connection_action_reports_classified_error_without_secret(client_a
     assert "[connection error] closed: cannot connect" in html
     assert "0 of 1 instance reachable" in html
     assert SECRET not in html
+
+
+@pytest.mark.django_db
+def test_instance_list_and_page_show_tags_last_sync_accounts_records_and_changes(client_alice, alice, make_instance):
+    from accountsync.adapters.base import AccountRecord, Catalog, Privilege
+    from accountsync.services import account_sync_apply
+    from instances.models import Tag
+    from sync.services import sync_session_run, sync_session_start
+
+    inst = make_instance(name="shown", port=1)
+    inst.tags.add(Tag.objects.create(name="payments", color="#123456"))
+    catalog = Catalog(
+        accounts=[
+            AccountRecord(identity="'app'@'%'", username="app", host="%", privileges=[Privilege("global", "USAGE")])
+        ]
+    ).finalize()
+    account_sync_apply(instance=inst, catalog=catalog)
+    session = sync_session_start(instances=[inst], sync_type="manual_batch", created_by=alice, enqueue=False)
+    sync_session_run(session=session)  # port 1 is closed: a classified failure
+
+    session_url = reverse("admin:sync_syncsession_change", args=[session.pk])
+    html = client_alice.get(reverse("admin:instances_instance_changelist")).content.decode()
+    assert "payments" in html and "#123456" in html and session_url in html and "wf-badge-failed" in html
+
+    page = client_alice.get(reverse("admin:instances_instance_change", args=[inst.pk])).content.decode()
+    assert "1 active account (1 ever seen)." in page
+    records = page.split('id="wf-instance-records"')[1].split('id="wf-instance-changes"')[0]
+    assert session_url in records and "[connection]" in records
+    changes = page.split('id="wf-instance-changes"')[1]
+    assert "&#x27;app&#x27;@&#x27;%&#x27;" in changes and "+ USAGE on Global" in changes
