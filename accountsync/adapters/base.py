@@ -238,7 +238,14 @@ def canonical_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
             return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
         return value
 
-    return norm(attrs)
+    # one level inline: attribute values are almost always scalars, so most need no call
+    keys = sorted(attrs) if all(isinstance(k, str) for k in attrs) else sorted(attrs, key=str)
+    return {
+        str(k): v if v is None or type(v) in _SCALARS else norm(v) for k in keys for v in (attrs[k],)
+    }
+
+
+_SCALARS = frozenset({str, int, bool, float})
 
 
 def canonical_json(snapshot: dict[str, Any]) -> str:
