@@ -38,6 +38,7 @@ class DeliveryStatusChoices(models.TextChoices):
 class EventKindChoices(models.TextChoices):
     CAPABILITY_GAINED = "capability_gained", _("Capability gained")
     NEW_PRIVILEGED_ACCOUNT = "new_privileged_account", _("New privileged account")
+    DIGEST = "escalation_digest", _("Many escalations in one sync")
     TEST = "test", _("Test alert")
 
 

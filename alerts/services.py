@@ -289,19 +289,31 @@ def _deliveries_create(
     *, instance: Instance, session_id: uuid.UUID | str | None, escalations: list[Escalation],
     channels: list[AlertChannel],
 ) -> list[int]:  # fmt: skip
-    """One pending delivery per (channel, escalation) the channel accepts; queue them on commit."""
+    """One pending delivery per (channel, escalation) the channel accepts; queue them on commit.
+
+    A channel that would get more than WHALEFALL_ALERT_DIGEST_OVER escalations from this
+    one sync (a role made superuser, inherited by hundreds of members) gets a single
+    digest delivery instead, so nobody is paged hundreds of times for one GRANT.
+    """
     session = uuid.UUID(str(session_id)) if session_id else None
+    payloads = {e.change.id: alert_payload(instance=instance, escalation=e, session_id=session) for e in escalations}
+    limit = max(int(settings.WHALEFALL_ALERT_DIGEST_OVER), 1)
     rows = []
-    for escalation in escalations:
-        payload = alert_payload(instance=instance, escalation=escalation, session_id=session)
-        for channel in channels:
-            if channel_accepts(channel, instance=instance, severity=escalation.severity):
-                rows.append(AlertDelivery(
-                    channel=channel, channel_name=channel.name, event_kind=escalation.kind,
-                    severity=escalation.severity, instance=instance, account_id=escalation.change.account_id,
-                    account_identity=escalation.change.identity[:512], change_log_id=escalation.change.id,
-                    session_id=session, payload=payload,
-                ))  # fmt: skip
+    for channel in channels:
+        accepted = [e for e in escalations if channel_accepts(channel, instance=instance, severity=e.severity)]
+        if len(accepted) > limit:
+            rows.append(
+                _digest_delivery(channel, instance, session, accepted, [payloads[e.change.id] for e in accepted])
+            )
+            continue
+        rows.extend(
+            AlertDelivery(
+                channel=channel, channel_name=channel.name, event_kind=e.kind, severity=e.severity,
+                instance=instance, account_id=e.change.account_id, account_identity=e.change.identity[:512],
+                change_log_id=e.change.id, session_id=session, payload=payloads[e.change.id],
+            )
+            for e in accepted
+        )  # fmt: skip
     if not rows:
         return []
     change_ids = [e.change.id for e in escalations]
@@ -316,6 +328,39 @@ def _deliveries_create(
             )  # fmt: skip
         enqueue_on_commit(ids)
     return ids
+
+
+DIGEST_ITEMS = 50
+
+
+def _digest_delivery(
+    channel: AlertChannel, instance: Instance, session: uuid.UUID | None, escalations: list[Escalation],
+    payloads: list[dict[str, Any]],
+) -> AlertDelivery:  # fmt: skip
+    """One delivery standing for many escalations of one sync (the first DIGEST_ITEMS are listed)."""
+    severity = _max_severity([e.severity for e in escalations])
+    base = (getattr(settings, "WHALEFALL_ALERT_BASE_URL", "") or "").rstrip("/")
+    payload = {
+        "event": "privilege_escalation",
+        "kind": EventKindChoices.DIGEST,
+        "severity": severity,
+        "instance": payloads[0]["instance"],
+        "count": len(escalations),
+        "escalations": [
+            {key: p[key] for key in ("kind", "severity", "account", "escalation", "change", "account_url")}
+            for p in payloads[:DIGEST_ITEMS]
+        ],
+        "truncated": max(len(escalations) - DIGEST_ITEMS, 0),
+        "session_id": str(session) if session else None,
+        "accounts_url": f"{base}{reverse('admin:accountsync_instanceaccount_changelist')}"
+        f"?instance__id__exact={instance.pk}",
+    }
+    first = escalations[0].change
+    return AlertDelivery(
+        channel=channel, channel_name=channel.name, event_kind=EventKindChoices.DIGEST, severity=severity,
+        instance=instance, account_identity=f"{len(escalations)} accounts", change_log_id=first.id,
+        session_id=session, payload=payload,
+    )  # fmt: skip
 
 
 def enqueue_on_commit(delivery_ids: list[int]) -> None:
@@ -382,28 +427,57 @@ def _post_webhook(channel: AlertChannel, delivery: AlertDelivery, timeout: float
         raise AlertSendError(f"HTTP {status} from {where}")
 
 
-def alert_email_text(payload: dict[str, Any]) -> tuple[str, str]:
-    """Subject and plain-text body of an alert e-mail."""
-    inst, account = payload.get("instance") or {}, payload.get("account") or {}
-    esc = payload.get("escalation") or {}
-    what = ", ".join(esc.get("capabilities") or []) or ", ".join(f["rule"] for f in esc.get("findings") or [])
-    subject = f"[WhaleFall] {str(payload.get('severity', '')).upper()}: {account.get('identity', '?')} on " \
-              f"{inst.get('name', '?')}" + (f" ({what})" if what else "")  # fmt: skip
-    lines = [
-        f"Privilege escalation detected by WhaleFall ({payload.get('kind')}).",
-        "",
-        f"Instance:    {inst.get('name')} ({inst.get('db_type')}, {inst.get('environment')})",
-        f"Account:     {account.get('identity')}",
-        f"Severity:    {payload.get('severity')}",
+def _what(escalation: dict[str, Any]) -> str:
+    return ", ".join(escalation.get("capabilities") or []) or ", ".join(
+        f["rule"] for f in escalation.get("findings") or []
+    )
+
+
+def _item_lines(item: dict[str, Any]) -> list[str]:
+    esc = item.get("escalation") or {}
+    findings = ", ".join(f"{f['title']} ({f['severity']})" for f in esc.get("findings") or [])
+    return [
+        f"Account:     {(item.get('account') or {}).get('identity')}",
+        f"Severity:    {item.get('severity')}",
         f"Gained:      {', '.join(esc.get('capabilities') or []) or '-'}",
-        "Findings:    " + (", ".join(f"{f['title']} ({f['severity']})" for f in esc.get("findings") or []) or "-"),
-        f"Change:      {(payload.get('change') or {}).get('summary') or '-'}",
-        f"Session:     {payload.get('session_id') or '-'}",
-        f"Account page: {payload.get('account_url')}",
-        "",
-        "JSON:",
-        json.dumps(payload, indent=2, ensure_ascii=False),
+        f"Findings:    {findings or '-'}",
+        f"Change:      {(item.get('change') or {}).get('summary') or '-'}",
+        f"Account page: {item.get('account_url')}",
     ]
+
+
+def alert_email_text(payload: dict[str, Any]) -> tuple[str, str]:
+    """Subject and plain-text body of an alert e-mail (single escalation, digest or test), JSON appended."""
+    inst = payload.get("instance") or {}
+    severity = str(payload.get("severity", "")).upper()
+    kind = payload.get("kind")
+    if kind == EventKindChoices.TEST:
+        subject = "[WhaleFall] test alert"
+        lines = [str((payload.get("change") or {}).get("summary", "Test alert"))]
+    elif kind == EventKindChoices.DIGEST:
+        subject = f"[WhaleFall] {severity}: {payload.get('count')} privilege escalations on {inst.get('name', '?')}"
+        lines = [
+            f"WhaleFall detected {payload.get('count')} privilege escalations in one sync of "
+            f"{inst.get('name')} ({inst.get('db_type')}, {inst.get('environment')}).",
+            f"Session:     {payload.get('session_id') or '-'}",
+            f"Accounts:    {payload.get('accounts_url')}",
+        ]
+        for item in payload.get("escalations") or []:
+            lines += ["", *_item_lines(item)]
+        if payload.get("truncated"):
+            lines += ["", f"... and {payload['truncated']} more (see the change log)."]
+    else:
+        identity = (payload.get("account") or {}).get("identity", "?")
+        what = _what(payload.get("escalation") or {})
+        subject = f"[WhaleFall] {severity}: {identity} on {inst.get('name', '?')}" + (f" ({what})" if what else "")
+        lines = [
+            f"Privilege escalation detected by WhaleFall ({kind}).",
+            "",
+            f"Instance:    {inst.get('name')} ({inst.get('db_type')}, {inst.get('environment')})",
+            *_item_lines(payload),
+            f"Session:     {payload.get('session_id') or '-'}",
+        ]
+    lines += ["", "JSON:", json.dumps(payload, indent=2, ensure_ascii=False)]
     return subject.replace("\n", " ")[:250], "\n".join(lines)
 
 

@@ -214,3 +214,20 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_digest_is_one_post_and_one_mail(receiver, q_sync, server, make_instance, settings,
+                                           django_capture_on_commit_callbacks):  # fmt: skip
+    settings.WHALEFALL_ALERT_DIGEST_OVER = 2
+    AlertChannel.objects.create(name="hook", kind="webhook", webhook_url=receiver.url)
+    AlertChannel.objects.create(name="mail", kind="email", email_recipients="dba@example.com")
+    inst = make_instance(name="fleet-7")
+    server.accounts = [account(f"u{i}") for i in range(4)]
+    sync_accounts(instance=inst, sync_type="manual_single")
+    server.accounts = [account(f"u{i}", grant_admin=True, select_on="sales") for i in range(4)]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync_accounts(instance=inst, sync_type="manual_single")["success"]
+    assert [(b["kind"], b["count"], b["severity"]) for b in receiver.bodies()] == [("escalation_digest", 4, "high")]
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].subject == "[WhaleFall] HIGH: 4 privilege escalations on fleet-7"
+    assert mail.outbox[0].body.count("Gained:      GRANT_ADMIN") == 4

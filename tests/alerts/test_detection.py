@@ -146,3 +146,67 @@ def test_channel_filters(server, make_instance, settings):
     synced(make_instance(environment="production"))
     assert set(AlertDelivery.objects.values_list("channel__name", flat=True)) == {mysql_only.name, prod.name}
     assert not AlertDelivery.objects.filter(channel__in=[pg_only, critical, off]).exists()
+
+
+# --- cost and floods ---------------------------------------------------------------------------------
+
+
+def escalated_sync(server, instance, n: int) -> dict:
+    """Baseline of n plain accounts, then a sync where every one of them became a superuser."""
+    server.accounts = [account(f"u{i}") for i in range(n)]
+    synced(instance)
+    server.accounts = [account(f"u{i}", superuser=True) for i in range(n)]
+    return synced(instance)
+
+
+@pytest.mark.django_db
+def test_no_active_channel_costs_one_query(server, make_instance, django_assert_num_queries):
+    inst = make_instance()
+    result = escalated_sync(server, inst, 3)
+    AlertChannel.objects.create(name="off", kind="webhook", webhook_url="https://x.example.com", is_active=False)
+    with django_assert_num_queries(1):
+        assert alerts_after_sync(instance=inst, session_id=None, result=result) is None
+
+
+@pytest.mark.django_db
+def test_detection_reads_do_not_grow_with_escalations(server, make_instance, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.WHALEFALL_ALERT_DIGEST_OVER = 100_000
+    counts = []
+    for n in (3, 300):
+        inst = make_instance()
+        result = escalated_sync(server, inst, n)
+        AlertChannel.objects.all().delete()
+        AlertDelivery.objects.all().delete()
+        AlertChannel.objects.create(name=f"c{n}", kind="webhook", webhook_url="https://x.example.com")
+        with CaptureQueriesContext(connection) as ctx:
+            assert alerts_after_sync(instance=inst, session_id=None, result=result) == {
+                "escalations": n, "deliveries": n
+            }  # fmt: skip
+        inserts = [q for q in ctx.captured_queries if q["sql"].startswith("INSERT")]
+        assert len(inserts) <= 1 + n // 50  # bulk inserts (SQLite caps a statement at 999 parameters)
+        counts.append(len(ctx.captured_queries) - len(inserts))
+    assert counts[0] == counts[1] <= 8, counts
+
+
+@pytest.mark.django_db
+def test_a_mass_escalation_becomes_one_digest_per_channel(server, make_instance, settings):
+    settings.WHALEFALL_ALERT_DIGEST_OVER = 3
+    settings.WHALEFALL_ALERT_BASE_URL = "https://whalefall.example.com/"
+    AlertChannel.objects.create(name="all", kind="webhook", webhook_url="https://x.example.com")
+    inst = make_instance()
+    result = escalated_sync(server, inst, 5)
+    assert result["details"]["alerts"] == {"escalations": 5, "deliveries": 1}
+    digest = AlertDelivery.objects.get()
+    assert (digest.event_kind, digest.severity, digest.account_identity) == ("escalation_digest", "critical",
+                                                                             "5 accounts")  # fmt: skip
+    assert digest.payload["count"] == 5 and digest.payload["truncated"] == 0
+    assert sorted(e["account"]["identity"] for e in digest.payload["escalations"]) == [
+        f"'u{i}'@'localhost'" for i in range(5)
+    ]
+    assert digest.payload["accounts_url"] == (
+        f"https://whalefall.example.com/admin/accountsync/instanceaccount/?instance__id__exact={inst.pk}"
+    )
+    assert digest.payload["escalations"][0]["account_url"].startswith("https://whalefall.example.com/admin/")
