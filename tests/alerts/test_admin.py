@@ -22,7 +22,7 @@ def channel_form(**overrides) -> dict:
 def test_operator_adds_a_webhook_channel_with_filters(client, bob):
     client.force_login(bob)
     page = client.get(reverse(ADD))
-    assert page.status_code == 200 and b'value="postgresql"' in page.content
+    assert page.status_code == 200 and "&#x27;u59&#x27;@&#x27;%&#x27;" in page.content.decode()
     response = client.post(reverse(ADD), channel_form(db_types=["mysql", "postgresql"], environments=["production"]))
     assert response.status_code == 302, response.content.decode()[:2000]
     channel = AlertChannel.objects.get()
@@ -128,3 +128,25 @@ def test_operator_resends_failed_deliveries_viewer_cannot(client, bob, charlie, 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("sent", 1)
     assert len(receiver.requests) == 1
+
+
+def test_delivery_list_queries_do_not_grow_with_rows(client, alice, make_instance, django_assert_max_num_queries):
+    channel = AlertChannel.objects.create(name="ops", kind="email", email_recipients="dba@example.com")
+    instances = [make_instance(), make_instance()]
+
+    def add(n: int) -> None:
+        AlertDelivery.objects.bulk_create(
+            AlertDelivery(channel=channel, channel_name="ops", event_kind="capability_gained", severity="high",
+                          instance=instances[i % 2], account_identity=f"'u{i}'@'%'", payload={})
+            for i in range(n)
+        )  # fmt: skip
+
+    client.force_login(alice)
+    url = reverse("admin:alerts_alertdelivery_changelist")
+    add(2)
+    with django_assert_max_num_queries(25) as few:
+        assert client.get(url).status_code == 200
+    add(60)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = client.get(url)
+    assert page.status_code == 200 and "&#x27;u59&#x27;@&#x27;%&#x27;" in page.content.decode()
