@@ -75,3 +75,31 @@ def test_mariadb_grants_alert_once_each(mariadb_admin, make_instance, make_crede
         for user in (admin_user, reader):
             cur.execute(f"DROP USER IF EXISTS {user}")
         cur.execute(f"DROP DATABASE IF EXISTS {p}_db")
+
+
+def test_postgresql_alter_role_superuser_alerts(postgres_admin, make_instance, make_credential, unique_prefix,
+                                                receiver, q_sync, django_capture_on_commit_callbacks):  # fmt: skip
+    p = unique_prefix
+    inst = make_instance(
+        "postgresql", port=5432, name=f"{p}-pg", database_name="postgres", options={"databases": ["postgres"]},
+        credential=make_credential(name="pg", username="postgres", password=""),
+    )  # fmt: skip
+    AlertChannel.objects.create(name="critical only", kind="webhook", webhook_url=receiver.url,
+                                min_severity="critical")  # fmt: skip
+    run = postgres_admin.execute
+    role, plain = f"{p}_ops", f"{p}_plain"
+    try:
+        run(f"CREATE ROLE {role} LOGIN PASSWORD 'Pw-{p}-1'")
+        run(f"CREATE ROLE {plain} LOGIN PASSWORD 'Pw-{p}-1'")
+        run_sync(inst, django_capture_on_commit_callbacks)  # baseline
+        run(f"ALTER ROLE {role} SUPERUSER")
+        run(f"GRANT pg_read_all_data TO {plain}")  # a plain privilege: not an escalation
+        run_sync(inst, django_capture_on_commit_callbacks)
+        ours = [b for b in receiver.bodies() if p in b["account"]["identity"]]
+        assert [(b["account"]["identity"], b["severity"], b["escalation"]["capabilities"]) for b in ours] == [
+            (role, "critical", ["SUPERUSER"])
+        ]
+        assert ours[0]["instance"]["db_type"] == "postgresql" and f"Pw-{p}-1" not in str(receiver.bodies())
+    finally:
+        for name in (role, plain):
+            run(f"DROP ROLE IF EXISTS {name}")
