@@ -6,6 +6,10 @@ type and body is what the schema documents, and no response ever contains the
 credential password. Syncs started here hit a closed local port (refused at
 once); sessions are created but never enqueued (the test transaction never
 commits, so their on_commit hooks never run).
+
+Not checked: Schemathesis's negative_data_rejection. DRF and django-filter are
+lenient on purpose (a number for a text field becomes text, an empty or
+repeated filter value is ignored), and the API keeps those conventions.
 """
 
 from __future__ import annotations
