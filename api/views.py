@@ -46,24 +46,25 @@ SYNC_FAILURE_CODES = {
 }
 
 
-def _record_counts(prefix: str = "") -> dict[str, Any]:
-    """Aggregates over records (``prefix`` is the path from the queried model to its records)."""
-    field = f"{prefix}status" if prefix else "status"
-    pk = f"{prefix}pk" if prefix else "pk"
-    return {
-        "n_total": Count(pk),
-        "n_ok": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.COMPLETED})),
-        "n_failed": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.FAILED})),
-        "n_pending": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.PENDING})),
-        "n_running": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.RUNNING})),
-        "n_cancelled": Count(pk, filter=Q(**{field: SyncRecordStatusChoices.CANCELLED})),
-        "n_accounts": Sum(f"{prefix}items_synced" if prefix else "items_synced"),
-    }
-
-
 def session_queryset() -> QuerySet[SyncSession]:
-    """Sessions with live counts from their records: one query for a whole page."""
-    return SyncSession.objects.select_related("created_by", "retry_of").annotate(**_record_counts("records__"))
+    """Sessions with live counts from their records: one query for a whole page.
+
+    Why not the stored counts: they are only written when a session is finalized,
+    so a running or cancelled session would show zeros.
+    """
+
+    def count(state: str | None = None) -> Count:
+        return Count("records", filter=Q(records__status=state) if state else None)
+
+    return SyncSession.objects.select_related("created_by", "retry_of").annotate(
+        n_total=count(),
+        n_ok=count(SyncRecordStatusChoices.COMPLETED),
+        n_failed=count(SyncRecordStatusChoices.FAILED),
+        n_pending=count(SyncRecordStatusChoices.PENDING),
+        n_running=count(SyncRecordStatusChoices.RUNNING),
+        n_cancelled=count(SyncRecordStatusChoices.CANCELLED),
+        n_accounts=Sum("records__items_synced"),
+    )
 
 
 def _session_detail(session_pk: int) -> SyncSession:
