@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "api",
     "findings",
     "alerts",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
