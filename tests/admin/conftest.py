@@ -9,6 +9,21 @@ from accountsync.adapters.base import AccountRecord, Catalog, Privilege, RoleGra
 from accountsync.services import account_sync_apply
 
 
+@pytest.fixture(autouse=True)
+def role_groups(request) -> None:
+    """Recreate the role groups a previous transactional test's flush removed.
+
+    ``flush`` emits post_migrate without ``apps``, which ``sync.roles.post_migrate_roles``
+    ignores, so after any transactional test the groups are gone until the next migrate.
+    """
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    request.getfixturevalue("db")
+    from sync.roles import ensure_role_groups
+
+    ensure_role_groups()
+
+
 @pytest.fixture
 def client_for(alice, bob, charlie):
     """client_for("alice") -> a Client logged in as that role user."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.admin.conftest import role_groups  # noqa: F401  (autouse)
 from tests.cluster.conftest import qcluster  # noqa: F401  (a real django-q2 worker for the browser tests)
 
 CHROMIUM = "/usr/bin/chromium"
