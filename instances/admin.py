@@ -9,6 +9,7 @@ workers (``sync.run_sync`` required) and open its batch-details page.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -30,6 +31,7 @@ from sync.models import SyncInstanceRecord, SyncTypeChoices
 from sync.services import SyncRequestError, sync_session_start
 
 RUN_SYNC_ACTIONS = frozenset({"sync_selected"})
+HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 RECENT_ROWS = 10
 
 
@@ -114,7 +116,9 @@ class InstanceAdmin(admin.ModelAdmin):
     @admin.display(description=_("tags"))
     def tag_list(self, obj: Instance) -> str:
         return format_html_join(
-            " ", '<span class="wf-badge" style="background:{}">{}</span>', ((t.color, t.name) for t in obj.tags.all())
+            " ",
+            '<span class="wf-badge" style="background:{}">{}</span>',
+            ((t.color if HEX_COLOR.match(t.color) else "#607d8b", t.name) for t in obj.tags.all()),
         )
 
     @admin.display(description=_("last sync"), ordering="last_sync_at")
