@@ -22,7 +22,7 @@ def channel_form(**overrides) -> dict:
 def test_operator_adds_a_webhook_channel_with_filters(client, bob):
     client.force_login(bob)
     page = client.get(reverse(ADD))
-    assert page.status_code == 200 and "&#x27;u59&#x27;@&#x27;%&#x27;" in page.content.decode()
+    assert page.status_code == 200 and b'value="postgresql"' in page.content
     response = client.post(reverse(ADD), channel_form(db_types=["mysql", "postgresql"], environments=["production"]))
     assert response.status_code == 302, response.content.decode()[:2000]
     channel = AlertChannel.objects.get()
