@@ -421,7 +421,7 @@ def _post_webhook(channel: AlertChannel, delivery: AlertDelivery, timeout: float
     except urllib.error.HTTPError as exc:
         raise AlertSendError(f"HTTP {exc.code} from {where}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+        reason = str(getattr(exc, "reason", exc)).replace(channel.webhook_url, where)
         raise AlertSendError(f"cannot reach {where}: {type(exc).__name__}: {reason}") from None
     if not 200 <= status < 300:
         raise AlertSendError(f"HTTP {status} from {where}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +34,7 @@ class Receiver:
     url: str
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    delay: float = 0.0  # seconds the receiver waits before answering
 
     def bodies(self) -> list[dict[str, Any]]:
         return [r.body for r in self.requests]
@@ -45,6 +47,7 @@ def receiver() -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            time.sleep(state.delay)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             with lock:

@@ -231,3 +231,14 @@ def test_a_digest_is_one_post_and_one_mail(receiver, q_sync, server, make_instan
     assert len(mail.outbox) == 1
     assert mail.outbox[0].subject == "[WhaleFall] HIGH: 4 privilege escalations on fleet-7"
     assert mail.outbox[0].body.count("Gained:      GRANT_ADMIN") == 4
+
+
+def test_a_slow_receiver_times_out_and_is_retried_later(receiver, q_sync, escalate, settings):
+    settings.WHALEFALL_ALERT_TIMEOUT = 0.5
+    receiver.delay = 2.0
+    AlertChannel.objects.create(name="slow", kind="webhook", webhook_url=receiver.url)
+    escalate()
+    delivery = AlertDelivery.objects.get()
+    assert delivery.status == "pending" and delivery.attempts == 1
+    assert "timed out" in delivery.last_error and "hook-token-123" not in delivery.last_error
+    assert Schedule.objects.filter(func="alerts.tasks.deliver_alert").count() == 1
