@@ -66,8 +66,10 @@ def post_migrate_roles(sender: Any, using: str = "default", apps: Any = None, **
     """
     from django.apps import apps as global_apps
 
-    if apps is None or sender is not list(global_apps.get_app_configs())[-1]:
+    if sender is not list(global_apps.get_app_configs())[-1]:
         return
+    # `flush` (TransactionTestCase teardown) sends no `apps`: the installed models are the current ones
+    apps = apps or global_apps
     try:
         apps.get_model("auth", "Group")
     except LookupError:

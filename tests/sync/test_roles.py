@@ -49,3 +49,13 @@ def test_ensure_role_groups_is_idempotent_and_repairs_drift():
     ensure_role_groups()
     assert Group.objects.filter(name__in=[ADMINS, OPERATORS, VIEWERS]).count() == 3
     assert "sync.view_syncsession" in codes(VIEWERS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_roles_survive_a_flush():
+    """TransactionTestCase and `manage.py flush` empty every table; post_migrate puts the roles back."""
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+    assert "sync.run_sync" in codes(OPERATORS)
+    assert "sync.view_syncsession" in codes(VIEWERS)
