@@ -61,12 +61,13 @@ def ensure_role_groups(*, apps: Any = None, using: str = "default") -> None:
 def post_migrate_roles(sender: Any, using: str = "default", apps: Any = None, **kwargs: Any) -> None:
     """post_migrate receiver: refresh the roles once every app's permissions exist.
 
-    post_migrate fires once per app, in INSTALLED_APPS order, each time after that
+    post_migrate fires once per app with models, in INSTALLED_APPS order, each time after that
     app's permissions were created; acting on the last one sees them all.
     """
     from django.apps import apps as global_apps
 
-    if sender is not list(global_apps.get_app_configs())[-1]:
+    with_models = [config for config in global_apps.get_app_configs() if config.models_module is not None]
+    if sender is not with_models[-1]:  # apps without models get no post_migrate
         return
     # `flush` (TransactionTestCase teardown) sends no `apps`: the installed models are the current ones
     apps = apps or global_apps
