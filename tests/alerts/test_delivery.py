@@ -242,3 +242,24 @@ def test_a_slow_receiver_times_out_and_is_retried_later(receiver, q_sync, escala
     assert delivery.status == "pending" and delivery.attempts == 1
     assert "timed out" in delivery.last_error and "hook-token-123" not in delivery.last_error
     assert Schedule.objects.filter(func="alerts.tasks.deliver_alert").count() == 1
+
+
+def test_nothing_is_sent_when_the_surrounding_transaction_rolls_back(receiver, q_sync, server, make_instance,
+                                                                     django_capture_on_commit_callbacks):  # fmt: skip
+    import contextlib
+
+    from django.db import transaction
+
+    AlertChannel.objects.create(name="ops", kind="webhook", webhook_url=receiver.url)
+    inst = make_instance()
+    server.accounts = [account("dba")]
+    sync_accounts(instance=inst, sync_type="manual_single")
+    server.accounts = [account("dba", superuser=True)]
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        contextlib.suppress(RuntimeError),
+        transaction.atomic(),
+    ):
+        assert sync_accounts(instance=inst, sync_type="manual_single")["details"]["alerts"]["deliveries"] == 1
+        raise RuntimeError("the caller's transaction fails after the sync")
+    assert callbacks == [] and receiver.requests == [] and AlertDelivery.objects.count() == 0
