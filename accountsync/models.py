@@ -57,6 +57,14 @@ class InstanceAccount(models.Model):
             models.Index(fields=["username"], name="acct_username_idx"),
             models.Index(fields=["kind"], name="acct_kind_idx"),
             models.Index(fields=["is_locked", "is_active"], name="acct_locked_idx"),
+            # account search (selectors.account_search): exact/prefix name, name@host, host only;
+            # pattern_ops lets PostgreSQL serve LIKE 'prefix%' under any collation (other backends ignore it)
+            models.Index(
+                fields=["username", "host"], name="acct_username_host_idx", opclasses=["varchar_pattern_ops"] * 2
+            ),
+            models.Index(
+                fields=["host", "username"], name="acct_host_username_idx", opclasses=["varchar_pattern_ops"] * 2
+            ),
         ]
 
     def __str__(self) -> str:

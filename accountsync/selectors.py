@@ -93,3 +93,139 @@ def account_capability_filter(
     else:
         current = current.filter(snapshot__capabilities__icontains=f'"{capability}"')
     return queryset.filter(Exists(current)) if present else queryset.exclude(Exists(current))
+
+
+# --- cross-instance account search and point-in-time changes (issue 10) ----------------
+
+SEARCH_MODES = ("auto", "exact", "prefix", "host")
+SEARCH_MAX_LENGTH = 255
+
+
+class AccountSearchError(ValueError):
+    """A search that cannot run (empty text, unknown mode); `field` and `code` say which, for a 400."""
+
+    def __init__(self, message: str, *, field: str, code: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code
+
+
+def _parse_account_query(q: str, mode: str) -> tuple[str, str | None, str | None, bool]:
+    """``(how, username or prefix, host, host_prefix)`` from the search text and mode.
+
+    ``how`` is ``exact`` or ``prefix`` for the name part, or ``any`` when only a
+    host was given. Texts: ``app_rw`` (exact), ``app_*`` (prefix), ``app_rw@%``
+    (name and MySQL host), ``host=%`` or ``@%`` (host only); a host ending with
+    ``*`` matches hosts starting with the rest (``host=10.0.*``). In ``exact``
+    and ``prefix`` modes the text is only a name, so a PostgreSQL role named
+    ``svc@corp`` can still be found.
+    """
+    text = (q or "").strip()
+    if mode not in SEARCH_MODES:
+        raise AccountSearchError(
+            f"Unknown search mode {mode!r}; use one of: {', '.join(SEARCH_MODES)}.", field="mode", code="invalid"
+        )
+    if not text:
+        raise AccountSearchError("Give an account name, a prefix or a host to search for.", field="q", code="empty")
+    if len(text) > SEARCH_MAX_LENGTH:
+        raise AccountSearchError(f"At most {SEARCH_MAX_LENGTH} characters.", field="q", code="invalid")
+    name: str | None
+    host: str | None = None
+    if text.lower().startswith("host="):
+        name, host = None, text[5:]
+    elif "@" in text and mode in ("auto", "host"):
+        name, host = text.rsplit("@", 1)
+        name = name.strip("'\"`") or None
+        host = host.strip("'\"`")
+    elif mode == "host":
+        name, host = None, text
+    else:
+        name = text
+    host_prefix = False
+    if host is not None:
+        if not host:
+            raise AccountSearchError("Give a host after '@' or 'host=' (e.g. %).", field="q", code="empty")
+        if host.endswith("*"):
+            host, host_prefix = host[:-1], True
+    if name is None:
+        return "any", None, host, host_prefix
+    how = "exact"
+    if name.endswith("*"):
+        name, how = name[:-1], "prefix"
+        if not name:
+            raise AccountSearchError("Give at least one character before '*'.", field="q", code="empty")
+    elif mode == "prefix":
+        how = "prefix"
+    return how, name, host, host_prefix
+
+
+def _prefix_filter(field: str, prefix: str) -> Q:
+    """A case-sensitive "starts with" that the database can answer from an index.
+
+    SQLite's LIKE ignores case and, with Django's ESCAPE clause, never uses an
+    index; a half-open range on the (binary-collated) column does, and is exact
+    for code points. PostgreSQL and MySQL get LIKE, which the ``*_pattern_ops``
+    index (PostgreSQL) or the column index (MySQL) serves.
+    """
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return Q(**{f"{field}__gte": prefix, f"{field}__lt": prefix + "\U0010ffff"})
+    return Q(**{f"{field}__startswith": prefix})
+
+
+def account_search(
+    *, q: str, mode: str = "auto", active: bool | None = None, db_type: str | None = None
+) -> QuerySet[InstanceAccount]:
+    """Where does an account exist, across every instance and database type.
+
+    One query: accounts matched on ``username`` (exact or prefix) and/or
+    ``host`` through the (username, host) and (host, username) indexes, the
+    instance joined, and the current snapshot's JSON as ``current_snapshot``
+    (a correlated lookup on the one-open-snapshot index), so callers derive
+    capabilities and privilege counts without a query per row. Removed
+    accounts are included unless ``active`` says otherwise: "it existed here"
+    is an answer too. Raises ``AccountSearchError`` for empty or bad input.
+    """
+    how, name, host, host_prefix = _parse_account_query(q, mode)
+    qs = InstanceAccount.objects.select_related("instance")
+    if how == "exact":
+        qs = qs.filter(username=name)
+    elif how == "prefix":
+        qs = qs.filter(_prefix_filter("username", name or ""))
+    if host is not None:
+        qs = qs.filter(_prefix_filter("host", host) if host_prefix else Q(host=host))
+    if active is not None:
+        qs = qs.filter(is_active=active)
+    if db_type:
+        qs = qs.filter(instance__db_type=db_type)
+    return with_current_snapshot(qs).order_by("username", "instance_id", "identity")
+
+
+def instance_changes_between(*, instance: Instance, start: datetime, end: datetime) -> QuerySet[AccountChangeLog]:
+    """The change log of ``instance`` detected in (start, end], oldest first.
+
+    Why half-open this way: ``account_permission_at`` takes the snapshot valid
+    *at* a time (valid_from <= T), so the changes in (T1, T2] are exactly
+    what turns the picture at T1 into the picture at T2. Served by the
+    (instance, detected_at) index.
+    """
+    if start > end:
+        raise ValueError("start is after end")
+    return (
+        AccountChangeLog.objects.select_related("instance", "account")
+        .filter(instance=instance, detected_at__gt=start, detected_at__lte=end)
+        .order_by("detected_at", "id")
+    )
+
+
+def with_current_snapshot(queryset: QuerySet[InstanceAccount]) -> QuerySet[InstanceAccount]:
+    """Accounts annotated with their open snapshot's JSON as ``current_snapshot`` (null once removed).
+
+    A correlated subquery on the one-open-row-per-account index instead of a
+    prefetch: a search page or an export of any size stays one query.
+    """
+    from django.db.models import JSONField, OuterRef, Subquery
+
+    current = AccountPermission.objects.filter(account=OuterRef("pk"), valid_to__isnull=True).values("snapshot")[:1]
+    return queryset.annotate(current_snapshot=Subquery(current, output_field=JSONField()))

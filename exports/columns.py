@@ -1,0 +1,227 @@
+"""What each export kind contains: the model it reads, its joins and its columns.
+
+Why one table per kind: CSV headers, JSON keys and the admin/API entry points
+all come from the same definitions, so a column added here appears everywhere
+at once. A kind may turn one database row into several export rows
+(``permissions``: one row per privilege, role and capability of a snapshot).
+
+Nothing here reads credentials: the joins stop at the instance (never its
+credential), and account attributes go through ``scrub`` so that a key that
+looks like a secret (a password hash some adapter might one day keep) is
+dropped rather than exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Model, QuerySet
+
+from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
+from accountsync.selectors import with_current_snapshot
+from findings.models import Finding
+
+# attribute keys never exported, whatever an adapter stored (compared lower-case)
+SECRET_KEYS = frozenset(
+    {"authentication_string", "password", "additional_password", "rolpassword", "password_hash", "secret", "hash"}
+)
+
+Row = dict[str, Any]
+
+
+def scrub(value: Any) -> Any:
+    """A copy of a JSON value without any key that names a secret (at any depth)."""
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def _snapshot_summary(snapshot: dict[str, Any] | None) -> tuple[list[str], int, int]:
+    if not snapshot:
+        return [], 0, 0
+    return (
+        sorted(snapshot.get("capabilities") or []),
+        len(snapshot.get("privileges") or []),
+        len(snapshot.get("roles") or []),
+    )
+
+
+# --- row builders ---------------------------------------------------------------------
+
+
+def _account_rows(account: InstanceAccount) -> Iterator[Row]:
+    capabilities, n_privileges, n_roles = _snapshot_summary(getattr(account, "current_snapshot", None))
+    instance = account.instance
+    attributes = scrub(account.attributes or {})
+    yield {
+        "id": account.pk,
+        "instance": instance.name,
+        "db_type": instance.db_type,
+        "environment": instance.environment,
+        "identity": account.identity,
+        "username": account.username,
+        "host": account.host,
+        "kind": account.kind,
+        "is_active": account.is_active,
+        "is_superuser": account.is_superuser,
+        "is_locked": account.is_locked,
+        "auth_plugin": attributes.get("auth_plugin") if isinstance(attributes, dict) else None,
+        "capabilities": capabilities,
+        "privilege_count": n_privileges,
+        "role_count": n_roles,
+        "first_seen_at": account.first_seen_at,
+        "last_seen_at": account.last_seen_at,
+        "deactivated_at": account.deactivated_at,
+        "attributes": attributes,
+    }
+
+
+def _permission_rows(permission: AccountPermission) -> Iterator[Row]:
+    """One row per privilege, then one per role held, then one per capability."""
+    account, instance = permission.account, permission.instance
+    snapshot = permission.snapshot or {}
+    base = {
+        "instance": instance.name,
+        "db_type": instance.db_type,
+        "account": account.identity,
+        "account_id": account.pk,
+    }
+    tail = {"valid_from": permission.valid_from}
+    for item in snapshot.get("privileges") or []:
+        yield {
+            **base,
+            "row_type": "privilege",
+            "scope": item.get("scope"),
+            "privilege": item.get("privilege"),
+            "grantable": bool(item.get("grantable")),
+            "effect": item.get("effect") or "GRANT",
+            **tail,
+        }
+    for item in snapshot.get("roles") or []:
+        yield {
+            **base,
+            "row_type": "role",
+            "scope": "role",
+            "privilege": item.get("role"),
+            "grantable": bool(item.get("admin_option")),
+            "effect": "GRANT",
+            **tail,
+        }
+    for capability in snapshot.get("capabilities") or []:
+        yield {
+            **base,
+            "row_type": "capability",
+            "scope": "capability",
+            "privilege": capability,
+            "grantable": False,
+            "effect": "GRANT",
+            **tail,
+        }
+
+
+def _finding_rows(finding: Finding) -> Iterator[Row]:
+    yield {
+        "id": finding.pk,
+        "instance": finding.instance.name,
+        "db_type": finding.instance.db_type,
+        "account": finding.account.identity,
+        "account_id": finding.account_id,
+        "rule_code": finding.rule_code,
+        "severity": finding.severity,
+        "is_open": finding.is_open,
+        "first_seen_at": finding.first_seen_at,
+        "resolved_at": finding.resolved_at,
+        "session_id": finding.session_id,
+        "detail": scrub(finding.detail),
+    }
+
+
+def _change_log_rows(log: AccountChangeLog) -> Iterator[Row]:
+    yield {
+        "id": log.pk,
+        "detected_at": log.detected_at,
+        "instance": log.instance.name,
+        "db_type": log.instance.db_type,
+        "account": log.account.identity,
+        "account_id": log.account_id,
+        "change_type": log.change_type,
+        "summary": log.summary,
+        "session_id": log.session_id,
+        "diff": scrub(log.diff),
+    }
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    """One exportable kind: the model its queryset must be of, how to join it, its columns and rows."""
+
+    name: str
+    model: type[Model]
+    columns: tuple[str, ...]
+    rows: Callable[[Any], Iterator[Row]]
+    prepare: Callable[[QuerySet[Any]], QuerySet[Any]]
+
+
+def _prepare_accounts(qs: QuerySet[InstanceAccount]) -> QuerySet[InstanceAccount]:
+    return with_current_snapshot(qs.select_related("instance"))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+KINDS: dict[str, ExportKind] = {
+    kind.name: kind
+    for kind in (
+        ExportKind(
+            name="accounts",
+            model=InstanceAccount,
+            columns=_names(
+                "id instance db_type environment identity username host kind is_active is_superuser "
+                "is_locked auth_plugin capabilities privilege_count role_count first_seen_at last_seen_at "
+                "deactivated_at attributes"
+            ),
+            rows=_account_rows,
+            prepare=_prepare_accounts,
+        ),
+        ExportKind(
+            name="permissions",
+            model=AccountPermission,
+            columns=_names("instance db_type account account_id row_type scope privilege grantable effect valid_from"),
+            rows=_permission_rows,
+            prepare=lambda qs: qs.select_related("account", "instance"),
+        ),
+        ExportKind(
+            name="findings",
+            model=Finding,
+            columns=_names(
+                "id instance db_type account account_id rule_code severity is_open first_seen_at "
+                "resolved_at session_id detail"
+            ),
+            rows=_finding_rows,
+            prepare=lambda qs: qs.select_related("account", "instance"),
+        ),
+        ExportKind(
+            name="change_logs",
+            model=AccountChangeLog,
+            columns=_names("id detected_at instance db_type account account_id change_type summary session_id diff"),
+            rows=_change_log_rows,
+            prepare=lambda qs: qs.select_related("account", "instance"),
+        ),
+    )
+}
+
+
+def current_permissions(accounts: QuerySet[InstanceAccount]) -> QuerySet[AccountPermission]:
+    """The open snapshots of the given accounts: what the ``permissions`` kind exports for an account filter.
+
+    Why a subquery of ids: an admin changelist hands over its filtered account
+    queryset; this keeps the export one query instead of loading those ids.
+    """
+    return AccountPermission.objects.filter(
+        valid_to__isnull=True, account__in=accounts.order_by().values("pk")
+    ).order_by("instance_id", "account_id")
