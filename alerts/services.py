@@ -11,6 +11,8 @@ django-q2's own retry only re-runs tasks whose worker was lost, so it cannot do 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -401,6 +403,13 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect())
 
 
+def webhook_signature_headers(key: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+    """HMAC-SHA256 over `<unix time>.<body>`, so a receiver can check origin and refuse stale replays."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(key.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-WhaleFall-Timestamp": stamp, "X-WhaleFall-Signature": f"sha256={digest}"}
+
+
 def _post_webhook(channel: AlertChannel, delivery: AlertDelivery, timeout: float) -> None:
     body = json.dumps({**delivery.payload, "delivery_id": delivery.pk}, ensure_ascii=False).encode()
     request = urllib.request.Request(  # noqa: S310 - the URL's scheme is validated to http/https
@@ -414,6 +423,10 @@ def _post_webhook(channel: AlertChannel, delivery: AlertDelivery, timeout: float
             "X-WhaleFall-Delivery": str(delivery.pk),
         },
     )
+    key = getattr(settings, "WHALEFALL_ALERT_SIGNING_KEY", "") or ""
+    if key:
+        for name, value in webhook_signature_headers(key, body).items():
+            request.add_header(name, value)
     where = safe_url(channel.webhook_url)
     try:
         with _OPENER.open(request, timeout=timeout) as response:

@@ -264,6 +264,8 @@ WHALEFALL_ALERT_TIMEOUT = env.float("WHALEFALL_ALERT_TIMEOUT", default=5.0)
 WHALEFALL_ALERT_BASE_URL = env("WHALEFALL_ALERT_BASE_URL", default="")
 WHALEFALL_ALERT_ON_FIRST_SYNC = env.bool("WHALEFALL_ALERT_ON_FIRST_SYNC", default=False)
 WHALEFALL_ALERT_FROM_EMAIL = env("WHALEFALL_ALERT_FROM_EMAIL", default="")
+# Secret for the X-WhaleFall-Signature HMAC on webhook POSTs (empty: unsigned).
+WHALEFALL_ALERT_SIGNING_KEY = env("WHALEFALL_ALERT_SIGNING_KEY", default="")
 # More escalations than this in one sync, for one channel, become a single digest alert.
 WHALEFALL_ALERT_DIGEST_OVER = env.int("WHALEFALL_ALERT_DIGEST_OVER", default=10)
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))

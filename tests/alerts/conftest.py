@@ -27,6 +27,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""
 
 
 @dataclass
@@ -52,7 +53,7 @@ def receiver() -> Iterator[Receiver]:
             raw = self.rfile.read(length)
             with lock:
                 state.requests.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw or b"{}"))
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw or b"{}"), raw)
                 )
                 status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)

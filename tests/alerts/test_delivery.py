@@ -263,3 +263,24 @@ def test_nothing_is_sent_when_the_surrounding_transaction_rolls_back(receiver, q
         assert sync_accounts(instance=inst, sync_type="manual_single")["details"]["alerts"]["deliveries"] == 1
         raise RuntimeError("the caller's transaction fails after the sync")
     assert callbacks == [] and receiver.requests == [] and AlertDelivery.objects.count() == 0
+
+
+def test_webhooks_are_signed_when_a_key_is_set(receiver, q_sync, escalate, settings):
+    import hashlib
+    import hmac
+
+    settings.WHALEFALL_ALERT_SIGNING_KEY = "sign-me-7f3a"
+    AlertChannel.objects.create(name="signed", kind="webhook", webhook_url=receiver.url)
+    escalate()
+    hit = receiver.requests[0]
+    stamp = hit.headers["x-whalefall-timestamp"]
+    assert abs(int(stamp) - timezone.now().timestamp()) < 60
+    expected = hmac.new(b"sign-me-7f3a", stamp.encode() + b"." + hit.raw, hashlib.sha256).hexdigest()
+    assert hit.headers["x-whalefall-signature"] == f"sha256={expected}"
+    assert "sign-me-7f3a" not in str(hit.headers) + str(hit.body)
+
+
+def test_webhooks_are_unsigned_without_a_key(receiver, q_sync, escalate):
+    AlertChannel.objects.create(name="plain", kind="webhook", webhook_url=receiver.url)
+    escalate()
+    assert "x-whalefall-signature" not in receiver.requests[0].headers
