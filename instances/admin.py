@@ -166,6 +166,11 @@ class InstanceAdmin(admin.ModelAdmin):
     @admin.action(description=_("Sync selected instances"), permissions=["run_sync"])
     def sync_selected(self, request: HttpRequest, queryset: QuerySet[Instance]) -> HttpResponseRedirect | None:
         instances = list(queryset.order_by("name"))
+        if not instances:
+            self.message_user(
+                request, gettext("None of the selected instances exists any more; nothing was started."), messages.ERROR
+            )
+            return None
         inactive = [i.name for i in instances if not i.is_active]
         if inactive:
             self.message_user(

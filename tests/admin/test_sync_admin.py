@@ -85,7 +85,7 @@ def test_empty_selection_and_inactive_instances_start_nothing(client_for, two, m
     resp = post_action(alice, "sync_selected", [], follow=True)
     assert "Items must be selected in order to perform actions" in resp.content.decode()
     resp = post_action(alice, "sync_selected", [987654], follow=True)  # an instance deleted meanwhile
-    assert "Nothing was started: a sync session needs at least one instance." in resp.content.decode()
+    assert "None of the selected instances exists any more; nothing was started." in resp.content.decode()
     retired = make_instance(name="retired", is_active=False)
     resp = post_action(alice, "sync_selected", [two[0].pk, retired.pk], follow=True)
     assert "Instance retired is inactive: activate it or leave it out. Nothing was started." in resp.content.decode()
