@@ -155,6 +155,7 @@ class PerDaySpec:
     date_param: str  # the admin DateRangeFilter's query-string name (started, detected)
     key_param: str  # the stacked field's list filter (status__exact, change_type__exact)
     labels: dict[str, str]
+    narrow: dict[str, str] = field(default_factory=dict)  # filters that keep the list to the keys counted
 
 
 def _per_day_panel(
@@ -175,7 +176,7 @@ def _per_day_panel(
         keys,
         segment_title=lambda day, key, n: f"{day} · {labels[key]}: {fmt(n)}",
         day_title=lambda day, counts: _breakdown(day, total_text(sum(counts.values())), counts, labels),
-        day_href=lambda i: _url(changelist, **day_params(i)),
+        day_href=lambda i: _url(changelist, **day_params(i), **spec.narrow),
         segment_href=lambda i, key: _url(changelist, **day_params(i), **{spec.key_param: key}),
     )
     legend = [
@@ -186,7 +187,7 @@ def _per_day_panel(
     ]
     return Panel(
         key=spec.key,
-        href=_url(changelist, **period),
+        href=_url(changelist, **period, **spec.narrow),
         total=total,
         total_label=total_text(total),
         legend=legend,
@@ -206,6 +207,7 @@ def sync_panel(*, now: datetime | None = None) -> Panel:
             SyncRecordStatusChoices.COMPLETED.value: _("Succeeded"),
             SyncRecordStatusChoices.FAILED.value: _("Failed"),
         },
+        narrow={"status__in": ",".join(selectors.SYNC_STATUSES)},  # running and cancelled ones are not drawn
     )
     return _per_day_panel(
         spec,
