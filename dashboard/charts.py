@@ -116,15 +116,11 @@ class ColumnChart(_Rounded):
     columns: list[Column]
     x_labels: list[AxisLabel]
     label_y: float
-    empty: bool
+    empty: bool  # nothing to draw: the panel shows its empty state instead
 
     @property
     def tick_label_x(self) -> float:
-        return self.plot_left - 6
-
-    @property
-    def empty_y(self) -> float:
-        return (self.plot_top + self.plot_bottom) / 2
+        return round(self.plot_left - 6, 1)
 
 
 def column_chart(

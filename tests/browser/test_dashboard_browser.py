@@ -22,7 +22,7 @@ from dashboard.selectors import project_timezone
 from tests.conftest import ROLE_PASSWORDS
 from tests.dashboard import factories
 
-from .conftest import screenshot
+from .conftest import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -48,8 +48,11 @@ def noon(days_ago: int) -> datetime:
     return timezone.make_aware(datetime.combine(day, datetime.min.time()), tz) + timedelta(hours=12)
 
 
-def label(days_ago: int) -> str:
-    return date_format(timezone.localdate(timezone=project_timezone()) - timedelta(days=days_ago), "MONTH_DAY_FORMAT")
+def label(days_ago: int, language: str = "en") -> str:
+    """The chart's day label, in `language` whatever an earlier test left active in this thread."""
+    with override(language):
+        day = timezone.localdate(timezone=project_timezone()) - timedelta(days=days_ago)
+        return date_format(day, "MONTH_DAY_FORMAT")
 
 
 @pytest.fixture
@@ -150,8 +153,9 @@ def test_dashboard_charts_show_the_fleet(admin_login, live_server, alice, fleet,
     hosts = page.evaluate("performance.getEntriesByType('resource').map(e => new URL(e.name).host)")
     assert set(hosts) <= {live_server.url.split("//")[1]}
 
-    page.set_viewport_size({"width": 1366, "height": 900})
-    screenshot(page, "dashboard")
+    # the docs show the dashboard and the start of the app list, not the whole page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), clip={"x": 0, "y": 0, "width": 1366, "height": 860})
 
     # a legend entry opens the matching filtered list
     findings.locator(".wf-legend-high a").click()
@@ -166,8 +170,7 @@ def test_dashboard_in_simplified_chinese(admin_login, live_server, alice, fleet,
     page.goto(f"{live_server.url}/admin/")
     assert page.locator("html").get_attribute("lang") == "zh-hans"
     assert page.locator(".wf-dashboard svg.wf-chart").count() == 4
-    with override("zh-hans"):
-        today = label(0)
+    today = label(0, "zh-hans")
     assert today.endswith("日")
     assert titles(page, "#wf-dash-syncs .wf-axis text")[-1] == today
     legend = page.locator("#wf-dash-syncs .wf-dash-legend").text_content()
@@ -176,3 +179,20 @@ def test_dashboard_in_simplified_chinese(admin_login, live_server, alice, fleet,
     assert page.locator("#wf-dash-changes .wf-legend-added .wf-legend-value").text_content() == "1284"
     page.screenshot(path=str(tmp_path / "dashboard-zh.png"), full_page=True)
     print(f"zh-hans screenshot: {tmp_path / 'dashboard-zh.png'}")
+
+
+def test_viewer_on_an_empty_install_sees_the_empty_states(admin_login, live_server, charlie, tmp_path):
+    page = admin_login("charlie", ROLE_PASSWORDS["charlie"])
+    page.goto(f"{live_server.url}/admin/")
+    assert page.locator(".wf-dash-panel").count() == 4
+    assert page.locator(".wf-dashboard svg.wf-chart").count() == 0
+    assert page.locator(".wf-dash-empty").all_text_contents() == [
+        "No instance is registered yet.",
+        "No open finding of high or critical severity.",
+        "No instance was synced in the last 30 days.",
+        "No account change was detected in the last 30 days.",
+    ]
+    assert page.locator(".wf-dashboard a[href$='/add/']").count() == 0  # read-only: no way to add from here
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=str(tmp_path / "dashboard-empty-dark.png"), full_page=True)
+    print(f"empty dashboard, dark theme: {tmp_path / 'dashboard-empty-dark.png'}")
