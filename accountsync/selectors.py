@@ -227,5 +227,9 @@ def with_current_snapshot(queryset: QuerySet[InstanceAccount]) -> QuerySet[Insta
     """
     from django.db.models import JSONField, OuterRef, Subquery
 
-    current = AccountPermission.objects.filter(account=OuterRef("pk"), valid_to__isnull=True).values("snapshot")[:1]
+    current = (
+        AccountPermission.objects.filter(account=OuterRef("pk"), valid_to__isnull=True)
+        .order_by()
+        .values("snapshot")[:1]
+    )
     return queryset.annotate(current_snapshot=Subquery(current, output_field=JSONField()))

@@ -30,6 +30,9 @@ SPECIFIC_VALIDATION_CODES = frozenset(
         "no_active_instance",
         "empty",
         "too_many",
+        "invalid_datetime",
+        "invalid_range",
+        "invalid_format",
     }
 )
 
@@ -55,6 +58,13 @@ class SessionNotRunning(Conflict):
 class NothingToRetry(Conflict):
     default_detail = "The sync session has no failed instance to retry."
     default_code = "nothing_to_retry"
+
+
+class AccountNotSeenYet(NotFound):
+    """Point in time before WhaleFall first saw the account: nothing is known about it then (404)."""
+
+    default_detail = "The account had not been seen yet at that time."
+    default_code = "account_not_seen_yet"
 
 
 class SyncFailed(APIException):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
-from accountsync.models import AccountChangeLog, AccountKind, ChangeType, InstanceAccount
+from accountsync.models import AccountChangeLog, AccountKind, AccountPermission, ChangeType, InstanceAccount
+from findings.models import Finding, SeverityChoices
 from instances.models import DbType, Environment, Instance, SyncStatus
 from sync.models import SyncSession, SyncSessionStatusChoices, SyncTypeChoices
 
@@ -24,6 +25,14 @@ def _search(fields: tuple[str, ...]):
         return queryset.filter(query)
 
     return method
+
+
+MAX_ID = 2**63 - 1  # the largest value a BigAutoField (and SQLite's INTEGER) can hold
+
+
+def _id_filter(field_name: str, what: str) -> django_filters.NumberFilter:
+    """An id filter that answers 400 for a number no database id can be (instead of a driver overflow)."""
+    return django_filters.NumberFilter(field_name=field_name, help_text=f"{what} id.", min_value=0, max_value=MAX_ID)
 
 
 class InstanceFilterSet(django_filters.FilterSet):
@@ -55,7 +64,7 @@ class SyncSessionFilterSet(django_filters.FilterSet):
 
 
 class InstanceAccountFilterSet(django_filters.FilterSet):
-    instance = django_filters.NumberFilter(field_name="instance_id", help_text="Instance id.")
+    instance = _id_filter("instance_id", "Instance")
     db_type = django_filters.ChoiceFilter(field_name="instance__db_type", choices=DbType.choices)
     kind = django_filters.ChoiceFilter(choices=AccountKind.choices)
     active = django_filters.BooleanFilter(field_name="is_active")
@@ -69,8 +78,8 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
 
 
 class AccountChangeLogFilterSet(django_filters.FilterSet):
-    instance = django_filters.NumberFilter(field_name="instance_id", help_text="Instance id.")
-    account = django_filters.NumberFilter(field_name="account_id", help_text="Account id.")
+    instance = _id_filter("instance_id", "Instance")
+    account = _id_filter("account_id", "Account")
     change_type = django_filters.ChoiceFilter(choices=ChangeType.choices)
     session_id = django_filters.UUIDFilter()
     detected_after = django_filters.IsoDateTimeFilter(
@@ -83,3 +92,35 @@ class AccountChangeLogFilterSet(django_filters.FilterSet):
     class Meta:
         model = AccountChangeLog
         fields = ["instance", "account", "change_type", "session_id", "detected_after", "detected_before"]
+
+
+class FindingFilterSet(django_filters.FilterSet):
+    instance = _id_filter("instance_id", "Instance")
+    account = _id_filter("account_id", "Account")
+    db_type = django_filters.ChoiceFilter(field_name="instance__db_type", choices=DbType.choices)
+    severity = django_filters.ChoiceFilter(choices=SeverityChoices.choices)
+    rule_code = django_filters.CharFilter(help_text="Rule code, e.g. SUPERUSER (docs/findings.md).")
+    is_open = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Finding
+        fields = ["instance", "account", "db_type", "severity", "rule_code", "is_open"]
+
+
+class AccountPermissionFilterSet(django_filters.FilterSet):
+    """Current snapshots, filtered by their account with the account list's filters."""
+
+    instance = _id_filter("instance_id", "Instance")
+    account = _id_filter("account_id", "Account")
+    db_type = django_filters.ChoiceFilter(field_name="instance__db_type", choices=DbType.choices)
+    kind = django_filters.ChoiceFilter(field_name="account__kind", choices=AccountKind.choices)
+    active = django_filters.BooleanFilter(field_name="account__is_active")
+    superuser = django_filters.BooleanFilter(field_name="account__is_superuser")
+    locked = django_filters.BooleanFilter(field_name="account__is_locked")
+    search = django_filters.CharFilter(
+        method=_search(("account__username", "account__identity")), help_text="Account name."
+    )
+
+    class Meta:
+        model = AccountPermission
+        fields = ["instance", "account", "db_type", "kind", "active", "superuser", "locked", "search"]

@@ -42,3 +42,13 @@ class CanRunSync(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm(RUN_SYNC))
+
+
+class ViewChangeLogs(permissions.BasePermission):
+    """Reading change logs through another endpoint (an instance's changes) needs their view permission too."""
+
+    message = "You do not have permission to view account changes (accountsync.view_accountchangelog)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("accountsync.view_accountchangelog"))

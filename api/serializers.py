@@ -13,7 +13,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accountsync.models import AccountChangeLog, InstanceAccount
-from instances.models import DEFAULT_PORTS, Credential, Instance, Tag
+from findings.models import Finding
+from instances.models import DEFAULT_PORTS, Credential, DbType, Instance, Tag
 from sync.models import SyncInstanceRecord, SyncSession, SyncTypeChoices
 
 MAX_IDS = 1000
@@ -379,3 +380,122 @@ class AccountChangeLogSerializer(serializers.ModelSerializer):
             "diff",
             "detected_at",
         ]
+
+
+# --- issue 10: findings, exports, account search, point in time -------------------------
+
+
+class FindingSerializer(serializers.ModelSerializer):
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    db_type = serializers.CharField(source="instance.db_type", read_only=True)
+    account_identity = serializers.CharField(source="account.identity", read_only=True)
+
+    class Meta:
+        model = Finding
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "db_type",
+            "account",
+            "account_identity",
+            "rule_code",
+            "severity",
+            "is_open",
+            "detail",
+            "first_seen_at",
+            "resolved_at",
+            "session_id",
+            "resolved_session_id",
+        ]
+
+
+def _snapshot_counts(snapshot: dict[str, Any] | None) -> dict[str, Any]:
+    snapshot = snapshot or {}
+    return {
+        "capabilities": sorted(snapshot.get("capabilities") or []),
+        "privilege_count": len(snapshot.get("privileges") or []),
+        "role_count": len(snapshot.get("roles") or []),
+    }
+
+
+class AccountSearchResultSerializer(serializers.ModelSerializer):
+    """One place an account exists: where, what it is, and what its current snapshot grants in short."""
+
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    db_type = serializers.CharField(source="instance.db_type", read_only=True)
+    environment = serializers.CharField(source="instance.environment", read_only=True)
+    capabilities = serializers.SerializerMethodField()
+    privilege_count = serializers.SerializerMethodField()
+    role_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = InstanceAccount
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "db_type",
+            "environment",
+            "identity",
+            "username",
+            "host",
+            "kind",
+            "is_active",
+            "is_superuser",
+            "is_locked",
+            "capabilities",
+            "privilege_count",
+            "role_count",
+        ]
+
+    def _counts(self, obj: InstanceAccount) -> dict[str, Any]:
+        """From the ``current_snapshot`` annotation of accountsync.selectors.account_search (no query per row)."""
+        return _snapshot_counts(getattr(obj, "current_snapshot", None))
+
+    def get_capabilities(self, obj: InstanceAccount) -> list[str]:
+        return self._counts(obj)["capabilities"]
+
+    def get_privilege_count(self, obj: InstanceAccount) -> int:
+        return self._counts(obj)["privilege_count"]
+
+    def get_role_count(self, obj: InstanceAccount) -> int:
+        return self._counts(obj)["role_count"]
+
+
+class AccountAtSerializer(serializers.Serializer):
+    """What an account could do at a moment: the snapshot valid then and its validity interval."""
+
+    account = serializers.IntegerField()
+    identity = serializers.CharField()
+    instance = serializers.IntegerField()
+    instance_name = serializers.CharField()
+    time = serializers.DateTimeField()
+    existed = serializers.BooleanField(help_text="False when the account had been removed by then (no snapshot).")
+    snapshot = serializers.JSONField(allow_null=True)
+    digest = serializers.CharField(allow_null=True)
+    valid_from = serializers.DateTimeField(allow_null=True)
+    valid_to = serializers.DateTimeField(allow_null=True, help_text="Null: still the current snapshot.")
+    capabilities = serializers.ListField(child=serializers.CharField())
+    privilege_count = serializers.IntegerField()
+    role_count = serializers.IntegerField()
+
+
+class AccountSearchQuerySerializer(serializers.Serializer):
+    """Query parameters of ``GET /api/v1/accounts/search/``."""
+
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=255,
+        trim_whitespace=True,
+        help_text="app_rw (exact), app_* (prefix), app_rw@% (name and MySQL host), host=% or host=10.0.* (host).",
+    )
+    mode = serializers.ChoiceField(
+        choices=["auto", "exact", "prefix", "host"],
+        required=False,
+        default="auto",
+        help_text="auto reads q's syntax; exact/prefix take q as a name only; host takes q as a host.",
+    )
+    active = serializers.BooleanField(required=False, allow_null=True, default=None, help_text="Active accounts only.")
+    db_type = serializers.ChoiceField(choices=[c[0] for c in DbType.choices], required=False)

@@ -17,6 +17,8 @@ router.register("sync-sessions", views.SyncSessionViewSet, basename="syncsession
 router.register("sync-records", views.SyncInstanceRecordViewSet, basename="syncrecord")
 router.register("accounts", views.InstanceAccountViewSet, basename="account")
 router.register("change-logs", views.AccountChangeLogViewSet, basename="changelog")
+router.register("findings", views.FindingViewSet, basename="finding")
+router.register("permissions", views.AccountPermissionViewSet, basename="permission")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

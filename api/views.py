@@ -11,19 +11,24 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.defaults import page_not_found
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accountsync import selectors as account_selectors
 from accountsync.connection import instance_connection_test
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from api import filtersets, serializers
-from api.exceptions import NothingToRetry, SessionNotRunning, SyncAlreadyRunning, SyncFailed
-from api.permissions import CanRunSync, ViewModelPermission
+from api.exceptions import AccountNotSeenYet, NothingToRetry, SessionNotRunning, SyncAlreadyRunning, SyncFailed
+from api.permissions import CanRunSync, ViewChangeLogs, ViewModelPermission
+from api.querying import ExportMixin, export_action, parse_when, when_parameter
+from findings.models import Finding
 from instances.models import Credential, Instance
 from sync.models import SyncInstanceRecord, SyncRecordStatusChoices, SyncSession, SyncTypeChoices
 from sync.services import (
@@ -100,6 +105,8 @@ class InstanceViewSet(viewsets.ModelViewSet):
             return [CanRunSync()]
         if self.action == "test_connection":
             return [ViewModelPermission()]
+        if self.action == "changes":
+            return [ViewModelPermission(), ViewChangeLogs()]
         return super().get_permissions()
 
     @extend_schema(
@@ -141,6 +148,28 @@ class InstanceViewSet(viewsets.ModelViewSet):
     def test_connection(self, request: Request, pk: str | None = None) -> Response:
         result = instance_connection_test(instance=self.get_object())
         return Response(serializers.ConnectionTestSerializer(result).data)
+
+    @extend_schema(
+        summary="What changed on an instance between two times",
+        description="The change log entries detected in (from, to], oldest first, paginated. `to` defaults to now. "
+        "400 `invalid_datetime` for a date that does not parse, `invalid_range` when from is after to.",
+        parameters=[
+            when_parameter("from", "Start (exclusive), ISO 8601."),
+            when_parameter("to", "End (inclusive), ISO 8601; default now.", required=False),
+        ],
+        responses={200: serializers.AccountChangeLogSerializer(many=True)},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"])
+    def changes(self, request: Request, pk: str | None = None) -> Response:
+        instance = self.get_object()
+        start = parse_when("from", request.query_params.get("from"))
+        end = parse_when("to", request.query_params.get("to"), required=False) or timezone.now()
+        if start > end:
+            raise ValidationError({"from": ["from must not be after to."]}, code="invalid_range")
+        logs = account_selectors.instance_changes_between(instance=instance, start=start, end=end)
+        page = self.paginate_queryset(logs)
+        return self.get_paginated_response(serializers.AccountChangeLogSerializer(page, many=True).data)
 
 
 @extend_schema_view(
@@ -292,10 +321,11 @@ class SyncInstanceRecordViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(data)
 
 
-class InstanceAccountViewSet(viewsets.ReadOnlyModelViewSet):
+class InstanceAccountViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.InstanceAccountSerializer
     filterset_class = filtersets.InstanceAccountFilterSet
     ordering_fields = ["identity", "username", "first_seen_at", "last_seen_at"]
+    export_kind = "accounts"
 
     def get_queryset(self) -> QuerySet[InstanceAccount]:
         current = Prefetch(
@@ -309,12 +339,102 @@ class InstanceAccountViewSet(viewsets.ReadOnlyModelViewSet):
             .order_by("instance__name", "identity", "pk")
         )
 
+    def export_queryset(self) -> QuerySet[InstanceAccount]:
+        # the export joins the current snapshot itself (exports.columns): no prefetch, one query
+        return InstanceAccount.objects.order_by("instance__name", "identity", "pk")
 
-class AccountChangeLogViewSet(viewsets.ReadOnlyModelViewSet):
+    export = export_action("accounts", "accounts")
+
+    @extend_schema(
+        summary="Where does an account exist: search every instance by name, prefix or host",
+        description="One query over all instances and database types. `q`: `app_rw` (exact name), `app_*` "
+        "(prefix), `app_rw@%` (name and MySQL host), `host=%` (every account with that host; `host=10.0.*` "
+        "for a host prefix). Each result carries the current snapshot's capabilities and counts.",
+        parameters=[serializers.AccountSearchQuerySerializer],
+        responses={200: serializers.AccountSearchResultSerializer(many=True)},
+        filters=False,
+    )
+    @action(detail=False, methods=["get"])
+    def search(self, request: Request) -> Response:
+        params = serializers.AccountSearchQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        try:
+            accounts = account_selectors.account_search(
+                q=data.get("q", ""), mode=data["mode"], active=data.get("active"), db_type=data.get("db_type")
+            )
+        except account_selectors.AccountSearchError as exc:
+            raise ValidationError({exc.field: [str(exc)]}, code=exc.code) from None
+        page = self.paginate_queryset(accounts)
+        return self.get_paginated_response(serializers.AccountSearchResultSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="What an account could do at a given time",
+        description="The permission snapshot valid at `time`, with its validity interval. 404 "
+        "`account_not_seen_yet` before the account was first seen; `existed` is false (no snapshot) "
+        "while it was removed.",
+        parameters=[when_parameter("time", "ISO 8601 date-time (a bare date means its midnight).")],
+        responses={
+            200: serializers.AccountAtSerializer,
+            400: OpenApiResponse(serializers.ErrorSerializer),
+        },
+        filters=False,
+    )
+    @action(detail=True, methods=["get"])
+    def at(self, request: Request, pk: str | None = None) -> Response:
+        account = get_object_or_404(InstanceAccount.objects.select_related("instance"), pk=pk)
+        self.check_object_permissions(request, account)
+        at = parse_when("time", request.query_params.get("time"))
+        if at < account.first_seen_at:
+            raise AccountNotSeenYet(
+                f"Account {account.identity} on {account.instance.name} was first seen at "
+                f"{account.first_seen_at.isoformat()}, after {at.isoformat()}."
+            )
+        snapshot = account_selectors.account_permission_at(account=account, at=at)
+        body = {
+            "account": account.pk,
+            "identity": account.identity,
+            "instance": account.instance_id,
+            "instance_name": account.instance.name,
+            "time": at,
+            "existed": snapshot is not None,
+            "snapshot": snapshot.snapshot if snapshot else None,
+            "digest": snapshot.digest if snapshot else None,
+            "valid_from": snapshot.valid_from if snapshot else None,
+            "valid_to": snapshot.valid_to if snapshot else None,
+            **serializers._snapshot_counts(snapshot.snapshot if snapshot else None),
+        }
+        return Response(serializers.AccountAtSerializer(body).data)
+
+
+class AccountChangeLogViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.AccountChangeLogSerializer
     filterset_class = filtersets.AccountChangeLogFilterSet
     ordering_fields = ["detected_at"]
     queryset = AccountChangeLog.objects.select_related("instance", "account").order_by("-detected_at", "-id")
+    export_kind = "change_logs"
+    export = export_action("change_logs", "change logs")
+
+
+@extend_schema_view(list=extend_schema(summary="List risk findings (open and resolved), newest first"))
+class FindingViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = serializers.FindingSerializer
+    filterset_class = filtersets.FindingFilterSet
+    ordering_fields = ["first_seen_at", "resolved_at", "severity"]
+    queryset = Finding.objects.select_related("instance", "account").order_by("-first_seen_at", "-id")
+    export_kind = "findings"
+    export = export_action("findings", "risk findings")
+
+
+class AccountPermissionViewSet(ExportMixin, viewsets.GenericViewSet):
+    """Only ``permissions/export/``: current snapshots, one row per privilege, role and capability."""
+
+    queryset = AccountPermission.objects.filter(valid_to__isnull=True).order_by("instance_id", "account_id")
+    serializer_class = serializers.PermissionSnapshotSerializer  # for the schema generator; export renders rows
+    filterset_class = filtersets.AccountPermissionFilterSet
+    ordering_fields = ["valid_from"]
+    export_kind = "permissions"
+    export = export_action("permissions", "current permissions")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -54,7 +54,7 @@ def _plain(value: Any) -> Any:
     """A JSON-compatible value: datetimes as ISO 8601 (UTC), UUIDs as text."""
     if isinstance(value, datetime):
         if timezone.is_aware(value):
-            value = value.astimezone(timezone.UTC)
+            value = value.astimezone(UTC)
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
@@ -136,7 +136,7 @@ WRITERS = {"csv": _csv, "json": _json_array, "ndjson": _ndjson}
 
 def export_filename(kind: str, fmt: str, *, now: datetime | None = None) -> str:
     """``whalefall-accounts-20260501-080000.csv``: the kind and the UTC time of the export."""
-    stamp = (now or timezone.now()).astimezone(timezone.UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = (now or timezone.now()).astimezone(UTC).strftime("%Y%m%d-%H%M%S")
     return f"whalefall-{kind.replace('_', '-')}-{stamp}.{fmt}"
 
 
