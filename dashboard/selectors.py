@@ -13,12 +13,10 @@ per-day links open the admin's date filters on the same day boundaries.
 
 from __future__ import annotations
 
-import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Model, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -34,7 +32,7 @@ HIGH_SEVERITIES = tuple(s for s, rank in SEVERITY_RANK.items() if rank >= SEVERI
 
 def project_timezone() -> tzinfo:
     """settings.TIME_ZONE as a tzinfo, whatever zone a request may have activated."""
-    return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    return timezone.get_default_timezone()
 
 
 def day_window(*, days: int = DAYS, now: datetime | None = None, tz: tzinfo | None = None) -> list[date]:
@@ -113,7 +111,14 @@ class DayCounts:
 
 
 def _per_day(
-    queryset, *, field_name: str, key: str, keys: list[str], days: int, now: datetime | None, tz: tzinfo | None
+    queryset: QuerySet[Model],
+    *,
+    field_name: str,
+    key: str,
+    keys: list[str],
+    days: int,
+    now: datetime | None,
+    tz: tzinfo | None,
 ) -> list[DayCounts]:
     tz = tz or project_timezone()
     window = day_window(days=days, now=now, tz=tz)

@@ -111,7 +111,7 @@ def test_dashboard_charts_show_the_fleet(admin_login, live_server, alice, fleet,
     }
     assert legend == {"wf-legend-completed": "10", "wf-legend-failed": "2", "wf-legend-never": "2",
                       "wf-legend-inactive": "1"}  # fmt: skip
-    assert "SQL Server · Inactive: 1" in titles(page, "#wf-dash-instances rect title")
+    assert "SQL Server · Inactive: 1" in titles(page, "#wf-dash-instances .wf-seg > title")
 
     # syncs per day: 30 columns, zero-filled, today's numbers in today's tooltip
     syncs = page.locator("#wf-dash-syncs")
@@ -121,15 +121,17 @@ def test_dashboard_charts_show_the_fleet(admin_login, live_server, alice, fleet,
     assert syncs.locator(".wf-legend-completed .wf-legend-value").text_content() == f"{fleet['synced']:,}"
     assert syncs.locator(".wf-legend-failed .wf-legend-value").text_content() == str(fleet["failed"])
     ok, bad = fleet["today"]
-    day_titles = titles(page, "#wf-dash-syncs .wf-column .wf-hit title")
+    day_titles = titles(page, "#wf-dash-syncs .wf-day > title")
     assert day_titles[-1] == f"{label(0)}: {ok + bad} syncs\nSucceeded: {ok}\nFailed: {bad}"
     assert day_titles[0].startswith(f"{label(29)}: ")
-    assert f"{label(8)} · Failed: 4" in titles(page, "#wf-dash-syncs rect title")
+    # the day's link is named by its title, so a screen reader reads the counts
+    assert page.get_by_role("link", name=f"{label(0)}: {ok + bad} syncs").count() == 1
+    assert f"{label(8)} · Failed: 4" in titles(page, "#wf-dash-syncs .wf-seg > title")
     assert titles(page, "#wf-dash-syncs .wf-axis text")[-1] == label(0)
 
     # changes per day: the 1,284-account import and the days with two changes, both legible
     changes = page.locator("#wf-dash-changes")
-    tooltips = titles(page, "#wf-dash-changes rect title")
+    tooltips = titles(page, "#wf-dash-changes .wf-seg > title")
     assert f"{label(SPIKE_DAYS_AGO)} · Added: 1,284" in tooltips
     assert f"{label(2)} · Removed: 2" in tooltips and f"{label(2)} · Reactivated: 1" in tooltips
     assert changes.locator(".wf-legend-added .wf-legend-value").text_content() == "1,284"
