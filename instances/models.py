@@ -136,6 +136,9 @@ class Instance(models.Model):
         _("last sync status"), max_length=16, choices=SyncStatus.choices, blank=True, default="", db_index=True
     )
     sync_count = models.PositiveIntegerField(_("sync count"), default=0)
+    # sha256 of the raw catalog rows the last applied sync read (with the reading code's fingerprint);
+    # an identical next read cannot change anything, so its apply is skipped
+    catalog_digest = models.CharField(_("catalog digest"), max_length=64, blank=True, default="", editable=False)
     options = models.JSONField(
         _("options"),
         default=dict,

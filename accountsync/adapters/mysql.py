@@ -40,7 +40,9 @@ from accountsync.adapters.base import (
     RoleGrant,
     TimeoutFailed,
     make_scope,
+    rows_digest,
     scrub,
+    unchanged_catalog,
 )
 
 MONITORING_DOC = "docs/monitoring-accounts.md, MySQL and MariaDB"
@@ -813,6 +815,13 @@ class MySQLAdapter:
                 raise classify_error(exc, target, phase="read the grant tables") from None
         finally:
             conn.close()
+        digest = rows_digest(__file__, target, info, vars(rows))
+        if unchanged_catalog(target, digest):
+            catalog = Catalog(server_version=info.label, round_trips=counter.count, source_digest=digest,
+                              unchanged=True)  # fmt: skip
+            if info.default_password_lifetime is not None:
+                catalog.details["default_password_lifetime"] = info.default_password_lifetime
+            return catalog
         try:
             catalog = build_catalog(info, rows)
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
@@ -821,4 +830,5 @@ class MySQLAdapter:
                 instance_name=target.name,
             ) from None
         catalog.round_trips = counter.count
+        catalog.source_digest = digest
         return catalog.finalize()

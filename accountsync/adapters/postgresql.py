@@ -35,7 +35,9 @@ from accountsync.adapters.base import (
     RoleGrant,
     TimeoutFailed,
     make_scope,
+    rows_digest,
     scrub,
+    unchanged_catalog,
 )
 
 SYSTEM_SCHEMA_FILTER = (
@@ -460,6 +462,11 @@ class PostgreSQLAdapter:
 
     def fetch(self, target: ConnectionTarget) -> Catalog:
         rows, statements = read_rows(target)
+        digest = rows_digest(__file__, target, rows)
+        if unchanged_catalog(target, digest):
+            version = f"PostgreSQL {rows.version.split()[0]}"
+            return Catalog(server_version=version, round_trips=statements, source_digest=digest, unchanged=True)
         catalog = build_catalog(rows)
         catalog.round_trips = statements
+        catalog.source_digest = digest
         return catalog

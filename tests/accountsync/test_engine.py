@@ -361,3 +361,39 @@ def test_server_wide_facts_reach_the_result_details(instance):
     assert "flavor" not in details
     plain = account_sync_apply(instance=instance, catalog=catalog(acct("alice", ("database:sales", "SELECT"))))
     assert "public_grants" not in plain.details
+
+
+def test_unchanged_catalog_writes_nothing_and_reports_what_is_stored(instance, django_assert_max_num_queries):
+    first = base_catalog()
+    first.source_digest = "a" * 64
+    account_sync_apply(instance=instance, catalog=first)
+    instance.refresh_from_db()
+    assert instance.catalog_digest == "a" * 64
+    active = InstanceAccount.objects.filter(instance=instance, is_active=True).count()
+    with CaptureQueriesContext(connection) as ctx, django_assert_max_num_queries(2):
+        result = account_sync_apply(instance=instance, catalog=Catalog(source_digest="a" * 64, unchanged=True))
+    assert result.success and writes(ctx) == [] and not any(q["sql"].startswith("UPDATE") for q in ctx.captured_queries)
+    assert (result.synced_count, result.added_count, result.modified_count, result.removed_count) == (active, 0, 0, 0)
+    assert result.details["inventory"]["catalog_unchanged"] is True
+    # an empty catalog flagged unchanged must never read as "every account removed"
+    assert InstanceAccount.objects.filter(instance=instance, is_active=True).count() == active
+
+
+def test_unchanged_catalog_against_another_digest_is_refused(instance):
+    first = base_catalog()
+    first.source_digest = "a" * 64
+    account_sync_apply(instance=instance, catalog=first)
+    stale = account_sync_apply(instance=instance, catalog=Catalog(source_digest="b" * 64, unchanged=True))
+    assert (stale.success, stale.error_kind) == (False, "conflict")
+    assert InstanceAccount.objects.filter(instance=instance, is_active=True).count() == len(first.accounts)
+
+
+def test_a_refused_apply_keeps_the_previous_digest(instance, settings):
+    first = base_catalog()
+    first.source_digest = "a" * 64
+    account_sync_apply(instance=instance, catalog=first)
+    empty = catalog()
+    empty.source_digest = "c" * 64
+    assert account_sync_apply(instance=instance, catalog=empty).error_kind == "guard"
+    instance.refresh_from_db()
+    assert instance.catalog_digest == "a" * 64

@@ -259,3 +259,52 @@ def test_run_updates_instance_and_logs(mariadb_admin, mariadb_instance, make_ins
     closed.refresh_from_db()
     assert (closed.last_sync_status, closed.sync_count) == ("failed", 1)
     assert not InstanceAccount.objects.filter(instance=closed).exists()
+
+
+def _sync_until_unchanged(instance: Any) -> tuple[SyncResult, CaptureQueriesContext]:
+    """Sync until a read equals the previous one (other test runs may add users between two reads)."""
+    for _ in range(5):
+        with CaptureQueriesContext(connection) as ctx:
+            result = account_sync_run(instance=instance, force=True)
+        assert result.success, result.message
+        if result.details["inventory"].get("catalog_unchanged"):
+            return result, ctx
+    pytest.fail("the server's catalog never read the same twice in a row")
+
+
+@pytest.mark.parametrize("server", ["mariadb", "postgresql"])
+def test_unchanged_catalog_skips_the_apply_and_a_grant_does_not(
+    server, mariadb_admin, postgres_admin, mariadb_instance, postgres_instance, unique_prefix
+):
+    p = unique_prefix
+    inst = mariadb_instance if server == "mariadb" else postgres_instance
+    if server == "mariadb":
+        cur = mariadb_admin.cursor()
+        user = f"'{p}_u'@'%'"
+        create, grant, drop = (f"CREATE USER {user} IDENTIFIED BY 'Pw-{p}'", f"GRANT PROCESS ON *.* TO {user}",
+                               f"DROP USER IF EXISTS {user}")  # fmt: skip
+        run = cur.execute
+    else:
+        user = f"{p}_u"
+        create, grant, drop = (f'CREATE ROLE "{user}" LOGIN', f'ALTER ROLE "{user}" CREATEDB',
+                               f'DROP ROLE IF EXISTS "{user}"')  # fmt: skip
+        run = postgres_admin.execute
+    try:
+        run(create)
+        first = account_sync_run(instance=inst, force=True)
+        assert first.success, first.message
+        inst.refresh_from_db()
+        assert len(inst.catalog_digest) == 64
+        again, ctx = _sync_until_unchanged(inst)
+        assert writes(ctx) == []
+        assert again.synced_count == InstanceAccount.objects.filter(instance=inst, is_active=True).count()
+        assert (again.added_count, again.modified_count, again.removed_count) == (0, 0, 0)
+
+        before = last_log_id()
+        run(grant)
+        changed = account_sync_run(instance=inst, force=True)
+        assert changed.success and not changed.details["inventory"].get("catalog_unchanged")
+        ours = [row for row in new_logs(inst, before) if p in row[0]]
+        assert [(kind, "+" in summary) for _identity, kind, summary in ours] == [("privileges_changed", True)]
+    finally:
+        run(drop)
