@@ -72,7 +72,7 @@ def fleet(make_instance, make_credential):
         ),
     )
     apply(mysql2, mysql_user("app_rw", "10.0.%", sel), mysql_user("app_rwx", "localhost", sel))
-    apply(pg, named("app_rw", sel, ins), named("app_reader", sel, kind="role"))
+    apply(pg, named("app_rw", sel, ins), named("app_reader", sel, kind="role"), named("appsvc", sel))
     apply(mssql, named("app_rw", Privilege("database:sales", "DELETE", effect="DENY"), kind="login"))
     apply(ora, named("APP_RW", sel))
     return {"mysql": mysql, "mysql2": mysql2, "pg": pg, "mssql": mssql, "oracle": ora}
