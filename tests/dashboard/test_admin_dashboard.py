@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.translation import override
+from django.utils.translation import gettext, override
 
 from dashboard.panels import dashboard_panels, sync_panel
 from tests.dashboard import factories
@@ -171,5 +171,7 @@ def test_renders_in_simplified_chinese(alice, fleet):
     assert "成功" in html and "失败" in html  # Succeeded / Failed from the catalog
     with override("zh-hans"):
         today = date_format(timezone.localdate(), "MONTH_DAY_FORMAT")
+        title = gettext("Instances by database type")
+    assert title != "Instances by database type" and f">{title}</a></h2>" in html  # the panels' own strings too
     assert today.endswith("日") and f">{today}</text>" in html  # the last x-axis label
     assert re.search(r'(x|y|width|height)="\d+,\d', html) is None  # coordinates are never localized
