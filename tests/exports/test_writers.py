@@ -144,3 +144,21 @@ def test_a_large_export_reads_in_a_bounded_number_of_queries(kind, bulk_accounts
     assert n_lines >= 3001
     # one SELECT (server-side cursor or chunked fetch), plus a savepoint/cursor statement at most
     assert len(ctx.captured_queries) <= 2, [q["sql"][:80] for q in ctx.captured_queries]
+
+
+def test_admin_action_streams_the_selection(fleet, rf, charlie):
+    from exports.actions import admin_export_action
+
+    request = rf.post("/admin/accountsync/instanceaccount/")
+    request.user = charlie
+    selected = InstanceAccount.objects.filter(instance=fleet["pg"])
+    action = admin_export_action("permissions", "csv")
+    assert action.allowed_permissions == ("view",) and action.__name__ == "export_permissions_csv"
+    response = action(None, request, selected)
+    rows = csv_rows(b"".join(response.streaming_content).decode())
+    assert {r["account"] for r in rows} == {"app_rw", "app_reader", "appsvc"}
+    assert response["Content-Disposition"].endswith('.csv"')
+    accounts = admin_export_action("accounts", "json")(None, request, selected)
+    assert sorted(r["username"] for r in json.loads(b"".join(accounts.streaming_content))) == [
+        "app_reader", "app_rw", "appsvc",
+    ]  # fmt: skip
