@@ -44,8 +44,8 @@ def parse_when(name: str, raw: str | None, *, required: bool = True) -> datetime
     if raw is None or raw.strip() == "":
         if not required:
             return None
-        raise ValidationError({name: ["This parameter is required (ISO 8601, e.g. 2026-05-01T08:00:00Z)."]},
-                              code="required")  # fmt: skip
+        message = "This parameter is required (ISO 8601, e.g. 2026-05-01T08:00:00Z)."
+        raise ValidationError({name: [message]}, code="required")
     raw = reject_nul(name, raw).strip()
     message = f"Not an ISO 8601 date-time: {raw[:40]!r} (e.g. 2026-05-01T08:00:00Z or 2026-05-01)."
     try:

@@ -410,7 +410,7 @@ class FindingSerializer(serializers.ModelSerializer):
         ]
 
 
-def _snapshot_counts(snapshot: dict[str, Any] | None) -> dict[str, Any]:
+def snapshot_counts(snapshot: dict[str, Any] | None) -> dict[str, Any]:
     snapshot = snapshot or {}
     return {
         "capabilities": sorted(snapshot.get("capabilities") or []),
@@ -451,7 +451,7 @@ class AccountSearchResultSerializer(serializers.ModelSerializer):
 
     def _counts(self, obj: InstanceAccount) -> dict[str, Any]:
         """From the ``current_snapshot`` annotation of accountsync.selectors.account_search (no query per row)."""
-        return _snapshot_counts(getattr(obj, "current_snapshot", None))
+        return snapshot_counts(getattr(obj, "current_snapshot", None))
 
     def get_capabilities(self, obj: InstanceAccount) -> list[str]:
         return self._counts(obj)["capabilities"]

@@ -402,7 +402,7 @@ class InstanceAccountViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
             "digest": snapshot.digest if snapshot else None,
             "valid_from": snapshot.valid_from if snapshot else None,
             "valid_to": snapshot.valid_to if snapshot else None,
-            **serializers._snapshot_counts(snapshot.snapshot if snapshot else None),
+            **serializers.snapshot_counts(snapshot.snapshot if snapshot else None),
         }
         return Response(serializers.AccountAtSerializer(body).data)
 
