@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from accountsync import selectors
 from accountsync.diff import ATTRIBUTE_SCOPE, CAPABILITY_SCOPE, ROLE_SCOPE, split_scope
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
+from exports.actions import admin_export_action
 
 ADMIN_CSS = "whalefall/admin.css"
 DIFF_LINES_IN_LIST = 6
@@ -313,6 +314,22 @@ class WildcardHostFilter(CapabilityFilter):
     capability = "WILDCARD_HOST"
 
 
+def _point_in_time(raw: str) -> tuple[datetime | None, str]:
+    """`?at=` from the account page's picker (`YYYY-MM-DDTHH:MM` or a date) as an aware datetime."""
+    raw = raw.strip()
+    if not raw:
+        return None, ""
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        return None, gettext("“%(value)s” is not a date and time; showing the current permissions.") % {"value": raw}
+    if len(raw) == 10:  # a bare date means the end of that day
+        value = datetime.combine(value.date(), time.max)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    return value, ""
+
+
 @admin.register(InstanceAccount)
 class InstanceAccountAdmin(ReadOnlyAdmin):
     list_display = [
@@ -338,8 +355,17 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
         "kind",
     ]
     search_fields = ["username", "identity", "host"]
+    search_help_text = _(
+        "A name finds it anywhere in the identity. Across instances: app_* (name prefix), app_rw@% (name and "
+        "MySQL host), host=% or host=10.0.* (host)."
+    )
     list_select_related = ["instance"]
     change_form_template = "admin/accountsync/instanceaccount/change_form.html"
+    actions = [
+        admin_export_action("accounts", "csv", description=_("Export selected accounts as CSV")),
+        admin_export_action("accounts", "json", description=_("Export selected accounts as JSON")),
+        admin_export_action("permissions", "csv", description=_("Export the selected accounts' permissions as CSV")),
+    ]
     fields = [
         "identity",
         "instance",
@@ -362,6 +388,20 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
             .annotate(current_capabilities=Subquery(current.values(caps=KT("snapshot__capabilities"))[:1]))
         )
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[InstanceAccount], search_term: str
+    ) -> tuple[QuerySet[InstanceAccount], bool]:
+        """Structured terms (prefix `*`, `name@host`, `host=`) go through the indexed cross-instance search."""
+        term = search_term.strip()
+        if term and ("*" in term or "@" in term or term.startswith("host=")):
+            try:
+                found = selectors.account_search(q=term, mode="auto")
+            except selectors.AccountSearchError as exc:
+                self.message_user(request, gettext("Search not understood: %(error)s") % {"error": exc}, messages.ERROR)
+                return queryset.none(), False
+            return queryset.filter(pk__in=found.values("pk")), False
+        return super().get_search_results(request, queryset, search_term)
+
     @admin.display(description=_("database type"), ordering="instance__db_type")
     def db_type(self, obj: InstanceAccount) -> str:
         return obj.instance.get_db_type_display()
@@ -378,11 +418,19 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
         account = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if account is not None:
-            current = selectors.account_current_permission(account=account)
+            at, at_error = _point_in_time(request.GET.get("at", ""))
+            if at_error:
+                self.message_user(request, at_error, messages.ERROR)
+            if at is not None:
+                current = selectors.account_permission_at(account=account, at=at)
+            else:
+                current = selectors.account_current_permission(account=account)
             snapshot = current.snapshot if current else None
             changes = list(selectors.change_log_list(account=account)[:50])
             extra.update(
                 snapshot_context(snapshot, account.attributes),
+                at=at,
+                at_value=timezone.localtime(at).strftime("%Y-%m-%dT%H:%M") if at else "",
                 current_permission=current,
                 snapshot_versions=selectors.account_permission_history(account=account).count(),
                 change_rows=[(c, diff_html(c.diff)) for c in changes],
@@ -425,6 +473,10 @@ class AccountChangeLogAdmin(ReadOnlyAdmin):
     search_fields = ["account__identity", "summary"]
     list_select_related = ["account", "instance"]
     fields = ["detected_at", "instance", "account", "change_type", "session_id", "summary"]
+    actions = [
+        admin_export_action("change_logs", "csv", description=_("Export selected changes as CSV")),
+        admin_export_action("change_logs", "json", description=_("Export selected changes as JSON")),
+    ]
     change_form_template = "admin/accountsync/accountchangelog/change_form.html"
 
     @admin.display(description=_("change type"), ordering="change_type")

@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from accountsync.admin import ReadOnlyAdmin
+from exports.actions import admin_export_action
 from findings.models import Finding
 from findings.rules import RULES, RULES_BY_CODE
 
@@ -40,6 +41,10 @@ class FindingAdmin(ReadOnlyAdmin):
     search_fields = ["account__identity", "rule_code"]
     list_select_related = ["account", "instance"]
     date_hierarchy = "first_seen_at"
+    actions = [
+        admin_export_action("findings", "csv", description=_("Export selected findings as CSV")),
+        admin_export_action("findings", "json", description=_("Export selected findings as JSON")),
+    ]
     readonly_fields = ["instance", "account", "rule_code", "rule_title", "severity", "detail", "first_seen_at",
                        "resolved_at", "is_open", "session_id", "resolved_session_id"]  # fmt: skip
     fields = readonly_fields
