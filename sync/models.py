@@ -187,6 +187,7 @@ class SyncInstanceRecord(models.Model):
         indexes = [
             models.Index(fields=["status", "heartbeat_at"], name="sync_rec_status_heartbeat"),
             models.Index(fields=["instance", "id"], name="sync_rec_instance_latest"),
+            models.Index(fields=["started_at"], name="sync_rec_started"),  # the dashboard's syncs per day
         ]
 
     def __str__(self) -> str:
