@@ -252,8 +252,13 @@ def _orphaned(s: Subject, _p: Policy) -> dict[str, Any] | None:
     return {"database": s.attributes.get("database")}
 
 
+_PG_DEFAULT_PUBLIC = {("database", "CONNECT"), ("database", "TEMPORARY"), ("routine", "EXECUTE")}
+
+
 def _is_default_public_grant(s: Subject, privilege: dict[str, Any]) -> bool:
-    """What SQL Server gives its `public` server role out of the box."""
+    """What SQL Server gives its `public` server role and PostgreSQL gives PUBLIC out of the box."""
+    if s.db_type == "postgresql":
+        return (privilege["scope"].split(":", 1)[0], privilege["privilege"]) in _PG_DEFAULT_PUBLIC
     if s.db_type != "sqlserver":
         return False
     return (privilege["scope"], privilege["privilege"]) == ("global", "VIEW ANY DATABASE") or (
@@ -288,7 +293,8 @@ RULES: tuple[Rule, ...] = (
          "A MySQL/MariaDB account with an empty user name: any user name matches it."),
     Rule("PUBLIC_GRANTS", S.HIGH, "Privileges granted to PUBLIC", _public_grants,
          "Privileges or roles granted to the PUBLIC pseudo-role reach every account, present and future "
-         "(SQL Server's built-in VIEW ANY DATABASE and endpoint CONNECT are not reported)."),
+         "(SQL Server's built-in VIEW ANY DATABASE and endpoint CONNECT, PostgreSQL's database CONNECT/TEMPORARY, "
+         "schema USAGE and function EXECUTE are not reported)."),
     Rule("GRANT_OPTION", S.MEDIUM, "Can grant privileges to others", _grant_option,
          "An unlocked, non-superuser login with GRANT OPTION, ADMIN OPTION, ownership (PostgreSQL) or "
          "db_owner/securityadmin (SQL Server): it can hand its rights on."),

@@ -167,3 +167,33 @@ def test_postgresql_rules_open_and_resolve(postgres_admin, make_instance, make_c
     finally:
         for role in (su, adm, nopw, ex, nv, team):
             run(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_postgresql_grant_to_public_opens_and_its_revoke_resolves(postgres_admin, make_instance, make_credential,
+                                                                   unique_prefix):  # fmt: skip
+    table = f"{unique_prefix}_salaries"
+    scope = f"object:postgres.public.{table}"
+    inst = make_instance(
+        "postgresql", port=5432, credential=make_credential(name="pg", username="postgres", password=""),
+        database_name="postgres", options={"databases": ["postgres"]},
+    )  # fmt: skip
+
+    def public_finding() -> Finding | None:
+        return Finding.objects.filter(instance=inst, account__identity="public", rule_code="PUBLIC_GRANTS",
+                                      is_open=True).first()  # fmt: skip
+
+    try:
+        postgres_admin.execute(f'CREATE TABLE public."{table}" (id int)')
+        postgres_admin.execute(f'GRANT SELECT ON public."{table}" TO PUBLIC')
+        run_sync(inst)
+        opened = public_finding()
+        assert opened is not None and f"SELECT on {scope}" in opened.detail["privileges"]["examples"]
+        assert opened.severity == "high"
+        postgres_admin.execute(f'REVOKE ALL ON public."{table}" FROM PUBLIC')
+        run_sync(inst)
+        still = public_finding()  # another test's PUBLIC grant may keep one open, never with our table
+        assert still is None or f"SELECT on {scope}" not in str(still.detail)
+        opened.refresh_from_db()
+        assert still is not None or (not opened.is_open and opened.resolved_at is not None)
+    finally:
+        postgres_admin.execute(f'DROP TABLE IF EXISTS public."{table}"')

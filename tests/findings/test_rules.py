@@ -337,3 +337,24 @@ def test_oracle_rules_through_the_maintained_dba_role():
     assert got["APP_SCHEMA"] == {}  # schema-only: cannot log in at all
     assert got["STALE"] == {"PASSWORD_EXPIRED": "low"}
     assert got["FOREVER"] == {"PASSWORD_NEVER_EXPIRES": "low"}
+
+
+def test_postgresql_public_pseudo_role_reports_grants_beyond_the_defaults():
+    def catalog(*relations: tuple[Any, ...]) -> Catalog:
+        rows = postgresql.ServerRows(
+            version="15.6", version_num=150006, roles=[pg_role(10, "postgres", sup=True)], members=[],
+            databases=[("app", True, False, 0, "CONNECT", False, 10), ("app", True, False, 0, "TEMPORARY", False, 10)],
+        )  # fmt: skip
+        rows.per_database = [
+            postgresql.DatabaseRows(name="app", schemas=[("public", 0, "USAGE", False, 10)], relations=list(relations))
+        ]
+        return postgresql.build_catalog(rows, now=NOW)
+
+    defaults_only = catalog()
+    assert "public" in {a.identity for a in defaults_only.accounts}  # PUBLIC is audited as a pseudo-role
+    assert findings_of(defaults_only, "postgresql")["public"] == {}  # CONNECT/TEMPORARY/USAGE are the defaults
+    granted = catalog(("public", "salaries", 0, "SELECT", False, 10))
+    assert findings_of(granted, "postgresql")["public"] == {"PUBLIC_GRANTS": "high"}
+    assert detail_of(granted, "postgresql", "public", "PUBLIC_GRANTS")["privileges"]["examples"] == [
+        "SELECT on object:app.public.salaries"
+    ]

@@ -464,3 +464,24 @@ def test_slow_catalog_query_hits_statement_timeout(scratch: Scratch, unique_pref
     assert 0.9 <= elapsed < 3.5
     assert "exceeded the 1s query timeout" in str(err.value)
     assert err.value.instance_name == "live-postgres"
+
+
+def test_grants_to_public_appear_as_the_public_pseudo_role(scratch: Scratch, unique_prefix: str) -> None:
+    db = scratch.database(f"{unique_prefix}_pub")
+    scratch.run("CREATE TABLE t (id int)", db=db)
+    scratch.run("GRANT SELECT, INSERT ON t TO PUBLIC", db=db)
+    catalog = PostgreSQLAdapter().fetch(target(options={"databases": [db]}))
+    public = account(catalog, "public")
+    assert (public.kind, public.attributes) == ("role", {"pseudo_role": True})
+    privileges = public.snapshot()["privileges"]
+    assert P(f"object:{db}.public.t", "SELECT") in privileges and P(f"object:{db}.public.t", "INSERT") in privileges
+    # the server agrees: a role that holds nothing itself can read the table through PUBLIC
+    nobody = scratch.role(f"{unique_prefix}_nobody", "LOGIN")
+    check = sql.SQL("SELECT has_table_privilege({}, 't', 'SELECT')").format(sql.Literal(nobody))
+    assert scratch.run(check, db=db) == [(True,)]
+    scratch.run("REVOKE ALL ON t FROM PUBLIC", db=db)
+    after = PostgreSQLAdapter().fetch(target(options={"databases": [db]}))
+    still = [a for a in after.accounts if a.identity == "public"]  # other databases may keep default grants
+    remaining = {(p["scope"], p["privilege"]) for a in still for p in a.snapshot()["privileges"]}
+    assert not {s for s in remaining if s[0] == f"object:{db}.public.t"}
+    assert scratch.run(check, db=db) == [(False,)]
