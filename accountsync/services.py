@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,14 +33,13 @@ from accountsync.adapters.base import (
     get_adapter,
     scrub,
 )
+from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.models import AccountChangeLog, AccountPermission, ChangeType, InstanceAccount
 from config.logging import log_event
 from instances.models import Instance, SyncStatus
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000
-INSERT_CHUNK = 5000  # rows per executemany: one logged query, bounded driver buffers
 MODULE = "accountsync"
 ACCOUNT_COLUMNS = ("instance", "identity", "first_seen_at", "last_seen_at", "is_active", "username", "host",
                    "kind", "is_superuser", "is_locked", "attributes")  # fmt: skip
@@ -81,11 +80,6 @@ class SyncResult:
 
 class _GuardTripped(Exception):
     pass
-
-
-def _batches(items: list[Any], size: int = BATCH_SIZE) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _ms(start: float) -> int:
@@ -131,27 +125,6 @@ def _row_changed(old: dict[str, Any], values: dict[str, Any]) -> bool:
     if old["attributes"] != values["attributes"]:
         values["attributes"] = json.loads(canonical_json(values["attributes"]))
     return old != values
-
-
-def _insert_rows(model: type[Any], columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """Insert prepared rows with one `executemany` instead of ORM bulk_create.
-
-    Why: at 10,000 accounts bulk_create's per-object instantiation and per-value
-    preparation dominated the apply. Callers pass values already in database
-    form (JSON as canonical text, datetimes adapted once), so each row is one
-    tuple. One executemany is one logged query; the drivers batch it themselves
-    (mysqlclient rewrites to multi-row VALUES, psycopg pipelines, sqlite3 steps).
-    """
-    if not rows:
-        return
-    meta = model._meta
-    quote = connection.ops.quote_name
-    cols = ", ".join(quote(meta.get_field(name).column) for name in columns)
-    marks = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({cols}) VALUES ({marks})"
-    with connection.cursor() as cursor:
-        for batch in _batches(rows, INSERT_CHUNK):
-            cursor.executemany(sql, batch)
 
 
 def _json_text(value: Any) -> str:
@@ -329,7 +302,7 @@ def _apply(
             InstanceAccount(id=account_id, is_active=True, deactivated_at=None, last_seen_at=now, **values)
         )
 
-    _insert_rows(InstanceAccount, ACCOUNT_COLUMNS, new_rows)
+    insert_rows(InstanceAccount, ACCOUNT_COLUMNS, new_rows)
     del new_rows
     added_ids: set[int] = set()
     account_ids = {identity: row[0] for identity, row in existing.items()}
@@ -343,7 +316,7 @@ def _apply(
         InstanceAccount.objects.bulk_update(
             updated_accounts, ["is_active", "deactivated_at", "last_seen_at", *ROW_FIELDS], batch_size=BATCH_SIZE
         )
-    for batch in _batches(to_remove):
+    for batch in batches(to_remove):
         InstanceAccount.objects.filter(id__in=batch).update(is_active=False, deactivated_at=now)
         AccountPermission.objects.filter(account_id__in=batch, valid_to__isnull=True).update(valid_to=now)
 
@@ -366,7 +339,7 @@ def _apply(
 
     old_snapshots: dict[int, dict[str, Any]] = {}
     needed = [open_rows[account_ids[i]][0] for i in candidates if account_ids[i] in open_rows]
-    for batch in _batches(needed):
+    for batch in batches(needed):
         old_snapshots.update(AccountPermission.objects.filter(id__in=batch).values_list("account_id", "snapshot"))
 
     to_close: list[int] = []
@@ -414,10 +387,10 @@ def _apply(
         if row[2] and identity not in records:
             changes.append(_change(instance, row[0], session_id, ChangeType.REMOVED, [], f"removed {identity}", db_now))
 
-    for batch in _batches(to_close):
+    for batch in batches(to_close):
         AccountPermission.objects.filter(id__in=batch).update(valid_to=now)
-    _insert_rows(AccountPermission, PERMISSION_COLUMNS, new_perms)
-    _insert_rows(AccountChangeLog, CHANGE_COLUMNS, changes)
+    insert_rows(AccountPermission, PERMISSION_COLUMNS, new_perms)
+    insert_rows(AccountChangeLog, CHANGE_COLUMNS, changes)
 
     collection["snapshots_written"] = len(new_perms)
     modified_ids = ({p[0] for p in new_perms} - added_ids) | reactivated_ids

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.models import AccountPermission
 from config.logging import log_event
 from findings.models import Finding
@@ -30,7 +31,6 @@ from instances.models import Instance
 logger = logging.getLogger(__name__)
 
 MODULE = "findings"
-BATCH_SIZE = 1000
 
 
 @dataclass
@@ -51,39 +51,12 @@ class RefreshResult:
         }
 
 
-def _batches(items: list[Any], size: int = BATCH_SIZE) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 INSERT_FIELDS = ("instance", "account", "rule_code", "severity", "detail", "first_seen_at", "is_open", "session_id")
-INSERT_CHUNK = 5000
 
 
 def _insert(rows: list[tuple[Any, ...]]) -> None:
-    """Insert new findings (values in INSERT_FIELDS order) with one executemany per INSERT_CHUNK rows.
-
-    Why not bulk_create: on SQLite it splits at 999 parameters, about 100 rows per
-    statement, so a first refresh of 10,000 accounts would cost a hundred INSERTs.
-    Values go through each field's own database preparation, as the ORM would do.
-    """
-    if not rows:
-        return
-    fields = [Finding._meta.get_field(name) for name in INSERT_FIELDS]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(Finding._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    with connection.cursor() as cursor:
-        for batch in _batches(rows, INSERT_CHUNK):
-            cursor.executemany(
-                sql,
-                [
-                    [f.get_db_prep_save(value, connection) for f, value in zip(fields, row, strict=True)]
-                    for row in batch
-                ],
-            )
+    """Insert new findings (values in INSERT_FIELDS order), each value prepared by its field."""
+    insert_rows(Finding, INSERT_FIELDS, rows, prepare=True)
 
 
 def _subjects(instance: Instance, context: dict[str, Any]) -> Iterator[tuple[int, Subject]]:
@@ -148,7 +121,7 @@ def findings_refresh(
             for key in wanted.keys() & current.keys()
             if (current[key][1], current[key][2]) != wanted[key]
         ]
-        for batch in _batches([current[key][0] for key in to_resolve]):
+        for batch in batches([current[key][0] for key in to_resolve]):
             Finding.objects.filter(id__in=batch, is_open=True).update(
                 is_open=False, resolved_at=now, resolved_session_id=session
             )

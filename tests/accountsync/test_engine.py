@@ -9,8 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accountsync.adapters.base import AccountRecord, Catalog, Privilege, RoleGrant
+from accountsync.bulk import INSERT_CHUNK
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
-from accountsync.services import INSERT_CHUNK, account_sync_apply
+from accountsync.services import account_sync_apply
 
 pytestmark = pytest.mark.django_db
 
