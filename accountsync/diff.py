@@ -170,7 +170,7 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict
     return ops
 
 
-def _is_privilege(op: dict[str, Any]) -> bool:
+def is_privilege(op: dict[str, Any]) -> bool:
     """Grants, roles and capabilities that flow through roles are privileges.
 
     Capabilities that describe the account itself (LOCKED, EXPIRED,
@@ -187,7 +187,7 @@ def classify(ops: list[dict[str, Any]]) -> str | None:
     """`privileges_changed` if any grant, role or privilege-like capability moved, else `attributes_changed`."""
     if not ops:
         return None
-    if any(_is_privilege(op) for op in ops):
+    if any(is_privilege(op) for op in ops):
         return PRIVILEGES_CHANGED
     return ATTRIBUTES_CHANGED
 
@@ -205,7 +205,8 @@ def _value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _describe(op: dict[str, Any]) -> str:
+def describe(op: dict[str, Any]) -> str:
+    """One operation as the summary line shows it (public: the codec builds summaries from the same text)."""
     scope = op["scope"]
     if scope == ROLE_SCOPE:
         name = f"role {op['privilege']}"
@@ -238,8 +239,8 @@ def summarize(ops: list[dict[str, Any]]) -> str:
     the full detail is in the structured diff.
     """
     shown = ops[:SUMMARY_MAX_ITEMS]
-    privs = [_describe(op) for op in shown if _is_privilege(op)]
-    attrs = [_describe(op) for op in shown if not _is_privilege(op)]
+    privs = [describe(op) for op in shown if is_privilege(op)]
+    attrs = [describe(op) for op in shown if not is_privilege(op)]
     line = "; ".join(part for part in (", ".join(privs), ", ".join(attrs)) if part)
     if len(ops) > SUMMARY_MAX_ITEMS:
         line += f" (+{len(ops) - SUMMARY_MAX_ITEMS} more)"

@@ -7,7 +7,6 @@ instance, so a failure leaves the previous picture intact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -24,6 +23,7 @@ from django.utils import timezone
 
 from accountsync import diff as snapdiff
 from accountsync.adapters.base import (
+    SCHEMA_VERSION,
     AccountRecord,
     AdapterError,
     Catalog,
@@ -34,6 +34,7 @@ from accountsync.adapters.base import (
     scrub,
 )
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
+from accountsync.codec import Prepared, SnapshotCodec, json_text
 from accountsync.models import AccountChangeLog, AccountPermission, ChangeType, InstanceAccount
 from config.logging import log_event
 from instances.models import Instance, SyncStatus
@@ -98,22 +99,6 @@ def _row_values(record: AccountRecord, attributes: dict[str, Any]) -> dict[str, 
     }
 
 
-_PLAIN_SCALARS = frozenset({str, bool, int})
-
-
-def _plain_json(value: Any) -> bool:
-    """True when `value` survives a JSON round trip unchanged (no dates, tuples, sets, non-str keys)."""
-    if value is None or type(value) in _PLAIN_SCALARS:
-        return True
-    if isinstance(value, dict) and all(v is None or type(v) in _PLAIN_SCALARS for v in value.values()):
-        return all(isinstance(k, str) for k in value)
-    if isinstance(value, list):
-        return all(_plain_json(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
-    return False
-
-
 def _row_changed(old: dict[str, Any], values: dict[str, Any]) -> bool:
     """Compare with the stored row; attributes through a JSON round trip only when they differ as given.
 
@@ -127,19 +112,11 @@ def _row_changed(old: dict[str, Any], values: dict[str, Any]) -> bool:
     return old != values
 
 
-def _json_text(value: Any) -> str:
-    """Compact JSON for stored values whose key order is already fixed (diff ops, canonical attributes).
-
-    Not for snapshots: their digest is over `canonical_json`, which sorts keys.
-    """
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _change(instance: Instance, account_id: int, session_id: uuid.UUID | None, change_type: str,
-            ops: list[dict[str, Any]], summary: str, now: Any) -> tuple[Any, ...]:  # fmt: skip
-    """A change-log row in CHANGE_COLUMNS order, `now` already adapted for the database."""
-    session = AccountChangeLog._meta.get_field("session_id").get_db_prep_save(session_id, connection)
-    return (instance.pk, account_id, session, str(change_type), _json_text(ops), summary, now)
+def _change(instance: Instance, account_id: int, session: Any, change_type: str,
+            ops: list[dict[str, Any]] | str, summary: str, now: Any) -> tuple[Any, ...]:  # fmt: skip
+    """A change-log row in CHANGE_COLUMNS order; `session` and `now` already adapted, `ops` may be JSON text."""
+    return (instance.pk, account_id, session, str(change_type), ops if isinstance(ops, str) else json_text(ops),
+            summary, now)  # fmt: skip
 
 
 def account_sync_apply(
@@ -266,14 +243,12 @@ def _apply(
                 "Check the monitoring account's privileges, or rerun with force if the removal is real."
             )
 
-    # Each account's canonical snapshot, its text and digest are built once and serve both phases.
-    prepared: dict[str, tuple[dict[str, Any], str, str]] = {}
-    for identity, record in records.items():
-        raw = record.snapshot()
-        if catalog_unknown:
-            raw["unknown_scopes"] = sorted(set(raw["unknown_scopes"]) | set(catalog_unknown))
-        text = canonical_json(raw)
-        prepared[identity] = (raw, text, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    # Each account's canonical snapshot, its text and digest are built once and serve both phases;
+    # the codec encodes each distinct privilege/role/capability set once (see accountsync/codec.py).
+    codec = SnapshotCodec()
+    prepared: dict[str, Prepared] = {
+        identity: codec.prepare(record, catalog_unknown) for identity, record in records.items()
+    }
 
     # --- inventory ---------------------------------------------------------
     db_now = connection.ops.adapt_datetimefield_value(now)
@@ -282,15 +257,14 @@ def _apply(
     updated_accounts: list[InstanceAccount] = []
     reactivated_ids: set[int] = set()
     for identity, record in records.items():
-        attributes = prepared[identity][0]["attributes"]
-        values = _row_values(record, attributes)
         row = existing.get(identity)
         if row is None:
             new_accounts.append(identity)
-            new_rows.append((instance.pk, identity, db_now, db_now, True, values["username"], values["host"],
-                             str(values["kind"]), values["is_superuser"], values["is_locked"],
-                             _json_text(attributes)))  # fmt: skip
+            new_rows.append((instance.pk, identity, db_now, db_now, True, record.username, record.host,
+                             str(record.kind), bool(record.is_superuser), bool(record.is_locked),
+                             prepared[identity].attributes_text))  # fmt: skip
             continue
+        values = _row_values(record, prepared[identity].snapshot["attributes"])
         account_id, _identity, is_active, *old_values = row
         changed = _row_changed(dict(zip(ROW_FIELDS, old_values, strict=True)), values)
         if is_active and not changed:
@@ -328,14 +302,12 @@ def _apply(
         ).values_list("id", "account_id", "digest")
     }
 
-    candidates: dict[str, tuple[dict[str, Any], str, str]] = {}
-    for identity, (raw, text, digest) in prepared.items():
+    candidates: dict[str, Prepared] = {}
+    for identity, item in prepared.items():
         current = open_rows.get(account_ids[identity])
-        if current is not None and current[1] == digest and not raw["unknown_scopes"]:
+        if current is not None and current[1] == item.digest and not item.snapshot["unknown_scopes"]:
             continue
-        # What is diffed must equal what is stored: attributes that are not plain JSON (dates) take a round trip.
-        snapshot = raw if _plain_json(raw["attributes"]) else json.loads(text)
-        candidates[identity] = (snapshot, digest, text)
+        candidates[identity] = item
 
     old_snapshots: dict[int, dict[str, Any]] = {}
     needed = [open_rows[account_ids[i]][0] for i in candidates if account_ids[i] in open_rows]
@@ -347,13 +319,23 @@ def _apply(
     changes: list[tuple[Any, ...]] = []
     collection = {"processed": len(records), "unchanged": 0, "modified": 0, "snapshots_written": 0,
                   "privileges_changed": 0, "attributes_changed": 0, "reactivated": 0}  # fmt: skip
-    for identity, (snapshot, digest, text) in candidates.items():
+    session = AccountChangeLog._meta.get_field("session_id").get_db_prep_save(session_id, connection)
+    for identity, item in candidates.items():
         account_id = account_ids[identity]
+        current = open_rows.get(account_id)
+        if current is None and account_id in added_ids:
+            # the bulk of a first sync: nothing to carry forward or compare, the codec has the pieces
+            new_perms.append((account_id, instance.pk, item.text, item.digest, SCHEMA_VERSION, db_now, db_now))
+            ops_text, summary = codec.first_seen_diff(item)
+            changes.append(_change(instance, account_id, session, ChangeType.ADDED, ops_text,
+                                   f"added {identity}" + (f": {summary}" if summary else ""), db_now))  # fmt: skip
+            continue
+        # What is diffed must equal what is stored: attributes that are not plain JSON (dates) take a round trip.
+        snapshot, digest, text = codec.stored_snapshot(item), item.digest, item.text
         old = old_snapshots.get(account_id)
         merged = snapdiff.carry_forward(old, snapshot)
         if merged is not snapshot:
             snapshot, digest, text = merged, snapdiff.digest(merged), canonical_json(merged)
-        current = open_rows.get(account_id)
         if current is not None and current[1] == digest:
             continue
         if current is not None:
@@ -364,16 +346,16 @@ def _apply(
         ops = snapdiff.diff_snapshots(old, snapshot)
         summary = snapdiff.summarize(ops)
         if account_id in added_ids:
-            changes.append(_change(instance, account_id, session_id, ChangeType.ADDED, ops,
+            changes.append(_change(instance, account_id, session, ChangeType.ADDED, ops,
                                    f"added {identity}" + (f": {summary}" if summary else ""), db_now))  # fmt: skip
         elif account_id in reactivated_ids:
             collection["reactivated"] += 1
             text_ = f"reactivated {identity}" + (f": {summary}" if summary else "")
-            changes.append(_change(instance, account_id, session_id, ChangeType.REACTIVATED, ops, text_, db_now))
+            changes.append(_change(instance, account_id, session, ChangeType.REACTIVATED, ops, text_, db_now))
         else:
             kind = snapdiff.classify(ops) or snapdiff.ATTRIBUTES_CHANGED
             collection[kind] += 1
-            changes.append(_change(instance, account_id, session_id, kind, ops, summary, db_now))
+            changes.append(_change(instance, account_id, session, kind, ops, summary, db_now))
     # A reactivated account whose snapshot was not closed at removal (older data) still gets its log entry.
     logged = {c[1] for c in changes}
     identities = {aid: identity for identity, aid in account_ids.items()}
@@ -381,11 +363,11 @@ def _apply(
         identity = identities[account_id]
         collection["reactivated"] += 1
         changes.append(
-            _change(instance, account_id, session_id, ChangeType.REACTIVATED, [], f"reactivated {identity}", db_now)
+            _change(instance, account_id, session, ChangeType.REACTIVATED, [], f"reactivated {identity}", db_now)
         )
     for identity, row in existing.items():
         if row[2] and identity not in records:
-            changes.append(_change(instance, row[0], session_id, ChangeType.REMOVED, [], f"removed {identity}", db_now))
+            changes.append(_change(instance, row[0], session, ChangeType.REMOVED, [], f"removed {identity}", db_now))
 
     for batch in batches(to_close):
         AccountPermission.objects.filter(id__in=batch).update(valid_to=now)
