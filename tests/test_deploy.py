@@ -90,3 +90,20 @@ def test_env_example_documents_every_setting_read():
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read, "the settings read no variable?"
     assert read <= documented, f"undocumented: {sorted(read - documented)}"
+
+
+def test_a_new_sqlite_database_gets_wal_and_8k_pages(tmp_path):
+    """First-seen change log rows are ~2 KiB: on 4 KiB pages each took a page of its own."""
+    import sqlite3
+
+    db = tmp_path / "fresh.sqlite3"
+    result = run_manage(
+        "migrate", "-v0", env_extra={"DATABASE_URL": f"sqlite:///{db}", "WHALEFALL_VAR_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stderr
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA page_size").fetchone() == (8192,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        conn.close()
