@@ -20,12 +20,15 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import repeat
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from accountsync.adapters.base import (
     AccountRecord,
@@ -119,6 +122,8 @@ def routine_scope(db: str, name: str, routine_type: str) -> str:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:  # the common case, first: it runs for most cells of every row
+        return value
     if value is None:
         return ""
     if isinstance(value, bytes | bytearray):
@@ -302,6 +307,16 @@ class MySQLRows:
     role_edges: list[dict[str, Any]] = field(default_factory=list)
     default_roles: list[dict[str, Any]] = field(default_factory=list)
     global_grants: list[dict[str, Any]] = field(default_factory=list)
+    # (field, column names, row tuples) as `read_rows` read them, for the digest only:
+    # hashing row tuples costs less than hashing dict rows, which repeat every column name.
+    raw: list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]] = field(
+        default_factory=list, repr=False, compare=False
+    )
+
+
+def _digest_source(rows: MySQLRows) -> Any:
+    """What `rows_digest` hashes: the tuples as read, or the dict rows when they were not read here."""
+    return rows.raw or {name: value for name, value in vars(rows).items() if name != "raw"}
 
 
 PASSWORD_PLUGINS = frozenset(
@@ -317,19 +332,19 @@ PASSWORD_PLUGINS = frozenset(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _User:
     user: str
     host: str
     is_role: bool
     identity: str
-    global_privs: list[str]
+    global_privs: tuple[str, ...]
     global_all: bool
     global_grant: bool
-    attributes: dict[str, Any]
+    attributes: MappingProxyType[str, Any]  # read-only: accounts of one shape share it
     no_password: bool
     default_role: str = ""
-    partial_revokes: list[tuple[str, str]] = field(default_factory=list)
+    partial_revokes: tuple[tuple[str, str], ...] = ()
 
 
 def _iso_utc(value: Any) -> str | None:
@@ -352,15 +367,32 @@ def _int_or_none(value: Any) -> int | None:
 _SSL_TYPES = ("", "ANY", "X509", "SPECIFIED")
 
 
-def _parse_global_priv_row(row: dict[str, Any], info: ServerInfo) -> _User:
-    """A MariaDB >= 10.4 mysql.global_priv row (Priv JSON without the top-level hash)."""
-    user, host = _text(row["User"]), _text(row["Host"])
-    priv = json.loads(_text(row["Priv"]) or "{}")
+class _GlobalPrivShape(NamedTuple):
+    """Everything a global_priv row says apart from whose row it is (a tuple: immutable, cheap to make)."""
+
+    is_role: bool
+    global_privs: tuple[str, ...]
+    global_all: bool
+    global_grant: bool
+    attributes: MappingProxyType[str, Any]  # read-only: one shape is shared by many accounts
+    no_password: bool
+    default_role: str
+
+
+def _global_priv_shape(priv_text: str, auth_empty: Any, version: tuple[int, int, int]) -> _GlobalPrivShape:
+    """Parse the Priv JSON (without the top-level hash) and the server's auth_empty flag."""
+    priv = json.loads(priv_text or "{}")
     priv.pop("authentication_string", None)
+    last_changed = priv.pop("password_last_changed", None)
+    return _with_password_change(_global_priv_base(priv, auth_empty, version), last_changed)
+
+
+def _global_priv_base(priv: dict[str, Any], auth_empty: Any, version: tuple[int, int, int]) -> _GlobalPrivShape:
+    """The shape of a parsed Priv JSON taken apart from its password_last_changed."""
     access = int(priv.get("access", 0))
-    names, all_set = mariadb_access_privileges(access, info.version)
+    names, all_set = _decode_access(access, version)
     main_plugin = priv.get("plugin", "") or ""
-    main_empty = bool(int(row.get("auth_empty") or 0))
+    main_empty = bool(int(auth_empty or 0))
     # auth_or lists the alternatives in order; `{}` stands for the top-level plugin.
     alternatives: list[tuple[str, bool]] = []
     for alt in priv.get("auth_or") or [{}]:
@@ -369,13 +401,12 @@ def _parse_global_priv_row(row: dict[str, Any], info: ServerInfo) -> _User:
         else:
             alternatives.append((alt.get("plugin", "") or "", not alt.get("authentication_string")))
     is_role = bool(priv.get("is_role", False))
-    last_changed = priv.get("password_last_changed")
     lifetime = priv.get("password_lifetime")
     attributes = {
         "auth_plugin": " OR ".join(p for p, _ in alternatives),
-        "password_expired": last_changed == 0,
+        "password_expired": False,  # both set by _with_password_change
         "password_lifetime": None if lifetime in (None, -1) else int(lifetime),
-        "password_last_changed": _iso_utc(last_changed),
+        "password_last_changed": None,
         "locked": bool(priv.get("account_locked", False)),
         "max_questions": int(priv.get("max_questions", 0)),
         "max_updates": int(priv.get("max_updates", 0)),
@@ -387,49 +418,164 @@ def _parse_global_priv_row(row: dict[str, Any], info: ServerInfo) -> _User:
         "x509_subject": priv.get("x509_subject", ""),
         "is_role": is_role,
     }
-    return _User(
-        user=user,
-        host=host,
+    return _GlobalPrivShape(
         is_role=is_role,
-        identity=account_identity(user, host, is_role=is_role),
         global_privs=names,
         global_all=all_set,
         global_grant=bool(access & GRANT_BIT),
-        attributes=attributes,
+        attributes=MappingProxyType(attributes),
         no_password=any(p in PASSWORD_PLUGINS and empty for p, empty in alternatives),
         default_role=_text(priv.get("default_role", "")),
     )
 
 
+def _with_password_change(shape: _GlobalPrivShape, last_changed: Any) -> _GlobalPrivShape:
+    """`shape` for an account whose password last changed at `last_changed` (0: expired, None: never)."""
+    if last_changed is None:
+        return shape  # the base already says: not expired, no change time
+    attributes = shape.attributes.copy()
+    attributes["password_expired"] = last_changed == 0
+    attributes["password_last_changed"] = _iso_utc(last_changed)
+    return shape._replace(attributes=MappingProxyType(attributes))
+
+
+class _GlobalPrivMemo:
+    """Per-`build_catalog` memo of parsed global_priv rows (one call, so one server version).
+
+    Two levels. Accounts created by one script in the same second have identical Priv
+    JSON: the text alone is the key. But most fleets set each password at its own time,
+    so password_last_changed differs while the rest repeats: the repr of the rest of the
+    parsed JSON keys the shared part (for JSON values, equal reprs mean equal values of
+    equal types, e.g. 1, 1.0 and true all differ), and only the two password-change
+    attributes are worked out per account. Shapes are immutable, so sharing them is safe.
+    """
+
+    def __init__(self, version: tuple[int, int, int]) -> None:
+        self.version = version
+        self._by_text: dict[tuple[str, Any], _GlobalPrivShape] = {}
+        self._by_rest: dict[tuple[str, Any], _GlobalPrivShape] = {}
+
+    def shape(self, priv_text: str, auth_empty: Any) -> _GlobalPrivShape:
+        key = (priv_text, auth_empty)
+        try:
+            return self._by_text[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable auth_empty: nothing to share
+            return _global_priv_shape(priv_text, auth_empty, self.version)
+        priv = json.loads(priv_text or "{}")
+        priv.pop("authentication_string", None)
+        last_changed = priv.pop("password_last_changed", None)
+        rest = (repr(priv), auth_empty)
+        base = self._by_rest.get(rest)
+        if base is None:
+            base = self._by_rest[rest] = _global_priv_base(priv, auth_empty, self.version)
+        shape = self._by_text[key] = _with_password_change(base, last_changed)
+        return shape
+
+
+def _parse_global_priv_row(row: Mapping[str, Any], info: ServerInfo, memo: _GlobalPrivMemo | None = None) -> _User:
+    """A MariaDB >= 10.4 mysql.global_priv row (Priv JSON without the top-level hash).
+
+    With a `memo`, accounts of one shape share its parsed, immutable part.
+    """
+    user, host = _text(row["User"]), _text(row["Host"])
+    priv_text, auth_empty = _text(row["Priv"]), row.get("auth_empty")
+    if memo is None:
+        shape = _global_priv_shape(priv_text, auth_empty, info.version)
+    else:
+        shape = memo.shape(priv_text, auth_empty)
+    return _User(
+        user=user,
+        host=host,
+        is_role=shape.is_role,
+        identity=account_identity(user, host, is_role=shape.is_role),
+        global_privs=shape.global_privs,
+        global_all=shape.global_all,
+        global_grant=shape.global_grant,
+        attributes=shape.attributes,
+        no_password=shape.no_password,
+        default_role=shape.default_role,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _PrivPlan:
+    """Where a grant-table row layout keeps its `<Stem>_priv` flags, and what each one grants.
+
+    Compared by identity on purpose: `_priv_plan` hands out one plan per column layout,
+    so `(plan, flags)` is a cheap and exact memo key for "these flags in this layout".
+    """
+
+    names: tuple[str | None, ...]  # privilege per flag column; None is Grant_priv
+    read: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # row -> its flag values, in `names` order
+
+
 @functools.lru_cache(maxsize=64)
-def _priv_plan(columns: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+def _priv_plan(columns: tuple[str, ...]) -> _PrivPlan:
     """Which columns of a grant-table row are `<Stem>_priv` flags, and their privilege names (None: Grant)."""
-    plan: list[tuple[str, str | None]] = []
+    flag_columns: list[str] = []
+    names: list[str | None] = []
     for column in columns:
         if not column.endswith("_priv") or column in ("Table_priv", "Column_priv", "Proc_priv"):
             continue
         stem = column[: -len("_priv")]
-        plan.append((column, None if stem == "Grant" else _PRIV_COLUMNS.get(stem, stem.replace("_", " ").upper())))
-    return tuple(plan)
+        flag_columns.append(column)
+        names.append(None if stem == "Grant" else _PRIV_COLUMNS.get(stem, stem.replace("_", " ").upper()))
+    return _PrivPlan(tuple(names), _tuple_getter(flag_columns))
 
 
-def _priv_columns(row: dict[str, Any]) -> tuple[list[str], bool, bool]:
-    """`<Stem>_priv` Y/N columns -> (names, every privilege set?, grant option?)."""
-    names: list[str] = []
+def _tuple_getter(keys: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """row -> tuple of row[key] for the keys; `itemgetter` does it in C, but returns a tuple only for 2+ keys."""
+    if len(keys) >= 2:
+        return operator.itemgetter(*keys)
+    return lambda row: tuple(row[key] for key in keys)
+
+
+def _decode_flags(names: tuple[str | None, ...], flags: tuple[Any, ...]) -> tuple[tuple[str, ...], bool, bool]:
+    """Y/N flag values -> (privilege names, every privilege set?, grant option?)."""
+    granted: list[str] = []
     all_set = True
     grant = False
-    for column, name in _priv_plan(tuple(row)):
-        value = row[column]
+    for name, value in zip(names, flags, strict=True):
         if name is None:
             grant = _yes(value)
         elif _yes(value):
-            names.append(name)
+            granted.append(name)
         else:
             all_set = False
-    return names, all_set, grant
+    return tuple(granted), all_set, grant
 
 
-def _parse_user_table_row(row: dict[str, Any], info: ServerInfo) -> _User:
+_FlagMemo = dict[tuple[_PrivPlan, tuple[Any, ...]], tuple[tuple[str, ...], bool, bool]]
+
+
+def _priv_columns(row: Mapping[str, Any], memo: _FlagMemo | None = None) -> tuple[tuple[str, ...], bool, bool]:
+    """`<Stem>_priv` Y/N columns -> (names, every privilege set?, grant option?).
+
+    With a `memo`, rows holding the same flags share one (immutable) answer: mysql.db
+    has a row per account and schema, but a fleet has only a few distinct flag sets.
+    Only flags made of str, bytes and None are memoised: for those, equal values give
+    equal `_yes` answers, which is not true of numbers (1 == 1.0, yet "1.0" is not yes).
+    """
+    plan = _priv_plan(tuple(row))
+    flags = plan.read(row)
+    if memo is None:
+        return _decode_flags(plan.names, flags)
+    key = (plan, flags)
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value: nothing to share
+        return _decode_flags(plan.names, flags)
+    decoded = _decode_flags(plan.names, flags)
+    if all(value is None or type(value) is str or type(value) is bytes for value in flags):
+        memo[key] = decoded
+    return decoded
+
+
+def _parse_user_table_row(row: Mapping[str, Any], info: ServerInfo, flag_memo: _FlagMemo | None = None) -> _User:
     """A mysql.user row (MySQL 5.7/8, MariaDB < 10.4); hash columns are dropped here."""
     row = dict(row)
     for secret in ("authentication_string", "Password"):
@@ -439,7 +585,7 @@ def _parse_user_table_row(row: dict[str, Any], info: ServerInfo) -> _User:
     extra = json.loads(_text(row.pop("User_attributes", None)) or "null") or {}
     extra.pop("additional_password", None)
     user, host = _text(row["User"]), _text(row["Host"])
-    names, all_set, grant = _priv_columns(row)
+    names, all_set, grant = _priv_columns(row, flag_memo)
     is_role = info.is_mariadb and _yes(row.get("is_role"))
     plugin = _text(row.get("plugin"))
     lifetime = row.get("password_lifetime")
@@ -473,14 +619,14 @@ def _parse_user_table_row(row: dict[str, Any], info: ServerInfo) -> _User:
         global_privs=names,
         global_all=all_set and collapse,
         global_grant=grant,
-        attributes=attributes,
+        attributes=MappingProxyType(attributes),
         no_password=plugin in PASSWORD_PLUGINS and bool(int(row.get("auth_empty") or 0)),
         default_role=_text(row.get("default_role")),
-        partial_revokes=[
+        partial_revokes=tuple(
             (_text(r["Database"]), _text(name).upper())
             for r in extra.get("Restrictions") or []
             for name in r.get("Privileges") or []
-        ],
+        ),
     )
 
 
@@ -509,40 +655,113 @@ def _level_privileges(
 
 
 _SUPER_NAMES = frozenset({"ALL PRIVILEGES", "SUPER"})
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+class _Memo:
+    """Per-`build_catalog` memo of the pure per-row computations.
+
+    Why: at 10,000 accounts the same few privilege shapes, scopes and role grants come
+    back on row after row, so each is worked out once per fetch. The memo lives for one
+    call: it is bounded by that fetch's rows and never grows across a long-running
+    worker. What it hands out is immutable (tuples, frozensets, frozen `Privilege` and
+    `RoleGrant`), so accounts can share it; their own lists are copies (`list += tuple`).
+    """
+
+    def __init__(self) -> None:
+        self.flags: _FlagMemo = {}
+        self._levels: dict[tuple[str, tuple[str, ...], bool, bool, bool], tuple[Privilege, ...]] = {}
+        self._scopes: dict[tuple[str, ...], str] = {}
+        self._set_values: dict[str, tuple[tuple[str, ...], bool]] = {}
+        self._role_grants: dict[tuple[str, bool, bool], RoleGrant] = {}
+        self._global_names: dict[tuple[tuple[str, ...], bool], frozenset[str]] = {}
+
+    # Keys below are always hashable (str, tuples of str, bools), so plain `dict.get` will do.
+
+    def level(
+        self, scope: str, names: tuple[str, ...], grant: bool, all_set: bool, *, empty_ok: bool = False
+    ) -> tuple[Privilege, ...]:
+        """`_level_privileges`, shared; grant and all_set are real bools (True == 1 would share keys)."""
+        key = (scope, names, grant, all_set, empty_ok)
+        shared = self._levels.get(key)
+        if shared is None:
+            shared = self._levels[key] = tuple(_level_privileges(scope, names, grant, all_set, empty_ok=empty_ok))
+        return shared
+
+    def scope(self, level: str, *parts: str) -> str:
+        """`make_scope` for already-decoded name parts."""
+        key = (level, *parts)
+        scope = self._scopes.get(key)
+        if scope is None:
+            scope = self._scopes[key] = make_scope(level, *parts)
+        return scope
+
+    def set_privileges(self, value: Any) -> tuple[tuple[str, ...], bool]:
+        """A Table_priv/Proc_priv SET value -> (privilege names, grant option?); memoised for str values only."""
+        parsed = self._set_values.get(value) if type(value) is str else None
+        if parsed is None:
+            members = _set_members(value)
+            grant = any(m.lower() == "grant" for m in members)
+            parsed = tuple(_SET_MEMBERS.get(m.lower(), m.upper()) for m in members if m.lower() != "grant"), grant
+            if type(value) is str:
+                self._set_values[value] = parsed
+        return parsed
+
+    def role_grant(self, role: str, admin_option: bool, default: bool) -> RoleGrant:
+        key = (role, admin_option, default)
+        grant = self._role_grants.get(key)
+        if grant is None:
+            grant = self._role_grants[key] = RoleGrant(role, admin_option, default)
+        return grant
+
+    def global_names(self, names: tuple[str, ...], all_set: bool) -> frozenset[str]:
+        """Global privilege names, plus ALL PRIVILEGES when the level has them all."""
+        key = (names, all_set)
+        expanded = self._global_names.get(key)
+        if expanded is None:
+            expanded = frozenset(names) | ({"ALL PRIVILEGES"} if all_set else frozenset())
+            self._global_names[key] = expanded
+        return expanded
 
 
 def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
     """Turn the fetched rows into accounts with canonical privileges, roles and capabilities."""
-    parse = _parse_global_priv_row if info.uses_global_priv else _parse_user_table_row
-    users = [parse(row, info) for row in rows.users]
-    by_key: dict[tuple[str, str], _User] = {(u.user, u.host): u for u in users}
+    memo = _Memo()
+    if info.uses_global_priv:
+        shapes = _GlobalPrivMemo(info.version)
+        users = [_parse_global_priv_row(row, info, shapes) for row in rows.users]
+    else:
+        users = [_parse_user_table_row(row, info, memo.flags) for row in rows.users]
     role_identity = {u.user: u.identity for u in users if u.is_role}
 
+    identities: dict[tuple[str, str], str] = {(u.user, u.host): u.identity for u in users}
+
     def identity_of(user: Any, host: Any) -> str:
-        key = (_text(user), _text(host))
-        known = by_key.get(key)
-        return known.identity if known else account_identity(*key)
+        key = (user, host) if type(user) is str and type(host) is str else (_text(user), _text(host))
+        known = identities.get(key)
+        return known if known is not None else account_identity(*key)
 
     privileges: dict[str, list[Privilege]] = defaultdict(list)
-    expanded_global: dict[str, set[str]] = {}
+    expanded_global: dict[str, frozenset[str]] = {}
     for u in users:
-        privileges[u.identity] += _level_privileges("global", u.global_privs, u.global_grant, u.global_all)
-        expanded_global[u.identity] = set(u.global_privs) | ({"ALL PRIVILEGES"} if u.global_all else set())
+        privileges[u.identity] += memo.level("global", u.global_privs, u.global_grant, u.global_all)
+        expanded_global[u.identity] = memo.global_names(u.global_privs, u.global_all)
         # MySQL 8 partial revokes take a global privilege away on one schema: a deny there.
-        privileges[u.identity] += [
-            Privilege(make_scope("database", db), name, False, "DENY") for db, name in u.partial_revokes
-        ]
+        if u.partial_revokes:
+            privileges[u.identity] += [
+                Privilege(make_scope("database", db), name, False, "DENY") for db, name in u.partial_revokes
+            ]
 
     for row in rows.global_grants:  # MySQL 8 dynamic privileges
         ident = identity_of(row["USER"], row["HOST"])
         name = _text(row["PRIV"]).upper()
         privileges[ident].append(Privilege("global", name, _yes(row.get("WITH_GRANT_OPTION"))))
-        expanded_global.setdefault(ident, set()).add(name)
+        expanded_global[ident] = expanded_global.get(ident, _NO_NAMES) | {name}
 
     for row in rows.db:
-        names, all_set, grant = _priv_columns(row)
-        scope = make_scope("database", _text(row["Db"]))
-        privileges[identity_of(row["User"], row["Host"])] += _level_privileges(scope, names, grant, all_set)
+        names, all_set, grant = _priv_columns(row, memo.flags)
+        scope = memo.scope("database", _text(row["Db"]))
+        privileges[identity_of(row["User"], row["Host"])] += memo.level(scope, names, grant, all_set)
 
     table_all = _TABLE_ALL_MARIADB if info.is_mariadb else _TABLE_ALL_MYSQL
     table_grant: dict[tuple[str, str, str], bool] = {}
@@ -554,12 +773,11 @@ def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
             columns_by_table[key].append(Privilege(scope, _SET_MEMBERS[member.lower()]))
     for row in rows.tables:
         key = (identity_of(row["User"], row["Host"]), _text(row["Db"]), _text(row["Table_name"]))
-        members = _set_members(row["Table_priv"])
-        grant = any(m.lower() == "grant" for m in members)
-        names = [_SET_MEMBERS.get(m.lower(), m.upper()) for m in members if m.lower() != "grant"]
-        table_grant[key] = grant
-        scope = make_scope("object", key[1], key[2])
-        privileges[key[0]] += _level_privileges(
+        names, grant = memo.set_privileges(row["Table_priv"])
+        if key in columns_by_table:  # the only keys the column loop below looks up
+            table_grant[key] = grant
+        scope = memo.scope("object", key[1], key[2])
+        privileges[key[0]] += memo.level(
             scope, names, grant, table_all <= set(names), empty_ok=bool(columns_by_table.get(key))
         )
     for key, column_privs in columns_by_table.items():
@@ -567,11 +785,9 @@ def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
         privileges[key[0]] += [Privilege(p.scope, p.privilege, grant) for p in column_privs]
 
     for row in rows.procs:
-        members = _set_members(row["Proc_priv"])
-        grant = any(m.lower() == "grant" for m in members)
-        names = [_SET_MEMBERS.get(m.lower(), m.upper()) for m in members if m.lower() != "grant"]
+        names, grant = memo.set_privileges(row["Proc_priv"])
         scope = routine_scope(_text(row["Db"]), _text(row["Routine_name"]), _text(row["Routine_type"]))
-        privileges[identity_of(row["User"], row["Host"])] += _level_privileges(scope, names, grant, False)
+        privileges[identity_of(row["User"], row["Host"])] += memo.level(scope, names, grant, False)
 
     for row in rows.proxies:
         scope = "proxy:" + identity_of(row["Proxied_user"], row["Proxied_host"])
@@ -585,10 +801,10 @@ def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
     for row in rows.roles_mapping:  # MariaDB
         grantee = identity_of(row["User"], row["Host"])
         role_name = _text(row["Role"])
-        role = role_identity.get(role_name, account_identity(role_name, "", is_role=True))
+        role = role_identity.get(role_name) or account_identity(role_name, "", is_role=True)
         # A role held by a role is active whenever its holder is.
         default = grantee_is_role.get(grantee, False) or default_of.get(grantee) == role_name
-        roles[grantee].append(RoleGrant(role, _yes(row.get("Admin_option")), default))
+        roles[grantee].append(memo.role_grant(role, _yes(row.get("Admin_option")), default))
 
     defaults = {
         (identity_of(r["USER"], r["HOST"]), identity_of(r["DEFAULT_ROLE_USER"], r["DEFAULT_ROLE_HOST"]))
@@ -599,15 +815,16 @@ def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
         role = identity_of(row["FROM_USER"], row["FROM_HOST"])
         grantee = identity_of(row["TO_USER"], row["TO_HOST"])
         mysql_roles.add(role)
-        roles[grantee].append(RoleGrant(role, _yes(row.get("WITH_ADMIN_OPTION")), (grantee, role) in defaults))
+        roles[grantee].append(memo.role_grant(role, _yes(row.get("WITH_ADMIN_OPTION")), (grantee, role) in defaults))
 
     catalog = Catalog(server_version=info.label)
     for u in users:
         is_role = u.is_role or u.identity in mysql_roles
-        attributes = dict(u.attributes, is_role=is_role)
+        attributes = u.attributes.copy()  # the account's own dict (dict(proxy) takes the slow path)
+        attributes["is_role"] = is_role
         privs = privileges.get(u.identity, [])
         held = roles.get(u.identity, [])
-        caps = _capabilities(u, attributes, privs, held, expanded_global.get(u.identity, set()))
+        caps = _capabilities(u, attributes, privs, held, expanded_global.get(u.identity, _NO_NAMES))
         catalog.accounts.append(
             AccountRecord(
                 identity=u.identity,
@@ -628,18 +845,29 @@ def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
     return catalog
 
 
-def _capabilities(
-    u: _User, attributes: dict[str, Any], privs: list[Privilege], held: list[RoleGrant], global_names: set[str]
-) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _global_capabilities(global_names: frozenset[str]) -> frozenset[str]:
+    """What the global privileges alone give; cached: accounts share a few global privilege sets."""
     caps: set[str] = set()
     everything = "ALL PRIVILEGES" in global_names
     if global_names & _SUPER_NAMES:
         caps.add("SUPERUSER")
-    if any(p.grantable for p in privs) or any(r.admin_option for r in held):
-        caps.add("GRANT_ADMIN")
     for name, cap in (("CREATE USER", "CREATE_USER"), ("FILE", "FILE_ACCESS"), ("SHUTDOWN", "SHUTDOWN")):
         if everything or name in global_names:
             caps.add(cap)
+    return frozenset(caps)
+
+
+def _capabilities(
+    u: _User,
+    attributes: Mapping[str, Any],
+    privs: list[Privilege],
+    held: list[RoleGrant],
+    global_names: frozenset[str],
+) -> set[str]:
+    caps = set(_global_capabilities(global_names))
+    if any(p.grantable for p in privs) or any(r.admin_option for r in held):
+        caps.add("GRANT_ADMIN")
     if attributes["locked"]:
         caps.add("LOCKED")
     if attributes["password_expired"]:
@@ -683,33 +911,39 @@ _USER_SQL_OLD_MARIADB = "SELECT u.*, (u.authentication_string = '' AND u.Passwor
 def read_rows(counter: QueryCounter, info: ServerInfo) -> MySQLRows:
     """Read every catalog table the flavour has, one statement each."""
     rows = MySQLRows()
+
+    def read(name: str, sql: str) -> list[dict[str, Any]]:
+        """One table as dict rows; the tuples as read are kept in `rows.raw` for the digest."""
+        tuples = counter.fetchall(sql)
+        columns = tuple(d[0] for d in counter.cursor.description or ())
+        rows.raw.append((name, columns, tuples))
+        return list(map(dict, map(zip, repeat(columns), tuples)))  # [dict(zip(columns, row)) ...], in C
+
     if info.uses_global_priv:
-        rows.users = counter.fetchdicts(_GLOBAL_PRIV_SQL)
+        rows.users = read("users", _GLOBAL_PRIV_SQL)
     elif info.is_mariadb:
-        rows.users = counter.fetchdicts(_USER_SQL_OLD_MARIADB)
+        rows.users = read("users", _USER_SQL_OLD_MARIADB)
     else:
-        rows.users = counter.fetchdicts(_USER_SQL)
-    rows.db = counter.fetchdicts("SELECT * FROM mysql.db")
-    rows.tables = counter.fetchdicts("SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv")
-    rows.columns = counter.fetchdicts(
-        "SELECT User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv"
+        rows.users = read("users", _USER_SQL)
+    rows.db = read("db", "SELECT * FROM mysql.db")
+    rows.tables = read("tables", "SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv")
+    rows.columns = read(
+        "columns", "SELECT User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv"
     )
-    rows.procs = counter.fetchdicts(
-        "SELECT User, Host, Db, Routine_name, Routine_type, Proc_priv FROM mysql.procs_priv"
-    )
-    rows.proxies = counter.fetchdicts(
-        "SELECT User, Host, Proxied_user, Proxied_host, With_grant FROM mysql.proxies_priv"
-    )
+    rows.procs = read("procs", "SELECT User, Host, Db, Routine_name, Routine_type, Proc_priv FROM mysql.procs_priv")
+    rows.proxies = read("proxies", "SELECT User, Host, Proxied_user, Proxied_host, With_grant FROM mysql.proxies_priv")
     if info.is_mariadb:
-        rows.roles_mapping = counter.fetchdicts("SELECT User, Host, Role, Admin_option FROM mysql.roles_mapping")
+        rows.roles_mapping = read("roles_mapping", "SELECT User, Host, Role, Admin_option FROM mysql.roles_mapping")
     elif info.has_mysql_roles:
-        rows.role_edges = counter.fetchdicts(
-            "SELECT FROM_USER, FROM_HOST, TO_USER, TO_HOST, WITH_ADMIN_OPTION FROM mysql.role_edges"
+        rows.role_edges = read(
+            "role_edges", "SELECT FROM_USER, FROM_HOST, TO_USER, TO_HOST, WITH_ADMIN_OPTION FROM mysql.role_edges"
         )
-        rows.default_roles = counter.fetchdicts(
-            "SELECT USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST FROM mysql.default_roles"
+        rows.default_roles = read(
+            "default_roles", "SELECT USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST FROM mysql.default_roles"
         )
-        rows.global_grants = counter.fetchdicts("SELECT USER, HOST, PRIV, WITH_GRANT_OPTION FROM mysql.global_grants")
+        rows.global_grants = read(
+            "global_grants", "SELECT USER, HOST, PRIV, WITH_GRANT_OPTION FROM mysql.global_grants"
+        )
     return rows
 
 
@@ -815,7 +1049,7 @@ class MySQLAdapter:
                 raise classify_error(exc, target, phase="read the grant tables") from None
         finally:
             conn.close()
-        digest = rows_digest(__file__, target, info, vars(rows))
+        digest = rows_digest(__file__, target, info, _digest_source(rows))
         if unchanged_catalog(target, digest):
             catalog = Catalog(server_version=info.label, round_trips=counter.count, source_digest=digest,
                               unchanged=True)  # fmt: skip

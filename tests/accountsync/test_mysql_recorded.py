@@ -16,11 +16,13 @@ from typing import Any
 import MySQLdb
 import pytest
 
+from accountsync.adapters import mysql as mysql_adapter
 from accountsync.adapters.base import (
     ConnectionTarget,
     PermissionDenied,
     QueryCounter,
     TimeoutFailed,
+    rows_digest,
 )
 from accountsync.adapters.mysql import (
     MySQLRows,
@@ -345,3 +347,125 @@ def test_error_classification_scrubs_password(code, phase, cls, needle) -> None:
     assert isinstance(err, cls)
     assert needle in str(err) and str(err).startswith("prod-db: ")
     assert "Sup3r-Secret" not in str(err)
+
+
+# --- memoised parsing: accounts of one shape share work, never results that differ -------
+
+MARIADB_1011 = parse_server_info({"version": "10.11.6-MariaDB", "version_comment": "MariaDB Server"})
+DB_FLAGS = ("Select", "Insert", "Update", "Delete", "Create", "Drop", "Grant", "References", "Index", "Alter")
+
+
+def global_priv_row(user: str, **priv: Any) -> dict[str, Any]:
+    body = {"access": 1, "plugin": "mysql_native_password", "password_last_changed": 1717200000, **priv}
+    return {"User": user, "Host": "%", "Priv": json.dumps(body), "auth_empty": 0}
+
+
+def mariadb_db_row(user: str, db: str = "app", **flags: str) -> dict[str, Any]:
+    return {"Host": "%", "Db": db, "User": user, **{f"{s}_priv": "N" for s in DB_FLAGS}, **flags}
+
+
+def template_fleet() -> MySQLRows:
+    """Accounts made from a few templates: same Priv JSON, or the same but for the password change time."""
+    users = [
+        global_priv_row("a1"),
+        global_priv_row("a2"),  # same text as a1
+        global_priv_row("a3", password_last_changed=1717300000),  # same shape, other time
+        global_priv_row("a4", password_last_changed=0),  # same shape, expired
+        global_priv_row("a5", password_last_changed=None),  # same shape, never changed
+        global_priv_row("b1", access=(1 << 9) | mysql_adapter.GRANT_BIT, account_locked=True),
+        global_priv_row("b2", access=(1 << 9) | mysql_adapter.GRANT_BIT, account_locked=1),  # 1 is not true
+        global_priv_row("r", is_role=True),
+    ]
+    db = [mariadb_db_row(u, Select_priv="Y") for u in ("a1", "a2", "a3")] + [
+        mariadb_db_row("b1", Select_priv="Y", Grant_priv="Y"),
+        mariadb_db_row("b2", db="other", Select_priv="Y"),
+    ]
+    tables = [
+        {"User": u, "Host": "%", "Db": "app", "Table_name": "t", "Table_priv": "Select,Update,Grant"}
+        for u in ("a1", "a2", "b1")
+    ]
+    roles = [{"User": u, "Host": "%", "Role": "r", "Admin_option": "N"} for u in ("a1", "a2", "a3")]
+    return MySQLRows(users=users, db=db, tables=tables, roles_mapping=roles)
+
+
+def own_rows(rows: MySQLRows, user: str) -> MySQLRows:
+    """Only `user`'s rows (and the role's account): built alone, nothing is shared with other accounts."""
+    mine = [u for u in rows.users if u["User"] in (user, "r")]
+    return MySQLRows(
+        users=mine,
+        db=[r for r in rows.db if r["User"] == user],
+        tables=[r for r in rows.tables if r["User"] == user],
+        roles_mapping=[r for r in rows.roles_mapping if r["User"] == user],
+    )
+
+
+def account_facts(acc: Any) -> tuple[Any, ...]:
+    return (acc.identity, acc.kind, acc.host, acc.is_superuser, acc.is_locked, acc.attributes, acc.privileges,
+            acc.roles, acc.capabilities, acc.effective_capabilities, acc.snapshot())  # fmt: skip
+
+
+def test_memoised_accounts_equal_accounts_built_alone() -> None:
+    rows = template_fleet()
+    fleet = {a.identity: a for a in build_catalog(MARIADB_1011, rows).finalize().accounts}
+    for user in ("a1", "a2", "a3", "a4", "a5", "b1", "b2"):
+        alone = build_catalog(MARIADB_1011, own_rows(rows, user)).finalize()
+        acc = next(a for a in alone.accounts if a.username == user)
+        assert account_facts(fleet[acc.identity]) == account_facts(acc), user
+    a1, a2, a3, a4, a5 = (fleet[f"'a{i}'@'%'"] for i in range(1, 6))
+    # the shared shape really was shared: same immutable objects, separate per-account containers
+    assert a1.privileges[0] is a2.privileges[0] and a1.privileges is not a2.privileges
+    assert a1.attributes is not a2.attributes
+    assert a1.attributes["password_last_changed"] == "2024-06-01T00:00:00Z"
+    assert a3.attributes["password_last_changed"] == "2024-06-02T03:46:40Z"
+    assert (a4.attributes["password_expired"], "EXPIRED" in a4.capabilities) == (True, True)
+    assert (a5.attributes["password_expired"], a5.attributes["password_last_changed"]) == (False, None)
+    a1.attributes["locked"] = True  # an account's own dict: changing it changes no other account
+    assert a2.attributes["locked"] is False
+    b1, b2 = fleet["'b1'@'%'"], fleet["'b2'@'%'"]
+    assert b1.is_locked and b2.is_locked  # JSON true and 1 parse apart but both lock
+    assert b1.snapshot()["privileges"] == [
+        p("database:app", "SELECT", True),
+        p("global", "FILE", True),
+        p("object:app.t", "SELECT", True),
+        p("object:app.t", "UPDATE", True),
+    ]
+
+
+def test_global_priv_memo_keys_on_exact_json_values() -> None:
+    """1, 1.0 and true are equal in Python but not in the Priv JSON: none may share a shape."""
+    memo = mysql_adapter._GlobalPrivMemo(MARIADB_1011.version)
+    for value in (True, 1, 1.0, 0, False, "Y"):
+        text = json.dumps({"access": 1, "account_locked": value, "password_last_changed": 5})
+        assert memo.shape(text, 0) == mysql_adapter._global_priv_shape(text, 0, MARIADB_1011.version)
+    text = json.dumps({"access": 1, "password_last_changed": 5})
+    assert memo.shape(text, 1) != memo.shape(text, 0)  # auth_empty is part of the key
+    unhashable = bytearray(b"1")  # not a memo key, still parsed like b"1"
+    assert memo.shape(text, unhashable) == mysql_adapter._global_priv_shape(text, b"1", MARIADB_1011.version)
+
+
+def test_flag_memo_shares_only_text_flags() -> None:
+    """Y/N text flags are shared across rows; numeric ones are not, as 1 == 1.0 but only 1 reads as yes."""
+    memo: dict[Any, Any] = {}
+    rows = [mariadb_db_row(u, Select_priv="Y", Grant_priv="Y") for u in ("x", "y")]
+    first, second = (mysql_adapter._priv_columns(r, memo) for r in rows)
+    assert first is second and first == mysql_adapter._priv_columns(rows[0]) == (("SELECT",), False, True)
+    one, one_float = mariadb_db_row("x", Select_priv=1), mariadb_db_row("y", Select_priv=1.0)
+    assert mysql_adapter._priv_columns(one, memo)[0] == ("SELECT",)
+    assert mysql_adapter._priv_columns(one_float, memo)[0] == ()
+
+
+def test_digest_covers_the_rows_as_read() -> None:
+    """read_rows keeps the row tuples for the digest: equal rows digest equally, a changed row does not."""
+
+    def digest(tables: dict[str, Any]) -> str:
+        counter = QueryCounter(RecordedCursor(tables))
+        info = parse_server_info(dict(counter.fetchall("SHOW GLOBAL VARIABLES")))
+        rows = read_rows(counter, info)
+        assert [name for name, _columns, _rows in rows.raw][:2] == ["users", "db"]
+        return rows_digest(mysql_adapter.__file__, T, info, mysql_adapter._digest_source(rows))
+
+    base = digest(FIXTURE)
+    assert base == digest(json.loads(json.dumps(FIXTURE)))
+    changed = json.loads(json.dumps(FIXTURE))
+    changed["db"][0]["Select_priv"] = "N" if changed["db"][0]["Select_priv"] == "Y" else "Y"
+    assert digest(changed) != base
