@@ -30,6 +30,7 @@ from accountsync.adapters.base import (
     ConnectionTarget,
     ErrorKind,
     canonical_json,
+    gc_paused,
     get_adapter,
     scrub,
 )
@@ -119,6 +120,7 @@ def _change(instance: Instance, account_id: int, session: Any, change_type: str,
             summary, now)  # fmt: skip
 
 
+@gc_paused()  # bulk: see gc_paused
 def account_sync_apply(
     *,
     instance: Instance,

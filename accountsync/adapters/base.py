@@ -9,9 +9,11 @@ risk rules never special-case a vendor.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -79,6 +81,25 @@ def scrub(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one bulk step (a fetch, an apply).
+
+    Why: reading and building 10,000 accounts allocates hundreds of thousands of
+    lists, dicts and records, none of them garbage until the step ends; the
+    collector's passes over them took ~20% of a first sync and freed nothing.
+    Reference counting still frees everything as usual, and the collector resumes
+    (if it was on) when the step ends, also on an exception.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --- connection target ---------------------------------------------------------
@@ -244,9 +265,7 @@ def canonical_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
 
     # one level inline: attribute values are almost always scalars, so most need no call
     keys = sorted(attrs) if all(isinstance(k, str) for k in attrs) else sorted(attrs, key=str)
-    return {
-        str(k): v if v is None or type(v) in _SCALARS else norm(v) for k in keys for v in (attrs[k],)
-    }
+    return {str(k): v if v is None or type(v) in _SCALARS else norm(v) for k in keys for v in (attrs[k],)}
 
 
 _SCALARS = frozenset({str, int, bool, float})

@@ -42,6 +42,7 @@ from accountsync.adapters.base import (
     QueryCounter,
     RoleGrant,
     TimeoutFailed,
+    gc_paused,
     make_scope,
     rows_digest,
     scrub,
@@ -1035,6 +1036,7 @@ class MySQLAdapter:
         finally:
             conn.close()
 
+    @gc_paused()
     def fetch(self, target: ConnectionTarget) -> Catalog:
         """Read every account in a constant number of statements."""
         import MySQLdb

@@ -77,6 +77,7 @@ from accountsync.adapters.base import (
     QueryCounter,
     RoleGrant,
     TimeoutFailed,
+    gc_paused,
     make_scope,
     scrub,
 )
@@ -492,6 +493,7 @@ class OracleAdapter:
         finally:
             conn.close()
 
+    @gc_paused()
     def fetch(self, target: ConnectionTarget) -> Catalog:
         """Read every account in a constant number of statements."""
         import oracledb

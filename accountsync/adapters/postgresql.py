@@ -34,6 +34,7 @@ from accountsync.adapters.base import (
     QueryCounter,
     RoleGrant,
     TimeoutFailed,
+    gc_paused,
     make_scope,
     rows_digest,
     scrub,
@@ -467,6 +468,7 @@ class PostgreSQLAdapter:
         finally:
             conn.close()
 
+    @gc_paused()
     def fetch(self, target: ConnectionTarget) -> Catalog:
         rows, statements = read_rows(target)
         digest = rows_digest(__file__, target, rows)

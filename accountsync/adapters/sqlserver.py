@@ -41,6 +41,7 @@ from accountsync.adapters.base import (
     QueryCounter,
     RoleGrant,
     TimeoutFailed,
+    gc_paused,
     make_scope,
     scrub,
 )
@@ -446,6 +447,7 @@ class SQLServerAdapter:
             conn.close()
         return str(rows[0]["product_version"]) if rows else ""
 
+    @gc_paused()
     def fetch(self, target: ConnectionTarget) -> Catalog:
         import mssql_python
 
