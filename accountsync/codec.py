@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from accountsync import diff as snapdiff
-from accountsync.adapters.base import SCHEMA_VERSION, AccountRecord, Privilege, RoleGrant, canonical_attributes
+from accountsync.adapters.base import (
+    SCHEMA_VERSION,
+    AccountRecord,
+    Privilege,
+    RoleGrant,
+    canonical_attributes,
+    canonical_privileges,
+    canonical_roles,
+)
 
 # Same settings as base.canonical_json; built once (json.dumps builds an encoder per call).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -142,8 +150,7 @@ class SnapshotCodec:
     def _privileges_part(self, key: tuple[Privilege, ...]) -> _Part:
         part = self._privileges.get(key)
         if part is None:
-            rows = sorted({(p.scope, p.privilege.upper(), bool(p.grantable), p.effect.upper()) for p in key})
-            items = [{"scope": s, "privilege": p, "grantable": g, "effect": e} for s, p, g, e in rows]
+            items = canonical_privileges(key)
             ops = self._first_ops({"privileges": items})
             part = self._privileges[key] = _Part(items, _CANONICAL.encode(items), ops)
         return part
@@ -151,8 +158,7 @@ class SnapshotCodec:
     def _roles_part(self, key: tuple[RoleGrant, ...]) -> _Part:
         part = self._roles.get(key)
         if part is None:
-            rows = sorted({(r.role, bool(r.admin_option), bool(r.default)) for r in key})
-            items = [{"role": r, "admin_option": a, "default": d} for r, a, d in rows]
+            items = canonical_roles(key)
             part = self._roles[key] = _Part(items, _CANONICAL.encode(items), self._first_ops({"roles": items}))
         return part
 

@@ -235,17 +235,27 @@ class AccountRecord:
 
     def snapshot(self) -> dict[str, Any]:
         """The canonical snapshot: sorted, upper-cased, explicit, deduplicated."""
-        privs = sorted({(p.scope, p.privilege.upper(), bool(p.grantable), p.effect.upper()) for p in self.privileges})
-        roles = sorted({(r.role, bool(r.admin_option), bool(r.default)) for r in self.roles})
         caps = self.effective_capabilities or self.capabilities
         return {
             "schema_version": SCHEMA_VERSION,
-            "privileges": [{"scope": s, "privilege": p, "grantable": g, "effect": e} for s, p, g, e in privs],
-            "roles": [{"role": r, "admin_option": a, "default": d} for r, a, d in roles],
+            "privileges": canonical_privileges(self.privileges),
+            "roles": canonical_roles(self.roles),
             "attributes": canonical_attributes(self.attributes),
             "capabilities": sorted(caps),
             "unknown_scopes": sorted(set(self.unknown_scopes)),
         }
+
+
+def canonical_privileges(privileges: Iterable[Privilege]) -> list[dict[str, Any]]:
+    """Snapshot privileges: deduplicated, upper-cased, sorted (shared by `snapshot()` and the codec)."""
+    rows = sorted({(p.scope, p.privilege.upper(), bool(p.grantable), p.effect.upper()) for p in privileges})
+    return [{"scope": s, "privilege": p, "grantable": g, "effect": e} for s, p, g, e in rows]
+
+
+def canonical_roles(roles: Iterable[RoleGrant]) -> list[dict[str, Any]]:
+    """Snapshot role grants: deduplicated and sorted (shared by `snapshot()` and the codec)."""
+    rows = sorted({(r.role, bool(r.admin_option), bool(r.default)) for r in roles})
+    return [{"role": r, "admin_option": a, "default": d} for r, a, d in rows]
 
 
 def canonical_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
