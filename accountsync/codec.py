@@ -193,8 +193,13 @@ class SnapshotCodec:
                 op = cached((name, type(value), value)) if type(value) in _HASHABLE_SCALARS else None
                 ops.append(op or self._attribute_op(name, value))
         if snapshot["unknown_scopes"]:
-            unknown = {"op": "set", "scope": snapdiff.ATTRIBUTE_SCOPE, "field": "unknown_scopes", "old": [],
-                       "new": snapshot["unknown_scopes"]}  # fmt: skip
+            unknown = {
+                "op": "set",
+                "scope": snapdiff.ATTRIBUTE_SCOPE,
+                "field": "unknown_scopes",
+                "old": [],
+                "new": snapshot["unknown_scopes"],
+            }
             ops.append(_Op.of(unknown))
         shown = ops[: snapdiff.SUMMARY_MAX_ITEMS]
         privs = ", ".join(op.description for op in shown if op.is_privilege)

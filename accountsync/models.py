@@ -32,9 +32,12 @@ class InstanceAccount(models.Model):
     # db_index=False on foreign keys here and below: a composite index leads with the same column
     # (the unique constraint, or the listed indexes), so a separate one only costs every insert.
     instance = models.ForeignKey(
-        "instances.Instance", on_delete=models.PROTECT, related_name="accounts", verbose_name=_("instance"),
+        "instances.Instance",
+        on_delete=models.PROTECT,
+        related_name="accounts",
+        verbose_name=_("instance"),
         db_index=False,
-    )  # fmt: skip
+    )
     identity = models.CharField(_("identity"), max_length=512)
     username = models.CharField(_("username"), max_length=255)
     host = models.CharField(_("host"), max_length=255, null=True, blank=True)
@@ -82,13 +85,19 @@ class AccountPermission(models.Model):
     """
 
     account = models.ForeignKey(
-        InstanceAccount, on_delete=models.PROTECT, related_name="permissions", verbose_name=_("account"),
+        InstanceAccount,
+        on_delete=models.PROTECT,
+        related_name="permissions",
+        verbose_name=_("account"),
         db_index=False,
-    )  # fmt: skip
+    )
     instance = models.ForeignKey(
-        "instances.Instance", on_delete=models.PROTECT, related_name="account_permissions", verbose_name=_("instance"),
+        "instances.Instance",
+        on_delete=models.PROTECT,
+        related_name="account_permissions",
+        verbose_name=_("instance"),
         db_index=False,
-    )  # fmt: skip
+    )
     snapshot = models.JSONField(_("snapshot"))
     digest = models.CharField(_("digest"), max_length=64)
     schema_version = models.PositiveSmallIntegerField(_("schema version"), default=1)
@@ -126,13 +135,19 @@ class AccountChangeLog(models.Model):
     """One detected difference between two syncs; never edited after insert."""
 
     instance = models.ForeignKey(
-        "instances.Instance", on_delete=models.PROTECT, related_name="account_changes", verbose_name=_("instance"),
+        "instances.Instance",
+        on_delete=models.PROTECT,
+        related_name="account_changes",
+        verbose_name=_("instance"),
         db_index=False,
-    )  # fmt: skip
+    )
     account = models.ForeignKey(
-        InstanceAccount, on_delete=models.PROTECT, related_name="changes", verbose_name=_("account"),
+        InstanceAccount,
+        on_delete=models.PROTECT,
+        related_name="changes",
+        verbose_name=_("account"),
         db_index=False,
-    )  # fmt: skip
+    )
     session_id = models.UUIDField(_("session"), null=True, blank=True, db_index=True)
     change_type = models.CharField(_("change type"), max_length=24, choices=ChangeType.choices)
     diff = models.JSONField(_("diff"), default=list, blank=True)

@@ -43,8 +43,19 @@ from instances.models import Instance, SyncStatus
 logger = logging.getLogger(__name__)
 
 MODULE = "accountsync"
-ACCOUNT_COLUMNS = ("instance", "identity", "first_seen_at", "last_seen_at", "is_active", "username", "host",
-                   "kind", "is_superuser", "is_locked", "attributes")  # fmt: skip
+ACCOUNT_COLUMNS = (
+    "instance",
+    "identity",
+    "first_seen_at",
+    "last_seen_at",
+    "is_active",
+    "username",
+    "host",
+    "kind",
+    "is_superuser",
+    "is_locked",
+    "attributes",
+)
 PERMISSION_COLUMNS = ("account", "instance", "snapshot", "digest", "schema_version", "collected_at", "valid_from")
 CHANGE_COLUMNS = ("instance", "account", "session_id", "change_type", "diff", "summary", "detected_at")
 SERVER_DETAILS = ("default_password_lifetime", "public_grants")
@@ -113,11 +124,25 @@ def _row_changed(old: dict[str, Any], values: dict[str, Any]) -> bool:
     return old != values
 
 
-def _change(instance: Instance, account_id: int, session: Any, change_type: str,
-            ops: list[dict[str, Any]] | str, summary: str, now: Any) -> tuple[Any, ...]:  # fmt: skip
+def _change(
+    instance: Instance,
+    account_id: int,
+    session: Any,
+    change_type: str,
+    ops: list[dict[str, Any]] | str,
+    summary: str,
+    now: Any,
+) -> tuple[Any, ...]:
     """A change-log row in CHANGE_COLUMNS order; `session` and `now` already adapted, `ops` may be JSON text."""
-    return (instance.pk, account_id, session, str(change_type), ops if isinstance(ops, str) else json_text(ops),
-            summary, now)  # fmt: skip
+    return (
+        instance.pk,
+        account_id,
+        session,
+        str(change_type),
+        ops if isinstance(ops, str) else json_text(ops),
+        summary,
+        now,
+    )
 
 
 @gc_paused()  # bulk: see gc_paused
@@ -141,14 +166,34 @@ def account_sync_apply(
     if catalog.unchanged:
         result = _apply_unchanged(instance, catalog, session_id)
         if result is not None:
-            log_event(logger, logging.INFO, result.message, module=MODULE, operation="account_sync_apply",
-                      instance_id=instance.pk, db_type=instance.db_type, session_id=session_id, phase="apply",
-                      duration_ms=_ms(started))  # fmt: skip
+            log_event(
+                logger,
+                logging.INFO,
+                result.message,
+                module=MODULE,
+                operation="account_sync_apply",
+                instance_id=instance.pk,
+                db_type=instance.db_type,
+                session_id=session_id,
+                phase="apply",
+                duration_ms=_ms(started),
+            )
             return result
-        message = (f"{instance.name}: the server's catalog is unchanged, but another sync was applied meanwhile; "
-                   "nothing was written, sync again.")  # fmt: skip
-        log_event(logger, logging.WARNING, message, module=MODULE, operation="account_sync_apply",
-                  instance_id=instance.pk, db_type=instance.db_type, session_id=session_id, phase="apply")  # fmt: skip
+        message = (
+            f"{instance.name}: the server's catalog is unchanged, but another sync was applied meanwhile; "
+            "nothing was written, sync again."
+        )
+        log_event(
+            logger,
+            logging.WARNING,
+            message,
+            module=MODULE,
+            operation="account_sync_apply",
+            instance_id=instance.pk,
+            db_type=instance.db_type,
+            session_id=session_id,
+            phase="apply",
+        )
         return SyncResult(success=False, message=message, error_kind="conflict")
     now = timezone.now()
     records: dict[str, AccountRecord] = {}
@@ -165,9 +210,18 @@ def account_sync_apply(
                 instance.catalog_digest = catalog.source_digest
     except _GuardTripped as exc:
         message = str(exc)
-        log_event(logger, logging.WARNING, message, module=MODULE, operation="account_sync_apply",
-                  instance_id=instance.pk, db_type=instance.db_type, session_id=session_id, phase="guard",
-                  duration_ms=_ms(started))  # fmt: skip
+        log_event(
+            logger,
+            logging.WARNING,
+            message,
+            module=MODULE,
+            operation="account_sync_apply",
+            instance_id=instance.pk,
+            db_type=instance.db_type,
+            session_id=session_id,
+            phase="guard",
+            duration_ms=_ms(started),
+        )
         return SyncResult(success=False, message=message, error_kind="guard", synced_count=len(records))
 
     inventory, collection = counts
@@ -181,13 +235,25 @@ def account_sync_apply(
         added_count=inventory["added"],
         modified_count=collection["modified"],
         removed_count=inventory["removed"],
-        details={"inventory": inventory, "collection": collection,
-                 # server-wide facts that belong to no account, for the findings and the record
-                 **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details}},
-    )  # fmt: skip
-    log_event(logger, logging.INFO, result.message, module=MODULE, operation="account_sync_apply",
-              instance_id=instance.pk, db_type=instance.db_type, session_id=session_id, phase="apply",
-              duration_ms=_ms(started))  # fmt: skip
+        details={
+            "inventory": inventory,
+            "collection": collection,
+            # server-wide facts that belong to no account, for the findings and the record
+            **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details},
+        },
+    )
+    log_event(
+        logger,
+        logging.INFO,
+        result.message,
+        module=MODULE,
+        operation="account_sync_apply",
+        instance_id=instance.pk,
+        db_type=instance.db_type,
+        session_id=session_id,
+        phase="apply",
+        duration_ms=_ms(started),
+    )
     return result
 
 
@@ -201,17 +267,34 @@ def _apply_unchanged(instance: Instance, catalog: Catalog, session_id: uuid.UUID
     if not catalog.source_digest or stored != catalog.source_digest:
         return None
     active = InstanceAccount.objects.filter(instance=instance, is_active=True).count()
-    inventory = {"seen": active, "active_before": active, "added": 0, "removed": 0, "reactivated": 0, "updated": 0,
-                 "catalog_unchanged": True}  # fmt: skip
-    collection = {"processed": active, "unchanged": active, "modified": 0, "snapshots_written": 0,
-                  "privileges_changed": 0, "attributes_changed": 0, "reactivated": 0}  # fmt: skip
+    inventory = {
+        "seen": active,
+        "active_before": active,
+        "added": 0,
+        "removed": 0,
+        "reactivated": 0,
+        "updated": 0,
+        "catalog_unchanged": True,
+    }
+    collection = {
+        "processed": active,
+        "unchanged": active,
+        "modified": 0,
+        "snapshots_written": 0,
+        "privileges_changed": 0,
+        "attributes_changed": 0,
+        "reactivated": 0,
+    }
     return SyncResult(
         success=True,
         message=f"{instance.name}: synced {active} accounts (catalog unchanged since the last sync: nothing written)",
         synced_count=active,
-        details={"inventory": inventory, "collection": collection,
-                 **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details}},
-    )  # fmt: skip
+        details={
+            "inventory": inventory,
+            "collection": collection,
+            **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details},
+        },
+    )
 
 
 def _apply(
@@ -262,9 +345,21 @@ def _apply(
         row = existing.get(identity)
         if row is None:
             new_accounts.append(identity)
-            new_rows.append((instance.pk, identity, db_now, db_now, True, record.username, record.host,
-                             str(record.kind), bool(record.is_superuser), bool(record.is_locked),
-                             prepared[identity].attributes_text))  # fmt: skip
+            new_rows.append(
+                (
+                    instance.pk,
+                    identity,
+                    db_now,
+                    db_now,
+                    True,
+                    record.username,
+                    record.host,
+                    str(record.kind),
+                    bool(record.is_superuser),
+                    bool(record.is_locked),
+                    prepared[identity].attributes_text,
+                )
+            )
             continue
         values = _row_values(record, prepared[identity].snapshot["attributes"])
         account_id, _identity, is_active, *old_values = row
@@ -319,8 +414,15 @@ def _apply(
     to_close: list[int] = []
     new_perms: list[tuple[Any, ...]] = []
     changes: list[tuple[Any, ...]] = []
-    collection = {"processed": len(records), "unchanged": 0, "modified": 0, "snapshots_written": 0,
-                  "privileges_changed": 0, "attributes_changed": 0, "reactivated": 0}  # fmt: skip
+    collection = {
+        "processed": len(records),
+        "unchanged": 0,
+        "modified": 0,
+        "snapshots_written": 0,
+        "privileges_changed": 0,
+        "attributes_changed": 0,
+        "reactivated": 0,
+    }
     session = AccountChangeLog._meta.get_field("session_id").get_db_prep_save(session_id, connection)
     for identity, item in candidates.items():
         account_id = account_ids[identity]
@@ -329,8 +431,17 @@ def _apply(
             # the bulk of a first sync: nothing to carry forward or compare, the codec has the pieces
             new_perms.append((account_id, instance.pk, item.text, item.digest, SCHEMA_VERSION, db_now, db_now))
             ops_text, summary = codec.first_seen_diff(item)
-            changes.append(_change(instance, account_id, session, ChangeType.ADDED, ops_text,
-                                   f"added {identity}" + (f": {summary}" if summary else ""), db_now))  # fmt: skip
+            changes.append(
+                _change(
+                    instance,
+                    account_id,
+                    session,
+                    ChangeType.ADDED,
+                    ops_text,
+                    f"added {identity}" + (f": {summary}" if summary else ""),
+                    db_now,
+                )
+            )
             continue
         # What is diffed must equal what is stored: attributes that are not plain JSON (dates) take a round trip.
         snapshot, digest, text = codec.stored_snapshot(item), item.digest, item.text
@@ -342,14 +453,21 @@ def _apply(
             continue
         if current is not None:
             to_close.append(current[0])
-        new_perms.append(
-            (account_id, instance.pk, text, digest, snapshot.get("schema_version", 1), db_now, db_now)
-        )  # fmt: skip
+        new_perms.append((account_id, instance.pk, text, digest, snapshot.get("schema_version", 1), db_now, db_now))
         ops = snapdiff.diff_snapshots(old, snapshot)
         summary = snapdiff.summarize(ops)
         if account_id in added_ids:
-            changes.append(_change(instance, account_id, session, ChangeType.ADDED, ops,
-                                   f"added {identity}" + (f": {summary}" if summary else ""), db_now))  # fmt: skip
+            changes.append(
+                _change(
+                    instance,
+                    account_id,
+                    session,
+                    ChangeType.ADDED,
+                    ops,
+                    f"added {identity}" + (f": {summary}" if summary else ""),
+                    db_now,
+                )
+            )
         elif account_id in reactivated_ids:
             collection["reactivated"] += 1
             text_ = f"reactivated {identity}" + (f": {summary}" if summary else "")
@@ -404,8 +522,13 @@ def account_sync_run(
     error_kind and a message naming the instance. The instance's sync fields
     are updated with one UPDATE whatever the outcome.
     """
-    context = {"module": MODULE, "operation": "account_sync_run", "instance_id": instance.pk,
-               "db_type": instance.db_type, "session_id": session_id}  # fmt: skip
+    context = {
+        "module": MODULE,
+        "operation": "account_sync_run",
+        "instance_id": instance.pk,
+        "db_type": instance.db_type,
+        "session_id": session_id,
+    }
     started = time.monotonic()
     log_event(logger, logging.INFO, f"{instance.name}: account sync started", phase="start", **context)
     target: ConnectionTarget | None = None
@@ -417,32 +540,47 @@ def account_sync_run(
         adapter = get_adapter(instance.db_type)
         target = ConnectionTarget.from_instance(instance)
         catalog = adapter.fetch(target).finalize()
-        log_event(logger, logging.INFO, f"{instance.name}: fetched {len(catalog.accounts)} accounts "
-                  f"in {catalog.round_trips} round trips", phase="fetch", duration_ms=_ms(fetch_started),
-                  **context)  # fmt: skip
+        log_event(
+            logger,
+            logging.INFO,
+            f"{instance.name}: fetched {len(catalog.accounts)} accounts in {catalog.round_trips} round trips",
+            phase="fetch",
+            duration_ms=_ms(fetch_started),
+            **context,
+        )
         if before_apply:
             before_apply("apply")
         result = account_sync_apply(instance=instance, catalog=catalog, session_id=session_id, force=force)
     except SyncCancelled:
-        result = SyncResult(success=False, message=f"{instance.name}: sync cancelled before applying; nothing was "
-                            "written.", error_kind="cancelled")  # fmt: skip
+        result = SyncResult(
+            success=False,
+            message=f"{instance.name}: sync cancelled before applying; nothing was written.",
+            error_kind="cancelled",
+        )
     except AdapterError as exc:
         message = str(exc) if exc.instance_name else f"{instance.name}: {exc}"
         result = SyncResult(success=False, message=message, error_kind=exc.kind)
     except Exception as exc:  # classified as internal: callers never see a traceback
         secret = target.password if target is not None else None
-        message = scrub(f"{instance.name}: internal error during sync ({type(exc).__name__}: {exc}); "
-                        "see the server log and report it.", secret)  # fmt: skip
+        message = scrub(
+            f"{instance.name}: internal error during sync ({type(exc).__name__}: {exc}); "
+            "see the server log and report it.",
+            secret,
+        )
         logger.error(message, exc_info=False)
         result = SyncResult(success=False, message=message, error_kind=ErrorKind.INTERNAL)
 
     status = SyncStatus.COMPLETED if result.success else SyncStatus.FAILED
-    updates: dict[str, Any] = {"last_sync_at": timezone.now(), "last_sync_status": status,
-                               "sync_count": F("sync_count") + 1}  # fmt: skip
+    updates: dict[str, Any] = {
+        "last_sync_at": timezone.now(),
+        "last_sync_status": status,
+        "sync_count": F("sync_count") + 1,
+    }
     if catalog is not None and catalog.server_version:
         updates["version"] = catalog.server_version[:255]
     Instance.objects.filter(pk=instance.pk).update(**updates)
     level = logging.INFO if result.success else logging.WARNING
-    log_event(logger, level, result.message, phase="done" if result.success else "error",
-              duration_ms=_ms(started), **context)  # fmt: skip
+    log_event(
+        logger, level, result.message, phase="done" if result.success else "error", duration_ms=_ms(started), **context
+    )
     return result

@@ -50,8 +50,17 @@ class AlertChannelForm(forms.ModelForm):
 
     class Meta:
         model = AlertChannel
-        fields = ["name", "kind", "webhook_url", "email_recipients", "db_types", "environments", "min_severity",
-                  "is_active", "description"]  # fmt: skip
+        fields = [
+            "name",
+            "kind",
+            "webhook_url",
+            "email_recipients",
+            "db_types",
+            "environments",
+            "min_severity",
+            "is_active",
+            "description",
+        ]
         widgets = {"email_recipients": forms.Textarea(attrs={"rows": 3})}
 
 
@@ -92,15 +101,41 @@ class AlertChannelAdmin(admin.ModelAdmin):
 
 @admin.register(AlertDelivery)
 class AlertDeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "status_badge", "event_kind", "severity", "channel_name", "instance",
-                    "account_identity", "attempts", "last_error", "sent_at"]  # fmt: skip
+    list_display = [
+        "created_at",
+        "status_badge",
+        "event_kind",
+        "severity",
+        "channel_name",
+        "instance",
+        "account_identity",
+        "attempts",
+        "last_error",
+        "sent_at",
+    ]
     list_filter = ["status", "event_kind", "severity", "channel", "created_at"]
     search_fields = ["account_identity", "channel_name", "last_error"]
     list_select_related = ["instance"]
     date_hierarchy = "created_at"
-    readonly_fields = ["channel", "channel_name", "event_kind", "severity", "instance", "account",
-                       "account_identity", "change_log", "session_id", "status", "attempts", "last_error",
-                       "created_at", "last_attempt_at", "next_attempt_at", "sent_at", "payload_pretty"]  # fmt: skip
+    readonly_fields = [
+        "channel",
+        "channel_name",
+        "event_kind",
+        "severity",
+        "instance",
+        "account",
+        "account_identity",
+        "change_log",
+        "session_id",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "sent_at",
+        "payload_pretty",
+    ]
     fields = readonly_fields
     raw_id_fields = ["account", "change_log"]
     actions = ["resend_failed"]

@@ -135,8 +135,12 @@ def _sync_changes(instance: Instance, session_id: uuid.UUID | None, result: dict
     """
     details = result.get("details") or {}
     inventory, collection = details.get("inventory") or {}, details.get("collection") or {}
-    if not (inventory.get("added") or collection.get("modified") or result.get("added_count")
-            or result.get("modified_count")):  # fmt: skip
+    if not (
+        inventory.get("added")
+        or collection.get("modified")
+        or result.get("added_count")
+        or result.get("modified_count")
+    ):
         return []
     rows = AccountChangeLog.objects.filter(instance=instance, change_type__in=SCANNED_CHANGES)
     if session_id is not None:
@@ -149,12 +153,21 @@ def _sync_changes(instance: Instance, session_id: uuid.UUID | None, result: dict
             return []
         rows = rows.filter(session_id__isnull=True, detected_at=latest)
     return [
-        Change(id=pk, account_id=account_id, identity=identity, change_type=change_type, diff=diff or [],
-               summary=summary, detected_at=detected_at)
+        Change(
+            id=pk,
+            account_id=account_id,
+            identity=identity,
+            change_type=change_type,
+            diff=diff or [],
+            summary=summary,
+            detected_at=detected_at,
+        )
         for pk, account_id, identity, change_type, diff, summary, detected_at in rows.values_list(
             "id", "account_id", "account__identity", "change_type", "diff", "summary", "detected_at"
-        ).order_by("id").iterator(chunk_size=2000)
-    ]  # fmt: skip
+        )
+        .order_by("id")
+        .iterator(chunk_size=2000)
+    ]
 
 
 def _new_account_findings(instance: Instance, account_ids: list[int]) -> dict[int, list[dict[str, str]]]:
@@ -236,13 +249,30 @@ def alert_payload(*, instance: Instance, escalation: Escalation, session_id: uui
     }
 
 
-def _log(level: int, message: str, *, instance: Instance | None = None, instance_id: int | None = None,
-         db_type: str | None = None, session_id: Any = None, phase: str, operation: str = "alerts",
-         **more: Any) -> None:  # fmt: skip
-    log_event(logger, level, message, module=MODULE, operation=operation,
-              instance_id=instance.pk if instance is not None else instance_id,
-              db_type=instance.db_type if instance is not None else db_type,
-              session_id=str(session_id) if session_id else None, phase=phase, **more)  # fmt: skip
+def _log(
+    level: int,
+    message: str,
+    *,
+    instance: Instance | None = None,
+    instance_id: int | None = None,
+    db_type: str | None = None,
+    session_id: Any = None,
+    phase: str,
+    operation: str = "alerts",
+    **more: Any,
+) -> None:
+    log_event(
+        logger,
+        level,
+        message,
+        module=MODULE,
+        operation=operation,
+        instance_id=instance.pk if instance is not None else instance_id,
+        db_type=instance.db_type if instance is not None else db_type,
+        session_id=str(session_id) if session_id else None,
+        phase=phase,
+        **more,
+    )
 
 
 def alerts_after_sync(
@@ -266,31 +296,51 @@ def alerts_after_sync(
         inventory = details.get("inventory") or {}
         baseline = inventory.get("active_before") == 0 and inventory.get("added", 0) > 0
         if baseline and not settings.WHALEFALL_ALERT_ON_FIRST_SYNC:
-            _log(logging.INFO, f"{instance.name}: first sync is the baseline; escalations are not alerted",
-                 instance=instance, session_id=session_id, phase="baseline")  # fmt: skip
+            _log(
+                logging.INFO,
+                f"{instance.name}: first sync is the baseline; escalations are not alerted",
+                instance=instance,
+                session_id=session_id,
+                phase="baseline",
+            )
             return None
         escalations = alerts_detect(instance=instance, session_id=session_id, result=result)
         if not escalations:
             return None
-        queued = _deliveries_create(instance=instance, session_id=session_id, escalations=escalations,
-                                    channels=channels)  # fmt: skip
+        queued = _deliveries_create(
+            instance=instance, session_id=session_id, escalations=escalations, channels=channels
+        )
     except Exception as exc:
-        _log(logging.ERROR, f"{instance.name}: alert detection failed ({type(exc).__name__}: {exc}); "
-             "the sync itself succeeded", instance=instance, session_id=session_id, phase="error")  # fmt: skip
+        _log(
+            logging.ERROR,
+            f"{instance.name}: alert detection failed ({type(exc).__name__}: {exc}); the sync itself succeeded",
+            instance=instance,
+            session_id=session_id,
+            phase="error",
+        )
         return None
     summary = {"escalations": len(escalations), "deliveries": len(queued)}
-    _log(logging.INFO, f"{instance.name}: {len(escalations)} escalation(s), {len(queued)} alert deliveries queued",
-         instance=instance, session_id=session_id, phase="detect",
-         duration_ms=int((time.monotonic() - started) * 1000), **summary)  # fmt: skip
+    _log(
+        logging.INFO,
+        f"{instance.name}: {len(escalations)} escalation(s), {len(queued)} alert deliveries queued",
+        instance=instance,
+        session_id=session_id,
+        phase="detect",
+        duration_ms=int((time.monotonic() - started) * 1000),
+        **summary,
+    )
     if queued and isinstance(result.get("details"), dict):
         result["details"]["alerts"] = summary
     return summary
 
 
 def _deliveries_create(
-    *, instance: Instance, session_id: uuid.UUID | str | None, escalations: list[Escalation],
+    *,
+    instance: Instance,
+    session_id: uuid.UUID | str | None,
+    escalations: list[Escalation],
     channels: list[AlertChannel],
-) -> list[int]:  # fmt: skip
+) -> list[int]:
     """One pending delivery per (channel, escalation) the channel accepts; queue them on commit.
 
     A channel that would get more than WHALEFALL_ALERT_DIGEST_OVER escalations from this
@@ -310,12 +360,19 @@ def _deliveries_create(
             continue
         rows.extend(
             AlertDelivery(
-                channel=channel, channel_name=channel.name, event_kind=e.kind, severity=e.severity,
-                instance=instance, account_id=e.change.account_id, account_identity=e.change.identity[:512],
-                change_log_id=e.change.id, session_id=session, payload=payloads[e.change.id],
+                channel=channel,
+                channel_name=channel.name,
+                event_kind=e.kind,
+                severity=e.severity,
+                instance=instance,
+                account_id=e.change.account_id,
+                account_identity=e.change.identity[:512],
+                change_log_id=e.change.id,
+                session_id=session,
+                payload=payloads[e.change.id],
             )
             for e in accepted
-        )  # fmt: skip
+        )
     if not rows:
         return []
     change_ids = [e.change.id for e in escalations]
@@ -324,10 +381,10 @@ def _deliveries_create(
         ids: list[int] = []
         for batch in _batches(change_ids):
             ids.extend(
-                AlertDelivery.objects.filter(
-                    change_log_id__in=batch, status=DeliveryStatusChoices.PENDING, attempts=0
-                ).values_list("id", flat=True).order_by("id")
-            )  # fmt: skip
+                AlertDelivery.objects.filter(change_log_id__in=batch, status=DeliveryStatusChoices.PENDING, attempts=0)
+                .values_list("id", flat=True)
+                .order_by("id")
+            )
         enqueue_on_commit(ids)
     return ids
 
@@ -336,9 +393,12 @@ DIGEST_ITEMS = 50
 
 
 def _digest_delivery(
-    channel: AlertChannel, instance: Instance, session: uuid.UUID | None, escalations: list[Escalation],
+    channel: AlertChannel,
+    instance: Instance,
+    session: uuid.UUID | None,
+    escalations: list[Escalation],
     payloads: list[dict[str, Any]],
-) -> AlertDelivery:  # fmt: skip
+) -> AlertDelivery:
     """One delivery standing for many escalations of one sync (the first DIGEST_ITEMS are listed)."""
     severity = _max_severity([e.severity for e in escalations])
     base = (getattr(settings, "WHALEFALL_ALERT_BASE_URL", "") or "").rstrip("/")
@@ -359,10 +419,16 @@ def _digest_delivery(
     }
     first = escalations[0].change
     return AlertDelivery(
-        channel=channel, channel_name=channel.name, event_kind=EventKindChoices.DIGEST, severity=severity,
-        instance=instance, account_identity=f"{len(escalations)} accounts", change_log_id=first.id,
-        session_id=session, payload=payload,
-    )  # fmt: skip
+        channel=channel,
+        channel_name=channel.name,
+        event_kind=EventKindChoices.DIGEST,
+        severity=severity,
+        instance=instance,
+        account_identity=f"{len(escalations)} accounts",
+        change_log_id=first.id,
+        session_id=session,
+        payload=payload,
+    )
 
 
 def enqueue_on_commit(delivery_ids: list[int]) -> None:
@@ -514,8 +580,14 @@ def _schedule_retry(delivery_id: int, when: datetime) -> None:
     from django_q.models import Schedule
     from django_q.tasks import schedule
 
-    schedule(TASK, delivery_id, schedule_type=Schedule.ONCE, next_run=when, repeats=-1,
-             name=f"alert delivery {delivery_id} retry {uuid.uuid4().hex[:8]}")  # fmt: skip
+    schedule(
+        TASK,
+        delivery_id,
+        schedule_type=Schedule.ONCE,
+        next_run=when,
+        repeats=-1,
+        name=f"alert delivery {delivery_id} retry {uuid.uuid4().hex[:8]}",
+    )
 
 
 def alert_delivery_attempt(*, delivery_id: int) -> str:
@@ -536,9 +608,14 @@ def alert_delivery_attempt(*, delivery_id: int) -> str:
         return "busy"
     attempt = delivery.attempts + 1
     channel = delivery.channel
-    log = {"instance_id": delivery.instance_id, "db_type": (delivery.payload.get("instance") or {}).get("db_type"),
-           "session_id": delivery.session_id, "delivery_id": delivery.pk, "attempt": attempt,
-           "operation": "alert_deliver"}  # fmt: skip
+    log = {
+        "instance_id": delivery.instance_id,
+        "db_type": (delivery.payload.get("instance") or {}).get("db_type"),
+        "session_id": delivery.session_id,
+        "delivery_id": delivery.pk,
+        "attempt": attempt,
+        "operation": "alert_deliver",
+    }
     started = time.monotonic()
     error = ""
     retryable = True
@@ -558,16 +635,26 @@ def alert_delivery_attempt(*, delivery_id: int) -> str:
         AlertDelivery.objects.filter(pk=delivery.pk).update(
             status=DeliveryStatusChoices.SENT, sent_at=done, last_error="", updated_at=done
         )
-        _log(logging.INFO, f"alert {delivery.pk} sent to {delivery.channel_name} (attempt {attempt})",
-             phase="sent", duration_ms=duration, **log)  # fmt: skip
+        _log(
+            logging.INFO,
+            f"alert {delivery.pk} sent to {delivery.channel_name} (attempt {attempt})",
+            phase="sent",
+            duration_ms=duration,
+            **log,
+        )
         return DeliveryStatusChoices.SENT
     max_attempts = max(int(settings.WHALEFALL_ALERT_MAX_ATTEMPTS), 1)
     if not retryable or attempt >= max_attempts:
         AlertDelivery.objects.filter(pk=delivery.pk).update(
             status=DeliveryStatusChoices.FAILED, last_error=error, updated_at=done
         )
-        _log(logging.ERROR, f"alert {delivery.pk} to {delivery.channel_name} failed for good after {attempt} "
-             f"attempt(s): {error}", phase="failed", duration_ms=duration, **log)  # fmt: skip
+        _log(
+            logging.ERROR,
+            f"alert {delivery.pk} to {delivery.channel_name} failed for good after {attempt} attempt(s): {error}",
+            phase="failed",
+            duration_ms=duration,
+            **log,
+        )
         return DeliveryStatusChoices.FAILED
     when = done + retry_delay(attempt)
     AlertDelivery.objects.filter(pk=delivery.pk).update(last_error=error, next_attempt_at=when, updated_at=done)
@@ -577,12 +664,21 @@ def alert_delivery_attempt(*, delivery_id: int) -> str:
         AlertDelivery.objects.filter(pk=delivery.pk).update(
             status=DeliveryStatusChoices.FAILED, last_error=f"{error}; retry not scheduled ({type(exc).__name__})"
         )
-        _log(logging.ERROR, f"alert {delivery.pk}: could not schedule its retry ({type(exc).__name__})",
-             phase="failed", **log)  # fmt: skip
+        _log(
+            logging.ERROR,
+            f"alert {delivery.pk}: could not schedule its retry ({type(exc).__name__})",
+            phase="failed",
+            **log,
+        )
         return DeliveryStatusChoices.FAILED
-    _log(logging.WARNING, f"alert {delivery.pk} to {delivery.channel_name} failed (attempt {attempt} of "
-         f"{max_attempts}): {error}; retry at {when.isoformat()}", phase="retry", duration_ms=duration,
-         **log)  # fmt: skip
+    _log(
+        logging.WARNING,
+        f"alert {delivery.pk} to {delivery.channel_name} failed (attempt {attempt} of "
+        f"{max_attempts}): {error}; retry at {when.isoformat()}",
+        phase="retry",
+        duration_ms=duration,
+        **log,
+    )
     return DeliveryStatusChoices.PENDING
 
 
@@ -604,9 +700,13 @@ def alert_send_test(*, channel: AlertChannel) -> AlertDelivery:
         "account_url": None,
     }
     with transaction.atomic():
-        delivery = AlertDelivery.objects.create(channel=channel, channel_name=channel.name,
-                                                event_kind=EventKindChoices.TEST, severity=SeverityChoices.INFO,
-                                                payload=payload)  # fmt: skip
+        delivery = AlertDelivery.objects.create(
+            channel=channel,
+            channel_name=channel.name,
+            event_kind=EventKindChoices.TEST,
+            severity=SeverityChoices.INFO,
+            payload=payload,
+        )
         enqueue_on_commit([delivery.pk])
     return delivery
 

@@ -116,8 +116,11 @@ def populate(n_accounts: int, n_instances: int) -> list[Any]:
             name = ("app_rw", "app_ro")[j] if j < 2 else f"svc{j % 5000}_{j}"
             host = hosts[j % len(hosts)] if mysql else None
             identity = f"'{name}'@'{host}'" if mysql else name
-            batch.append(InstanceAccount(instance=inst, identity=identity, username=name, host=host,
-                                         first_seen_at=now, last_seen_at=now))  # fmt: skip
+            batch.append(
+                InstanceAccount(
+                    instance=inst, identity=identity, username=name, host=host, first_seen_at=now, last_seen_at=now
+                )
+            )
             if len(batch) >= 10000:
                 flush()
     if batch:
@@ -156,8 +159,10 @@ def run_backend(database_url: str, label: str, n_accounts: int, n_instances: int
         assert matches and page, (q, mode)
         plan = qs[:20].explain()
         line = ", ".join(dict.fromkeys(re.findall(r"\b(acct_\w+|accountsync_one_open_snapshot)\b", plan))) or plan[:60]
-        print(f"{name:<12} {q:<12} {matches:>8} {percentile(timings, 50):>8.2f} {percentile(timings, 95):>8.2f}  "
-              f"{line[:90]}")  # fmt: skip
+        print(
+            f"{name:<12} {q:<12} {matches:>8} {percentile(timings, 50):>8.2f} {percentile(timings, 95):>8.2f}  "
+            f"{line[:90]}"
+        )
 
 
 def postgres_create() -> None:

@@ -260,11 +260,23 @@ def pg_loop(port: int, prefix: str) -> tuple[int, int]:
 # --- driver ----------------------------------------------------------------------------------
 
 DATABASES: dict[str, dict[str, Any]] = {
-    "mysql": {"label": "MariaDB", "port": MYSQL_PORT, "setup": mysql_setup, "cleanup": mysql_cleanup,
-              "adapter": mysql_adapter, "loop": mysql_loop},
-    "postgresql": {"label": "PostgreSQL", "port": PG_PORT, "setup": pg_setup, "cleanup": pg_cleanup,
-                   "adapter": pg_adapter, "loop": pg_loop},
-}  # fmt: skip
+    "mysql": {
+        "label": "MariaDB",
+        "port": MYSQL_PORT,
+        "setup": mysql_setup,
+        "cleanup": mysql_cleanup,
+        "adapter": mysql_adapter,
+        "loop": mysql_loop,
+    },
+    "postgresql": {
+        "label": "PostgreSQL",
+        "port": PG_PORT,
+        "setup": pg_setup,
+        "cleanup": pg_cleanup,
+        "adapter": pg_adapter,
+        "loop": pg_loop,
+    },
+}
 
 
 def _timed(fn: Callable[[int, str], tuple[int, int]], port: int, prefix: str) -> tuple[float, int, int]:

@@ -60,8 +60,16 @@ def build(n_accounts: int, n_instances: int) -> None:
     now = timezone.now()
     batch: list[AccountChangeLog] = []
     for account_id, instance_id in InstanceAccount.objects.values_list("pk", "instance_id").iterator(5000):
-        batch.append(AccountChangeLog(instance_id=instance_id, account_id=account_id, change_type="added",
-                                      summary="added", detected_at=now, diff=[]))  # fmt: skip
+        batch.append(
+            AccountChangeLog(
+                instance_id=instance_id,
+                account_id=account_id,
+                change_type="added",
+                summary="added",
+                detected_at=now,
+                diff=[],
+            )
+        )
         if len(batch) >= 5000:
             AccountChangeLog.objects.bulk_create(batch)
             batch.clear()
@@ -91,8 +99,13 @@ def child(kind: str, fmt: str, limit_instances: int) -> dict[str, float]:
         n_lines += chunk.count(b"\n")
     seconds = time.perf_counter() - started
     rows = n_lines - {"csv": 1, "json": 2}.get(fmt, 0)  # the header; the "[" line and the closing "]"
-    return {"rows": rows, "bytes": n_bytes, "seconds": seconds, "base_mb": base_rss / 1024,
-            "peak_mb": vm_kb("VmHWM") / 1024}  # fmt: skip
+    return {
+        "rows": rows,
+        "bytes": n_bytes,
+        "seconds": seconds,
+        "base_mb": base_rss / 1024,
+        "peak_mb": vm_kb("VmHWM") / 1024,
+    }
 
 
 def main() -> int:
@@ -113,18 +126,24 @@ def main() -> int:
         started = time.perf_counter()
         build(args.accounts, args.instances)
         print(f"built {args.accounts} accounts on {args.instances} instances in {time.perf_counter() - started:.1f} s")
-        print(f"{'kind':<12} {'fmt':<7} {'rows':>8} {'MB out':>7} {'s':>6} {'rows/s':>8} {'base MB':>8} "
-              f"{'peak MB':>8} {'peak-base':>9}")  # fmt: skip
+        print(
+            f"{'kind':<12} {'fmt':<7} {'rows':>8} {'MB out':>7} {'s':>6} {'rows/s':>8} {'base MB':>8} "
+            f"{'peak MB':>8} {'peak-base':>9}"
+        )
         for kind, fmt in CASES:
             for share in (args.instances // 10, args.instances):
                 out = subprocess.run(
                     [sys.executable, __file__, "--database-url", url, "--child", kind, fmt, str(share)],
-                    check=True, capture_output=True, text=True,
-                )  # fmt: skip
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{kind:<12} {fmt:<7} {r['rows']:>8} {r['bytes'] / 1e6:>7.1f} {r['seconds']:>6.2f} "
-                      f"{r['rows'] / r['seconds']:>8.0f} {r['base_mb']:>8.1f} {r['peak_mb']:>8.1f} "
-                      f"{r['peak_mb'] - r['base_mb']:>9.1f}")  # fmt: skip
+                print(
+                    f"{kind:<12} {fmt:<7} {r['rows']:>8} {r['bytes'] / 1e6:>7.1f} {r['seconds']:>6.2f} "
+                    f"{r['rows'] / r['seconds']:>8.0f} {r['base_mb']:>8.1f} {r['peak_mb']:>8.1f} "
+                    f"{r['peak_mb'] - r['base_mb']:>9.1f}"
+                )
     return 0
 
 

@@ -57,9 +57,14 @@ def make_instance(db_type: str, port: int, username: str, options: dict[str, Any
     cred.set_password("")
     cred.save()
     return Instance.objects.create(
-        name=f"bench-{db_type}-{uuid.uuid4().hex[:6]}", db_type=db_type, host="127.0.0.1", port=port,
-        credential=cred, database_name="postgres" if db_type == "postgresql" else "", options=options,
-    )  # fmt: skip
+        name=f"bench-{db_type}-{uuid.uuid4().hex[:6]}",
+        db_type=db_type,
+        host="127.0.0.1",
+        port=port,
+        credential=cred,
+        database_name="postgres" if db_type == "postgresql" else "",
+        options=options,
+    )
 
 
 def rows_written(instance: Instance) -> tuple[int, int, int]:
@@ -89,11 +94,14 @@ def engine_sync(instance: Instance) -> dict[str, Any]:
         "apply_s": round(t2 - t1, 3),
         "total_s": round(t2 - t0, 3),
         "local_queries": len(ctx.captured_queries),
-        "rows_written": {"accounts+updates": result.added_count + result.modified_count + result.removed_count,
-                         "new_snapshots": after[1] - before[1], "new_change_logs": after[2] - before[2]},
+        "rows_written": {
+            "accounts+updates": result.added_count + result.modified_count + result.removed_count,
+            "new_snapshots": after[1] - before[1],
+            "new_change_logs": after[2] - before[2],
+        },
         "peak_rss_growth_mb": round(rss_mb() - rss0, 1),
         "catalog_unchanged": bool(result.details["inventory"].get("catalog_unchanged")),
-    }  # fmt: skip
+    }
 
 
 def floor(raw_queries: list[str], connect: Any) -> float:
@@ -128,13 +136,21 @@ def seed_way_mysql(prefix: str, port: int = 3306) -> float:
         grants = [g[0] for g in cur.fetchall()]
         now = django.utils.timezone.now()
         acc = InstanceAccount.objects.create(
-            instance=instance, identity=f"'{user}'@'{host}'", username=user, host=host, first_seen_at=now,
+            instance=instance,
+            identity=f"'{user}'@'{host}'",
+            username=user,
+            host=host,
+            first_seen_at=now,
             last_seen_at=now,
-        )  # fmt: skip
+        )
         AccountPermission.objects.create(
-            account=acc, instance=instance, snapshot={"grants": grants}, digest="0" * 64, collected_at=now,
+            account=acc,
+            instance=instance,
+            snapshot={"grants": grants},
+            digest="0" * 64,
+            collected_at=now,
             valid_from=now,
-        )  # fmt: skip
+        )
     conn.close()
     return round(time.perf_counter() - t0, 3)
 
@@ -176,8 +192,10 @@ def bench_mysql(n: int, prefix: str) -> None:
         with LatencyProxy(target_port=3306, delay_ms=0.5) as proxy:
             proxied = engine_sync(make_instance("mysql", proxy.port, "root", {}))
             seed_proxied = seed_way_mysql(prefix, proxy.port)
-        print(f"mysql via 1 ms RTT proxy: engine first sync {proxied['total_s']}s, seed's way {seed_proxied}s "
-              f"-> {seed_proxied / proxied['total_s']:.1f}x faster")  # fmt: skip
+        print(
+            f"mysql via 1 ms RTT proxy: engine first sync {proxied['total_s']}s, seed's way {seed_proxied}s "
+            f"-> {seed_proxied / proxied['total_s']:.1f}x faster"
+        )
     finally:
         for i in range(0, n, CHUNK):
             cur.execute(f"DROP USER IF EXISTS {', '.join(users[i : i + CHUNK])}")
@@ -243,9 +261,11 @@ def report(
         print(
             f"{name} seed's way : {seed}s -> engine first sync {seed / first['total_s']:.1f}x faster (direct, no proxy)"
         )
-    print(f"{name} re-sync/first: {again['total_s'] / first['total_s']:.0%} "
-          f"(without the shortcut {again_full['total_s'] / first['total_s']:.0%}; apply only "
-          f"{again_full['apply_s'] / first['apply_s']:.0%})")  # fmt: skip
+    print(
+        f"{name} re-sync/first: {again['total_s'] / first['total_s']:.0%} "
+        f"(without the shortcut {again_full['total_s'] / first['total_s']:.0%}; apply only "
+        f"{again_full['apply_s'] / first['apply_s']:.0%})"
+    )
 
 
 def main() -> None:

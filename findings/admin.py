@@ -45,8 +45,19 @@ class FindingAdmin(ReadOnlyAdmin):
         admin_export_action("findings", "csv", description=_("Export selected findings as CSV")),
         admin_export_action("findings", "json", description=_("Export selected findings as JSON")),
     ]
-    readonly_fields = ["instance", "account", "rule_code", "rule_title", "severity", "detail", "first_seen_at",
-                       "resolved_at", "is_open", "session_id", "resolved_session_id"]  # fmt: skip
+    readonly_fields = [
+        "instance",
+        "account",
+        "rule_code",
+        "rule_title",
+        "severity",
+        "detail",
+        "first_seen_at",
+        "resolved_at",
+        "is_open",
+        "session_id",
+        "resolved_session_id",
+    ]
     fields = readonly_fields
 
     @admin.display(description=_("rule"), ordering="rule_code")

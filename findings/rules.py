@@ -283,36 +283,91 @@ def _public_grants(s: Subject, _p: Policy) -> dict[str, Any] | None:
 
 S = SeverityChoices
 RULES: tuple[Rule, ...] = (
-    Rule("EMPTY_PASSWORD", S.CRITICAL, "Empty password", _empty_password,
-         "An unlocked login whose password plugin stores an empty secret: anyone who can reach the port logs in. "
-         "Socket/peer plugins (unix_socket, auth_socket) are not passwords and never match."),
-    Rule("SUPERUSER", S.HIGH, "Superuser or equivalent", _superuser,
-         "An unlocked login holding SUPERUSER directly or through roles (MySQL ALL/SUPER on *.*, PostgreSQL "
-         "SUPERUSER, SQL Server sysadmin/CONTROL SERVER, Oracle DBA/SYSDBA/GRANT ANY ...)."),
-    Rule("ANONYMOUS", S.HIGH, "Anonymous account", _anonymous,
-         "A MySQL/MariaDB account with an empty user name: any user name matches it."),
-    Rule("PUBLIC_GRANTS", S.HIGH, "Privileges granted to PUBLIC", _public_grants,
-         "Privileges or roles granted to the PUBLIC pseudo-role reach every account, present and future "
-         "(SQL Server's built-in VIEW ANY DATABASE and endpoint CONNECT, PostgreSQL's database CONNECT/TEMPORARY, "
-         "schema USAGE and function EXECUTE are not reported)."),
-    Rule("GRANT_OPTION", S.MEDIUM, "Can grant privileges to others", _grant_option,
-         "An unlocked, non-superuser login with GRANT OPTION, ADMIN OPTION, ownership (PostgreSQL) or "
-         "db_owner/securityadmin (SQL Server): it can hand its rights on."),
-    Rule("WILDCARD_HOST", S.MEDIUM, "Wildcard host", _wildcard_host,
-         "A MySQL/MariaDB account whose host contains % or _ (or is empty): it may connect from many hosts."),
-    Rule("ORPHANED_USER", S.MEDIUM, "Orphaned SQL Server user", _orphaned,
-         "A SQL-authenticated database user whose SID matches no login: it keeps grants nobody can see by login."),
-    Rule("LOCKED_PRIVILEGED", S.LOW, "Locked but privileged", _locked_privileged,
-         "A locked or disabled login that still holds SUPERUSER, GRANT_ADMIN or CREATE_USER: unlocking it "
-         "restores that power silently."),
-    Rule("PASSWORD_EXPIRED", S.LOW, "Expired password", _password_expired,
-         "The password has expired (policy: report_expired_passwords, on by default)."),
-    Rule("PASSWORD_NEVER_EXPIRES", S.LOW, "Password never expires", _password_never_expires,
-         "An unlocked password login with no expiry (policy: require_password_expiry, off by default)."),
-    Rule("PASSWORDLESS_LOGIN", S.INFO, "Login without a password (PostgreSQL)", _passwordless_login,
-         "A PostgreSQL login role with no password: it can only log in by pg_hba.conf methods (peer, cert, "
-         "trust); not an empty password, but worth checking against pg_hba.conf."),
-)  # fmt: skip
+    Rule(
+        "EMPTY_PASSWORD",
+        S.CRITICAL,
+        "Empty password",
+        _empty_password,
+        "An unlocked login whose password plugin stores an empty secret: anyone who can reach the port logs in. "
+        "Socket/peer plugins (unix_socket, auth_socket) are not passwords and never match.",
+    ),
+    Rule(
+        "SUPERUSER",
+        S.HIGH,
+        "Superuser or equivalent",
+        _superuser,
+        "An unlocked login holding SUPERUSER directly or through roles (MySQL ALL/SUPER on *.*, PostgreSQL "
+        "SUPERUSER, SQL Server sysadmin/CONTROL SERVER, Oracle DBA/SYSDBA/GRANT ANY ...).",
+    ),
+    Rule(
+        "ANONYMOUS",
+        S.HIGH,
+        "Anonymous account",
+        _anonymous,
+        "A MySQL/MariaDB account with an empty user name: any user name matches it.",
+    ),
+    Rule(
+        "PUBLIC_GRANTS",
+        S.HIGH,
+        "Privileges granted to PUBLIC",
+        _public_grants,
+        "Privileges or roles granted to the PUBLIC pseudo-role reach every account, present and future "
+        "(SQL Server's built-in VIEW ANY DATABASE and endpoint CONNECT, PostgreSQL's database CONNECT/TEMPORARY, "
+        "schema USAGE and function EXECUTE are not reported).",
+    ),
+    Rule(
+        "GRANT_OPTION",
+        S.MEDIUM,
+        "Can grant privileges to others",
+        _grant_option,
+        "An unlocked, non-superuser login with GRANT OPTION, ADMIN OPTION, ownership (PostgreSQL) or "
+        "db_owner/securityadmin (SQL Server): it can hand its rights on.",
+    ),
+    Rule(
+        "WILDCARD_HOST",
+        S.MEDIUM,
+        "Wildcard host",
+        _wildcard_host,
+        "A MySQL/MariaDB account whose host contains % or _ (or is empty): it may connect from many hosts.",
+    ),
+    Rule(
+        "ORPHANED_USER",
+        S.MEDIUM,
+        "Orphaned SQL Server user",
+        _orphaned,
+        "A SQL-authenticated database user whose SID matches no login: it keeps grants nobody can see by login.",
+    ),
+    Rule(
+        "LOCKED_PRIVILEGED",
+        S.LOW,
+        "Locked but privileged",
+        _locked_privileged,
+        "A locked or disabled login that still holds SUPERUSER, GRANT_ADMIN or CREATE_USER: unlocking it "
+        "restores that power silently.",
+    ),
+    Rule(
+        "PASSWORD_EXPIRED",
+        S.LOW,
+        "Expired password",
+        _password_expired,
+        "The password has expired (policy: report_expired_passwords, on by default).",
+    ),
+    Rule(
+        "PASSWORD_NEVER_EXPIRES",
+        S.LOW,
+        "Password never expires",
+        _password_never_expires,
+        "An unlocked password login with no expiry (policy: require_password_expiry, off by default).",
+    ),
+    Rule(
+        "PASSWORDLESS_LOGIN",
+        S.INFO,
+        "Login without a password (PostgreSQL)",
+        _passwordless_login,
+        "A PostgreSQL login role with no password: it can only log in by pg_hba.conf methods (peer, cert, "
+        "trust); not an empty password, but worth checking against pg_hba.conf.",
+    ),
+)
 
 RULES_BY_CODE: dict[str, Rule] = {rule.code: rule for rule in RULES}
 

@@ -69,10 +69,18 @@ def _subjects(instance: Instance, context: dict[str, Any]) -> Iterator[tuple[int
         .order_by()
     )
     for account_id, identity, username, host, kind, snapshot in rows.iterator(chunk_size=2000):
-        yield account_id, Subject.build(
-            db_type=instance.db_type, identity=identity, username=username, kind=kind, snapshot=snapshot or {},
-            host=host, context=context,
-        )  # fmt: skip
+        yield (
+            account_id,
+            Subject.build(
+                db_type=instance.db_type,
+                identity=identity,
+                username=username,
+                kind=kind,
+                snapshot=snapshot or {},
+                host=host,
+                context=context,
+            ),
+        )
 
 
 def findings_refresh(
@@ -92,8 +100,13 @@ def findings_refresh(
     policy = policy or policy_from_settings()
     now = now or timezone.now()
     session = uuid.UUID(str(session_id)) if session_id else None
-    log = {"module": MODULE, "operation": "findings_refresh", "instance_id": instance.pk,
-           "db_type": instance.db_type, "session_id": session}  # fmt: skip
+    log = {
+        "module": MODULE,
+        "operation": "findings_refresh",
+        "instance_id": instance.pk,
+        "db_type": instance.db_type,
+        "session_id": session,
+    }
 
     wanted: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
     identities: dict[int, str] = {}
@@ -125,25 +138,48 @@ def findings_refresh(
             Finding.objects.filter(id__in=batch, is_open=True).update(
                 is_open=False, resolved_at=now, resolved_session_id=session
             )
-        _insert([(instance.pk, account_id, code, *wanted[(account_id, code)], now, True, session)
-                 for account_id, code in to_open])  # fmt: skip
+        _insert(
+            [
+                (instance.pk, account_id, code, *wanted[(account_id, code)], now, True, session)
+                for account_id, code in to_open
+            ]
+        )
         if to_update:
             Finding.objects.bulk_update(to_update, ["severity", "detail"], batch_size=BATCH_SIZE)
 
     result.opened, result.resolved, result.updated = len(to_open), len(to_resolve), len(to_update)
     result.open_total = len(wanted)
     for account_id, code in to_open:
-        log_event(logger, logging.INFO, f"{instance.name}: finding {code} opened for {identities[account_id]}",
-                  phase="opened", rule=code, severity=wanted[(account_id, code)][0], account_id=account_id,
-                  **log)  # fmt: skip
+        log_event(
+            logger,
+            logging.INFO,
+            f"{instance.name}: finding {code} opened for {identities[account_id]}",
+            phase="opened",
+            rule=code,
+            severity=wanted[(account_id, code)][0],
+            account_id=account_id,
+            **log,
+        )
     for account_id, code in to_resolve:
-        log_event(logger, logging.INFO, f"{instance.name}: finding {code} resolved for {identities[account_id]}",
-                  phase="resolved",
-                  rule=code, severity=current[(account_id, code)][1], account_id=account_id, **log)  # fmt: skip
-    log_event(logger, logging.INFO,
-              f"{instance.name}: findings refreshed ({result.opened} opened, {result.resolved} resolved, "
-              f"{result.open_total} open over {result.accounts} accounts)",
-              phase="refresh", duration_ms=int((time.monotonic() - started) * 1000), **log)  # fmt: skip
+        log_event(
+            logger,
+            logging.INFO,
+            f"{instance.name}: finding {code} resolved for {identities[account_id]}",
+            phase="resolved",
+            rule=code,
+            severity=current[(account_id, code)][1],
+            account_id=account_id,
+            **log,
+        )
+    log_event(
+        logger,
+        logging.INFO,
+        f"{instance.name}: findings refreshed ({result.opened} opened, {result.resolved} resolved, "
+        f"{result.open_total} open over {result.accounts} accounts)",
+        phase="refresh",
+        duration_ms=int((time.monotonic() - started) * 1000),
+        **log,
+    )
     return result
 
 
@@ -163,9 +199,17 @@ def findings_after_sync(
     try:
         summary = findings_refresh(instance=instance, session_id=session_id, context=context).as_dict()
     except Exception as exc:
-        log_event(logger, logging.ERROR, f"{instance.name}: findings refresh failed ({type(exc).__name__}: {exc})",
-                  module=MODULE, operation="findings_refresh", instance_id=instance.pk, db_type=instance.db_type,
-                  session_id=session_id, phase="error")  # fmt: skip
+        log_event(
+            logger,
+            logging.ERROR,
+            f"{instance.name}: findings refresh failed ({type(exc).__name__}: {exc})",
+            module=MODULE,
+            operation="findings_refresh",
+            instance_id=instance.pk,
+            db_type=instance.db_type,
+            session_id=session_id,
+            phase="error",
+        )
         return None
     if isinstance(result.get("details"), dict):
         result["details"]["findings"] = summary

@@ -1053,8 +1053,9 @@ class MySQLAdapter:
             conn.close()
         digest = rows_digest(__file__, target, info, _digest_source(rows))
         if unchanged_catalog(target, digest):
-            catalog = Catalog(server_version=info.label, round_trips=counter.count, source_digest=digest,
-                              unchanged=True)  # fmt: skip
+            catalog = Catalog(
+                server_version=info.label, round_trips=counter.count, source_digest=digest, unchanged=True
+            )
             if info.default_password_lifetime is not None:
                 catalog.details["default_password_lifetime"] = info.default_password_lifetime
             return catalog

@@ -429,9 +429,12 @@ def build_catalog(rows: ServerRows, *, now: datetime | None = None) -> Catalog:
         # PUBLIC is no row of pg_roles, yet every role holds what it is granted: show it as the pseudo-role
         # `public` (a name PostgreSQL reserves, so no real role can collide), so its grants are audited too
         accounts[0] = AccountRecord(
-            identity="public", username="public", kind="role", attributes={"pseudo_role": True},
+            identity="public",
+            username="public",
+            kind="role",
+            attributes={"pseudo_role": True},
             privileges=[Privilege(g["scope"], g["privilege"].upper(), g["grantable"]) for g in public],
-        )  # fmt: skip
+        )
     unknown = [make_scope("database", name) for name in sorted(rows.unreadable)]
     for acc in accounts.values():
         acc.unknown_scopes = list(unknown)

@@ -31,11 +31,17 @@ privileges = st.lists(
 roles = st.lists(st.builds(RoleGrant, names, st.booleans(), st.booleans()), max_size=3)
 capabilities = st.sets(st.sampled_from(["SUPERUSER", "GRANT_ADMIN", "LOCKED", "EXPIRED", "WILDCARD_HOST"]))
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), names,
-    st.just(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)), st.just(date(2026, 1, 2)),
-)  # fmt: skip
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
-                      max_leaves=6)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False),
+    names,
+    st.just(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    st.just(date(2026, 1, 2)),
+)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3), max_leaves=6
+)
 attributes = st.dictionaries(st.one_of(names, st.integers(0, 3)), values, max_size=6)
 unknown = st.lists(st.sampled_from(["database:sales", "role", "schema:x.public"]), max_size=2)
 
@@ -43,9 +49,14 @@ unknown = st.lists(st.sampled_from(["database:sales", "role", "schema:x.public"]
 def records() -> st.SearchStrategy[AccountRecord]:
     return st.builds(
         AccountRecord,
-        identity=names, username=names, privileges=privileges, roles=roles, capabilities=capabilities,
-        attributes=attributes, unknown_scopes=unknown,
-    )  # fmt: skip
+        identity=names,
+        username=names,
+        privileges=privileges,
+        roles=roles,
+        capabilities=capabilities,
+        attributes=attributes,
+        unknown_scopes=unknown,
+    )
 
 
 def expected(record: AccountRecord, extra_unknown: list[str]) -> dict[str, Any]:

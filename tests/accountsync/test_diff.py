@@ -30,12 +30,22 @@ def test_grant_revoke_and_attributes_summary():
     new = snap(("database:sales", "SELECT"), attrs={"locked": True})
     ops = diff_snapshots(old, new)
     assert ops == [
-        {"op": "grant", "scope": "database:sales", "privilege": "SELECT", "old": None,
-         "new": {"grantable": False, "effect": "GRANT"}},
-        {"op": "revoke", "scope": "object:sales.orders", "privilege": "INSERT",
-         "old": {"grantable": False, "effect": "GRANT"}, "new": None},
+        {
+            "op": "grant",
+            "scope": "database:sales",
+            "privilege": "SELECT",
+            "old": None,
+            "new": {"grantable": False, "effect": "GRANT"},
+        },
+        {
+            "op": "revoke",
+            "scope": "object:sales.orders",
+            "privilege": "INSERT",
+            "old": {"grantable": False, "effect": "GRANT"},
+            "new": None,
+        },
         {"op": "set", "scope": "attribute", "field": "locked", "old": False, "new": True},
-    ]  # fmt: skip
+    ]
     assert classify(ops) == "privileges_changed"
     assert summarize(ops) == "+SELECT on database:sales, -INSERT on object:sales.orders; locked false→true"
 

@@ -127,11 +127,21 @@ def test_grant_revoke_and_attribute_change(instance):
     assert by_user["alice"].change_type == "privileges_changed"
     assert by_user["alice"].summary == "+UPDATE on database:sales, -INSERT on object:sales.orders"
     assert by_user["alice"].diff == [
-        {"op": "grant", "scope": "database:sales", "privilege": "UPDATE", "old": None,
-         "new": {"grantable": False, "effect": "GRANT"}},
-        {"op": "revoke", "scope": "object:sales.orders", "privilege": "INSERT",
-         "old": {"grantable": False, "effect": "GRANT"}, "new": None},
-    ]  # fmt: skip
+        {
+            "op": "grant",
+            "scope": "database:sales",
+            "privilege": "UPDATE",
+            "old": None,
+            "new": {"grantable": False, "effect": "GRANT"},
+        },
+        {
+            "op": "revoke",
+            "scope": "object:sales.orders",
+            "privilege": "INSERT",
+            "old": {"grantable": False, "effect": "GRANT"},
+            "new": None,
+        },
+    ]
     assert by_user["bob"].change_type == "attributes_changed"
     assert by_user["bob"].summary == "locked false→true"
     assert by_user["bob"].diff == [{"op": "set", "scope": "attribute", "field": "locked", "old": False, "new": True}]
@@ -287,8 +297,19 @@ def test_apply_query_count_is_o_n_over_batch(instance, n, django_assert_max_num_
     for rec in changed.accounts:
         rec.privileges.append(Privilege("database:app", "UPDATE"))
         rec.is_locked = True
-    update_fields = ["pk", "pk", "is_active", "deactivated_at", "last_seen_at", "username", "host", "kind",
-                     "is_superuser", "is_locked", "attributes"]  # fmt: skip
+    update_fields = [
+        "pk",
+        "pk",
+        "is_active",
+        "deactivated_at",
+        "last_seen_at",
+        "username",
+        "host",
+        "kind",
+        "is_superuser",
+        "is_locked",
+        "attributes",
+    ]
     changed_cost = (
         batches(InstanceAccount, n, update_fields)  # bulk_update of the account rows
         + -(-n // 1000) * 2  # old-snapshot loads and snapshot closes (id lists of 1000)

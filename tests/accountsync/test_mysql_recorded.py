@@ -400,8 +400,19 @@ def own_rows(rows: MySQLRows, user: str) -> MySQLRows:
 
 
 def account_facts(acc: Any) -> tuple[Any, ...]:
-    return (acc.identity, acc.kind, acc.host, acc.is_superuser, acc.is_locked, acc.attributes, acc.privileges,
-            acc.roles, acc.capabilities, acc.effective_capabilities, acc.snapshot())  # fmt: skip
+    return (
+        acc.identity,
+        acc.kind,
+        acc.host,
+        acc.is_superuser,
+        acc.is_locked,
+        acc.attributes,
+        acc.privileges,
+        acc.roles,
+        acc.capabilities,
+        acc.effective_capabilities,
+        acc.snapshot(),
+    )
 
 
 def test_memoised_accounts_equal_accounts_built_alone() -> None:

@@ -9,8 +9,9 @@ from accountsync.adapters.base import ConnectionTarget, rows_digest, unchanged_c
 
 
 def target(**options) -> ConnectionTarget:
-    return ConnectionTarget(name="i", db_type="mysql", host="127.0.0.1", port=3306, username="u", password="pw",
-                            options=options)  # fmt: skip
+    return ConnectionTarget(
+        name="i", db_type="mysql", host="127.0.0.1", port=3306, username="u", password="pw", options=options
+    )
 
 
 ROWS = {"users": [{"User": "app", "Host": "%", "Priv": '{"access": 1}'}], "db": []}

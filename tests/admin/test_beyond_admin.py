@@ -44,11 +44,17 @@ def test_structured_search_finds_an_account_across_instances(client_for, fleet):
     assert found(client, "app_rw@10.0.*") == {("my-stage", "'app_rw'@'10.0.0.2'")}
     assert found(client, "app_rw@%") == {("my-prod", "'app_rw'@'%'")}
     assert {identity for _, identity in found(client, "app_*")} == {
-        "'app_rw'@'%'", "'app_ro'@'10.0.0.1'", "'app_rw'@'10.0.0.2'", "'app_rw'@''", "'app_admin'@''",
-    }  # fmt: skip
+        "'app_rw'@'%'",
+        "'app_ro'@'10.0.0.1'",
+        "'app_rw'@'10.0.0.2'",
+        "'app_rw'@''",
+        "'app_admin'@''",
+    }
     assert {identity for _, identity in found(client, "host=10.0.*")} == {
-        "'app_ro'@'10.0.0.1'", "'app_rw'@'10.0.0.2'", "'batch'@'10.0.0.1'",
-    }  # fmt: skip
+        "'app_ro'@'10.0.0.1'",
+        "'app_rw'@'10.0.0.2'",
+        "'batch'@'10.0.0.1'",
+    }
     assert {identity for _, identity in found(client, "batch")} == {"'batch'@'10.0.0.1'"}  # plain substring search
 
 

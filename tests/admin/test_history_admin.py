@@ -25,12 +25,14 @@ def catalog(n: int) -> Catalog:
     return Catalog(
         accounts=[
             AccountRecord(
-                identity=f"'u{i}'@'%'", username=f"u{i}", host="%",
+                identity=f"'u{i}'@'%'",
+                username=f"u{i}",
+                host="%",
                 privileges=[Privilege(scope="database:app", privilege="SELECT")],
             )
             for i in range(n)
         ]
-    ).finalize()  # fmt: skip
+    ).finalize()
 
 
 def test_history_pages_render_read_only_with_constant_queries(

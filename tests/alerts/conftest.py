@@ -104,8 +104,15 @@ def server(monkeypatch):
     return ChosenCatalogAdapter
 
 
-def account(name: str, *, superuser: bool = False, grant_admin: bool = False, select_on: str | None = None,
-            host: str = "localhost", caps: tuple[str, ...] = ()) -> AccountRecord:  # fmt: skip
+def account(
+    name: str,
+    *,
+    superuser: bool = False,
+    grant_admin: bool = False,
+    select_on: str | None = None,
+    host: str = "localhost",
+    caps: tuple[str, ...] = (),
+) -> AccountRecord:
     """A MySQL-like account; `superuser` gives ALL PRIVILEGES globally, `grant_admin` a grantable privilege.
 
     `caps` adds capabilities an adapter derives from attributes (NO_PASSWORD, WILDCARD_HOST...).
@@ -119,5 +126,11 @@ def account(name: str, *, superuser: bool = False, grant_admin: bool = False, se
         privileges.append(Privilege(f"database:{select_on}", "SELECT", grantable=grant_admin and not superuser))
     if grant_admin:
         capabilities.add("GRANT_ADMIN")
-    return AccountRecord(identity=f"'{name}'@'{host}'", username=name, host=host, privileges=privileges,
-                         capabilities=capabilities, attributes={"auth_plugin": "mysql_native_password"})  # fmt: skip
+    return AccountRecord(
+        identity=f"'{name}'@'{host}'",
+        username=name,
+        host=host,
+        privileges=privileges,
+        capabilities=capabilities,
+        attributes={"auth_plugin": "mysql_native_password"},
+    )

@@ -13,8 +13,15 @@ ADD = "admin:alerts_alertchannel_add"
 
 
 def channel_form(**overrides) -> dict:
-    data = {"name": "ops", "kind": "webhook", "webhook_url": "https://hooks.example.com/T0/abc", "email_recipients": "",
-            "min_severity": "high", "is_active": "on", "description": ""}  # fmt: skip
+    data = {
+        "name": "ops",
+        "kind": "webhook",
+        "webhook_url": "https://hooks.example.com/T0/abc",
+        "email_recipients": "",
+        "min_severity": "high",
+        "is_active": "on",
+        "description": "",
+    }
     data.update(overrides)
     return data
 
@@ -27,8 +34,10 @@ def test_operator_adds_a_webhook_channel_with_filters(client, bob):
     assert response.status_code == 302, response.content.decode()[:2000]
     channel = AlertChannel.objects.get()
     assert (channel.db_types, channel.environments, channel.min_severity) == (
-        ["mysql", "postgresql"], ["production"], "high"
-    )  # fmt: skip
+        ["mysql", "postgresql"],
+        ["production"],
+        "high",
+    )
     listing = client.get(reverse("admin:alerts_alertchannel_changelist")).content.decode()
     assert "https://hooks.example.com/…" in listing and "abc" not in listing  # the path (often a token) is hidden
 
@@ -40,11 +49,14 @@ def test_operator_adds_a_webhook_channel_with_filters(client, bob):
         ({"webhook_url": "javascript:alert(1)"}, "webhook_url", "Enter a valid URL."),
         ({"webhook_url": ""}, "webhook_url", "A webhook channel needs a URL."),
         ({"kind": "email", "webhook_url": ""}, "email_recipients", "An e-mail channel needs at least one recipient."),
-        ({"kind": "email", "email_recipients": "dba@example.com, not-an-address"}, "email_recipients",
-         "not-an-address is not a valid e-mail address."),
+        (
+            {"kind": "email", "email_recipients": "dba@example.com, not-an-address"},
+            "email_recipients",
+            "not-an-address is not a valid e-mail address.",
+        ),
         ({"db_types": ["db2"]}, "db_types", "Select a valid choice."),
     ],
-)  # fmt: skip
+)
 def test_channel_form_validation(client, alice, data, field, message):
     client.force_login(alice)
     response = client.post(reverse(ADD), channel_form(**data))
@@ -76,10 +88,16 @@ def test_viewer_sees_channels_but_cannot_manage_them(client, charlie):
 def delivery(db):
     channel = AlertChannel.objects.create(name="ops", kind="webhook", webhook_url="https://hooks.example.com/x")
     return AlertDelivery.objects.create(
-        channel=channel, channel_name="ops", event_kind="capability_gained", severity="critical",
-        account_identity="'dba'@'%'", payload={"event": "privilege_escalation", "account": {"identity": "'dba'@'%'"}},
-        status="failed", attempts=5, last_error="HTTP 500 from https://hooks.example.com/…",
-    )  # fmt: skip
+        channel=channel,
+        channel_name="ops",
+        event_kind="capability_gained",
+        severity="critical",
+        account_identity="'dba'@'%'",
+        payload={"event": "privilege_escalation", "account": {"identity": "'dba'@'%'"}},
+        status="failed",
+        attempts=5,
+        last_error="HTTP 500 from https://hooks.example.com/…",
+    )
 
 
 @pytest.mark.parametrize("user", ["alice", "bob", "charlie"])
@@ -91,28 +109,36 @@ def test_deliveries_are_read_only_for_everyone(client, role_user, delivery, user
     assert detail.status_code == 200 and b'name="_save"' not in detail.content
     assert b"privilege_escalation" in detail.content  # the payload is shown
     assert client.get(reverse("admin:alerts_alertdelivery_add")).status_code == 403
-    assert client.post(reverse("admin:alerts_alertdelivery_change", args=[delivery.pk]),
-                       {"status": "sent"}).status_code == 403  # fmt: skip
-    assert client.post(reverse("admin:alerts_alertdelivery_delete", args=[delivery.pk]),
-                       {"post": "yes"}).status_code == 403  # fmt: skip
+    assert (
+        client.post(reverse("admin:alerts_alertdelivery_change", args=[delivery.pk]), {"status": "sent"}).status_code
+        == 403
+    )
+    assert (
+        client.post(reverse("admin:alerts_alertdelivery_delete", args=[delivery.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     delivery.refresh_from_db()
     assert delivery.status == "failed"
 
 
-def test_operator_sends_a_test_alert_to_a_real_receiver(client, bob, receiver, q_sync,
-                                                        django_capture_on_commit_callbacks):  # fmt: skip
+def test_operator_sends_a_test_alert_to_a_real_receiver(
+    client, bob, receiver, q_sync, django_capture_on_commit_callbacks
+):
     channel = AlertChannel.objects.create(name="ops", kind="webhook", webhook_url=receiver.url)
     client.force_login(bob)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("admin:alerts_alertchannel_changelist"),
-                               {"action": "send_test_alert", "_selected_action": [channel.pk]})  # fmt: skip
+        response = client.post(
+            reverse("admin:alerts_alertchannel_changelist"),
+            {"action": "send_test_alert", "_selected_action": [channel.pk]},
+        )
     assert response.status_code == 302
     assert [b["event"] for b in receiver.bodies()] == ["test"]
     assert AlertDelivery.objects.get().status == "sent"
 
 
-def test_operator_resends_failed_deliveries_viewer_cannot(client, bob, charlie, delivery, receiver, q_sync,
-                                                          django_capture_on_commit_callbacks):  # fmt: skip
+def test_operator_resends_failed_deliveries_viewer_cannot(
+    client, bob, charlie, delivery, receiver, q_sync, django_capture_on_commit_callbacks
+):
     delivery.channel.webhook_url = receiver.url
     delivery.channel.save()
     url = reverse("admin:alerts_alertdelivery_changelist")
@@ -136,10 +162,17 @@ def test_delivery_list_queries_do_not_grow_with_rows(client, alice, make_instanc
 
     def add(n: int) -> None:
         AlertDelivery.objects.bulk_create(
-            AlertDelivery(channel=channel, channel_name="ops", event_kind="capability_gained", severity="high",
-                          instance=instances[i % 2], account_identity=f"'u{i}'@'%'", payload={})
+            AlertDelivery(
+                channel=channel,
+                channel_name="ops",
+                event_kind="capability_gained",
+                severity="high",
+                instance=instances[i % 2],
+                account_identity=f"'u{i}'@'%'",
+                payload={},
+            )
             for i in range(n)
-        )  # fmt: skip
+        )
 
     client.force_login(alice)
     url = reverse("admin:alerts_alertdelivery_changelist")

@@ -189,13 +189,15 @@ def test_a_deactivated_channel_fails_its_pending_delivery_without_sending(receiv
     assert "deleted or deactivated" in delivery.last_error and receiver.requests == []
 
 
-def test_a_session_sync_carries_its_session_id(receiver, q_sync, server, make_instance, alice,
-                                               django_capture_on_commit_callbacks):  # fmt: skip
+def test_a_session_sync_carries_its_session_id(
+    receiver, q_sync, server, make_instance, alice, django_capture_on_commit_callbacks
+):
     AlertChannel.objects.create(name="ops", kind="webhook", webhook_url=receiver.url)
     inst = make_instance()
     server.accounts = [account("dba")]
-    sync_session_run(session=sync_session_start(instances=[inst], sync_type="manual_batch", created_by=alice,
-                                                enqueue=False))  # fmt: skip
+    sync_session_run(
+        session=sync_session_start(instances=[inst], sync_type="manual_batch", created_by=alice, enqueue=False)
+    )
     server.accounts = [account("dba", grant_admin=True, select_on="sales")]
     session = sync_session_start(instances=[inst], sync_type="manual_batch", created_by=alice, enqueue=False)
     with django_capture_on_commit_callbacks(execute=True):
@@ -216,8 +218,9 @@ def unused_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_a_digest_is_one_post_and_one_mail(receiver, q_sync, server, make_instance, settings,
-                                           django_capture_on_commit_callbacks):  # fmt: skip
+def test_a_digest_is_one_post_and_one_mail(
+    receiver, q_sync, server, make_instance, settings, django_capture_on_commit_callbacks
+):
     settings.WHALEFALL_ALERT_DIGEST_OVER = 2
     AlertChannel.objects.create(name="hook", kind="webhook", webhook_url=receiver.url)
     AlertChannel.objects.create(name="mail", kind="email", email_recipients="dba@example.com")
@@ -244,8 +247,9 @@ def test_a_slow_receiver_times_out_and_is_retried_later(receiver, q_sync, escala
     assert Schedule.objects.filter(func="alerts.tasks.deliver_alert").count() == 1
 
 
-def test_nothing_is_sent_when_the_surrounding_transaction_rolls_back(receiver, q_sync, server, make_instance,
-                                                                     django_capture_on_commit_callbacks):  # fmt: skip
+def test_nothing_is_sent_when_the_surrounding_transaction_rolls_back(
+    receiver, q_sync, server, make_instance, django_capture_on_commit_callbacks
+):
     import contextlib
 
     from django.db import transaction

@@ -12,8 +12,14 @@ from tests.alerts.conftest import account
 
 
 def snap(*, caps: list[str] = (), privileges: list[dict] = ()) -> dict:
-    return {"schema_version": 1, "privileges": list(privileges), "roles": [], "attributes": {},
-            "capabilities": sorted(caps), "unknown_scopes": []}  # fmt: skip
+    return {
+        "schema_version": 1,
+        "privileges": list(privileges),
+        "roles": [],
+        "attributes": {},
+        "capabilities": sorted(caps),
+        "unknown_scopes": [],
+    }
 
 
 SELECT_SALES = {"scope": "database:sales", "privilege": "SELECT", "grantable": False, "effect": "GRANT"}
@@ -35,8 +41,10 @@ def test_superuser_false_to_true_is_a_critical_escalation():
     escalation = escalation_from_change(change(ops))
     assert escalation is not None
     assert (escalation.kind, escalation.severity, escalation.capabilities) == (
-        "capability_gained", "critical", ("SUPERUSER",)
-    )  # fmt: skip
+        "capability_gained",
+        "critical",
+        ("SUPERUSER",),
+    )
 
 
 def test_grant_admin_gained_through_a_real_diff_is_high():
@@ -59,8 +67,10 @@ def test_other_ops_are_not_escalations(op):
 
 
 def test_a_new_account_with_a_high_finding_escalates_but_an_old_one_does_not():
-    findings = [{"rule": "ANONYMOUS", "severity": "high", "title": "Anonymous account"},
-                {"rule": "WILDCARD_HOST", "severity": "medium", "title": "Wildcard host"}]  # fmt: skip
+    findings = [
+        {"rule": "ANONYMOUS", "severity": "high", "title": "Anonymous account"},
+        {"rule": "WILDCARD_HOST", "severity": "medium", "title": "Wildcard host"},
+    ]
     new = escalation_from_change(change([], "added"), findings)
     assert new is not None and new.kind == "new_privileged_account" and new.severity == "high"
     assert [f["rule"] for f in new.findings] == ["ANONYMOUS"]
@@ -94,12 +104,17 @@ def test_detection_reads_only_the_latest_sync(server, make_instance, channel):
     inst = make_instance()
     server.accounts = [account("app", select_on="sales"), account("dba")]
     synced(inst)  # baseline
-    server.accounts = [account("app", select_on="sales"), account("dba", superuser=True),
-                       account("anon", caps=("ANONYMOUS",)), account("wide", caps=("WILDCARD_HOST",)),
-                       account("reader", select_on="hr")]  # fmt: skip
+    server.accounts = [
+        account("app", select_on="sales"),
+        account("dba", superuser=True),
+        account("anon", caps=("ANONYMOUS",)),
+        account("wide", caps=("WILDCARD_HOST",)),
+        account("reader", select_on="hr"),
+    ]
     result = synced(inst)
-    found = {(e.change.identity, e.kind, e.severity) for e in alerts_detect(instance=inst, session_id=None,
-                                                                            result=result)}  # fmt: skip
+    found = {
+        (e.change.identity, e.kind, e.severity) for e in alerts_detect(instance=inst, session_id=None, result=result)
+    }
     assert found == {
         ("'dba'@'localhost'", "capability_gained", "critical"),
         ("'anon'@'localhost'", "new_privileged_account", "high"),
@@ -122,8 +137,10 @@ def test_first_sync_is_the_baseline_unless_configured(server, make_instance, cha
     assert result["details"]["alerts"] == {"escalations": 1, "deliveries": 1}
     delivery = AlertDelivery.objects.get()
     assert (delivery.event_kind, delivery.severity, delivery.account_identity) == (
-        "new_privileged_account", "critical", "'root'@'localhost'"
-    )  # fmt: skip
+        "new_privileged_account",
+        "critical",
+        "'root'@'localhost'",
+    )
     assert delivery.payload["escalation"]["capabilities"] == ["GRANT_ADMIN", "SUPERUSER"]
     assert [f["rule"] for f in delivery.payload["escalation"]["findings"]] == ["SUPERUSER"]
 
@@ -183,8 +200,9 @@ def test_detection_reads_do_not_grow_with_escalations(server, make_instance, set
         AlertChannel.objects.create(name=f"c{n}", kind="webhook", webhook_url="https://x.example.com")
         with CaptureQueriesContext(connection) as ctx:
             assert alerts_after_sync(instance=inst, session_id=None, result=result) == {
-                "escalations": n, "deliveries": n
-            }  # fmt: skip
+                "escalations": n,
+                "deliveries": n,
+            }
         inserts = [q for q in ctx.captured_queries if q["sql"].startswith("INSERT")]
         assert len(inserts) <= 1 + n // 50  # bulk inserts (SQLite caps a statement at 999 parameters)
         counts.append(len(ctx.captured_queries) - len(inserts))
@@ -200,8 +218,11 @@ def test_a_mass_escalation_becomes_one_digest_per_channel(server, make_instance,
     result = escalated_sync(server, inst, 5)
     assert result["details"]["alerts"] == {"escalations": 5, "deliveries": 1}
     digest = AlertDelivery.objects.get()
-    assert (digest.event_kind, digest.severity, digest.account_identity) == ("escalation_digest", "critical",
-                                                                             "5 accounts")  # fmt: skip
+    assert (digest.event_kind, digest.severity, digest.account_identity) == (
+        "escalation_digest",
+        "critical",
+        "5 accounts",
+    )
     assert digest.payload["count"] == 5 and digest.payload["truncated"] == 0
     assert sorted(e["account"]["identity"] for e in digest.payload["escalations"]) == [
         f"'u{i}'@'localhost'" for i in range(5)

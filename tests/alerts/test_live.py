@@ -25,11 +25,17 @@ def run_sync(instance: Any, capture: Any) -> dict[str, Any]:
     return result
 
 
-def test_mariadb_grants_alert_once_each(mariadb_admin, make_instance, make_credential, unique_prefix, receiver,
-                                        q_sync, django_capture_on_commit_callbacks):  # fmt: skip
+def test_mariadb_grants_alert_once_each(
+    mariadb_admin, make_instance, make_credential, unique_prefix, receiver, q_sync, django_capture_on_commit_callbacks
+):
     p = unique_prefix
-    inst = make_instance("mysql", port=3306, name=f"{p}-maria", environment="staging",
-                         credential=make_credential(name="root", username="root", password=""))  # fmt: skip
+    inst = make_instance(
+        "mysql",
+        port=3306,
+        name=f"{p}-maria",
+        environment="staging",
+        credential=make_credential(name="root", username="root", password=""),
+    )
     AlertChannel.objects.create(name="live hook", kind="webhook", webhook_url=receiver.url, db_types=["mysql"])
     cur = mariadb_admin.cursor()
     admin_user, reader = f"'{p}_adm'@'localhost'", f"'{p}_rd'@'localhost'"
@@ -54,8 +60,7 @@ def test_mariadb_grants_alert_once_each(mariadb_admin, make_instance, make_crede
         assert body["account"]["identity"] == admin_user
         assert (body["kind"], body["severity"]) == ("capability_gained", "critical")
         assert body["escalation"]["capabilities"] == ["GRANT_ADMIN", "SUPERUSER"]
-        assert body["instance"] == {"id": inst.pk, "name": f"{p}-maria", "db_type": "mysql",
-                                    "environment": "staging"}  # fmt: skip
+        assert body["instance"] == {"id": inst.pk, "name": f"{p}-maria", "db_type": "mysql", "environment": "staging"}
         assert "ALL PRIVILEGES on global WITH GRANT OPTION" in body["change"]["summary"]
         assert body["account_url"].endswith(f"/instanceaccount/{body['account']['id']}/change/")
         assert pw not in str(receiver.bodies())
@@ -77,15 +82,19 @@ def test_mariadb_grants_alert_once_each(mariadb_admin, make_instance, make_crede
         cur.execute(f"DROP DATABASE IF EXISTS {p}_db")
 
 
-def test_postgresql_alter_role_superuser_alerts(postgres_admin, make_instance, make_credential, unique_prefix,
-                                                receiver, q_sync, django_capture_on_commit_callbacks):  # fmt: skip
+def test_postgresql_alter_role_superuser_alerts(
+    postgres_admin, make_instance, make_credential, unique_prefix, receiver, q_sync, django_capture_on_commit_callbacks
+):
     p = unique_prefix
     inst = make_instance(
-        "postgresql", port=5432, name=f"{p}-pg", database_name="postgres", options={"databases": ["postgres"]},
+        "postgresql",
+        port=5432,
+        name=f"{p}-pg",
+        database_name="postgres",
+        options={"databases": ["postgres"]},
         credential=make_credential(name="pg", username="postgres", password=""),
-    )  # fmt: skip
-    AlertChannel.objects.create(name="critical only", kind="webhook", webhook_url=receiver.url,
-                                min_severity="critical")  # fmt: skip
+    )
+    AlertChannel.objects.create(name="critical only", kind="webhook", webhook_url=receiver.url, min_severity="critical")
     run = postgres_admin.execute
     role, plain = f"{p}_ops", f"{p}_plain"
     try:

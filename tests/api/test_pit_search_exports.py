@@ -44,8 +44,9 @@ def csv_rows(response) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("path", EXPORTS)
-@pytest.mark.parametrize(("fmt", "content_type"), [("csv", "text/csv"), ("json", "application/json"),
-                                                   ("ndjson", "application/x-ndjson")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fmt", "content_type"), [("csv", "text/csv"), ("json", "application/json"), ("ndjson", "application/x-ndjson")]
+)
 def test_every_export_streams_a_named_file(path, fmt, content_type, api_client, charlie, fleet):
     findings_refresh(instance=fleet["mysql"])
     response = api_client(charlie).get(f"/api/v1/{path}/export/", {"format": fmt})
@@ -134,8 +135,11 @@ def places(results) -> set[tuple[str, str]]:
 def test_search_by_exact_name_finds_it_on_every_db_type_case_sensitively(api_client, charlie, fleet):
     results = search(api_client(charlie), q="app_rw")
     assert places(results) == {
-        ("my-prod", "'app_rw'@'%'"), ("my-stage", "'app_rw'@'10.0.%'"), ("pg-prod", "app_rw"), ("ms-prod", "app_rw"),
-    }  # fmt: skip
+        ("my-prod", "'app_rw'@'%'"),
+        ("my-stage", "'app_rw'@'10.0.%'"),
+        ("pg-prod", "app_rw"),
+        ("ms-prod", "app_rw"),
+    }
     by_instance = {r["instance_name"]: r for r in results}
     mysql = by_instance["my-prod"]
     assert (mysql["db_type"], mysql["environment"], mysql["host"]) == ("mysql", "production", "%")
@@ -153,8 +157,9 @@ def test_search_by_prefix(api_client, charlie, fleet):
     # "_" is a LIKE wildcard: it must match literally (appsvc has no "_")
     assert "appsvc" in {r["username"] for r in search(client, q="app*")}
     assert {r["username"] for r in search(client, q="app_r", mode="prefix", db_type="postgresql")} == {
-        "app_rw", "app_reader",
-    }  # fmt: skip
+        "app_rw",
+        "app_reader",
+    }
 
 
 def test_search_by_mysql_host_pattern(api_client, charlie, fleet):
@@ -261,15 +266,17 @@ def test_what_changed_on_the_instance_between_two_moments(api_client, charlie, t
     client = api_client(charlie)
 
     def changes(start, end) -> list[tuple[str, str]]:
-        response = client.get(f"/api/v1/instances/{inst.pk}/changes/", {"from": start.isoformat(),
-                                                                          "to": end.isoformat()})  # fmt: skip
+        response = client.get(
+            f"/api/v1/instances/{inst.pk}/changes/", {"from": start.isoformat(), "to": end.isoformat()}
+        )
         assert response.status_code == 200, response.json()
         return [(r["account_identity"], r["change_type"]) for r in response.json()["results"]]
 
     app = "'app'@'%'"
     assert changes(t0, t1) == [(app, "added"), ("'other'@'%'", "added")] or changes(t0, t1) == [
-        ("'other'@'%'", "added"), (app, "added"),
-    ]  # fmt: skip
+        ("'other'@'%'", "added"),
+        (app, "added"),
+    ]
     assert changes(t1, t2) == [(app, "privileges_changed")]
     assert changes(t1, t3) == [(app, "privileges_changed"), (app, "privileges_changed")]
     assert changes(t3, t4) == [(app, "removed")]

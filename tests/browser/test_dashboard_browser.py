@@ -36,8 +36,13 @@ FLEET = [  # (db_type, last_sync_status, is_active, how many)
     ("sqlserver", "completed", False, 1),
     ("oracle", "", True, 1),
 ]
-FINDINGS = [("EMPTY_PASSWORD", "critical", 2), ("SUPERUSER", "high", 7), ("PUBLIC_GRANTS", "high", 3),
-            ("ANONYMOUS", "high", 1), ("WILDCARD_HOST", "medium", 9)]  # fmt: skip
+FINDINGS = [
+    ("EMPTY_PASSWORD", "critical", 2),
+    ("SUPERUSER", "high", 7),
+    ("PUBLIC_GRANTS", "high", 3),
+    ("ANONYMOUS", "high", 1),
+    ("WILDCARD_HOST", "medium", 9),
+]
 SPIKE_DAYS_AGO, SPIKE = 26, 1284
 
 
@@ -109,8 +114,12 @@ def test_dashboard_charts_show_the_fleet(admin_login, live_server, alice, fleet,
         li.get_attribute("class"): li.locator(".wf-legend-value").text_content()
         for li in instances.locator(".wf-dash-legend li").all()
     }
-    assert legend == {"wf-legend-completed": "10", "wf-legend-failed": "2", "wf-legend-never": "2",
-                      "wf-legend-inactive": "1"}  # fmt: skip
+    assert legend == {
+        "wf-legend-completed": "10",
+        "wf-legend-failed": "2",
+        "wf-legend-never": "2",
+        "wf-legend-inactive": "1",
+    }
     assert "SQL Server · Inactive: 1" in titles(page, "#wf-dash-instances .wf-seg > title")
 
     # syncs per day: 30 columns, zero-filled, today's numbers in today's tooltip

@@ -45,12 +45,16 @@ def records(
         statuses += [status] * n
     SyncInstanceRecord.objects.bulk_create(
         [
-            SyncInstanceRecord(session=parent, instance=instance if i == 0 else None,
-                               instance_name=instance.name if instance else "gone", status=status,
-                               started_at=started_at)
+            SyncInstanceRecord(
+                session=parent,
+                instance=instance if i == 0 else None,
+                instance_name=instance.name if instance else "gone",
+                status=status,
+                started_at=started_at,
+            )
             for i, status in enumerate(statuses)
         ]
-    )  # fmt: skip
+    )
 
 
 def account(instance: Instance, name: str | None = None) -> InstanceAccount:
@@ -66,11 +70,16 @@ def changes(instance: Instance, detected_at: datetime, change_type: str = "privi
     acct = account(instance)
     AccountChangeLog.objects.bulk_create(
         [
-            AccountChangeLog(instance=instance, account=acct, change_type=change_type, detected_at=detected_at,
-                             summary=f"{change_type} {i}")
+            AccountChangeLog(
+                instance=instance,
+                account=acct,
+                change_type=change_type,
+                detected_at=detected_at,
+                summary=f"{change_type} {i}",
+            )
             for i in range(n)
         ]
-    )  # fmt: skip
+    )
 
 
 def findings(instance: Instance, rule_code: str, severity: str, n: int = 1, *, is_open: bool = True) -> None:
@@ -78,15 +87,28 @@ def findings(instance: Instance, rule_code: str, severity: str, n: int = 1, *, i
     now = timezone.now()
     accounts = InstanceAccount.objects.bulk_create(
         [
-            InstanceAccount(instance=instance, identity=f"'f{next(_serial)}'@'%'", username="f", host="%",
-                            first_seen_at=now, last_seen_at=now)
+            InstanceAccount(
+                instance=instance,
+                identity=f"'f{next(_serial)}'@'%'",
+                username="f",
+                host="%",
+                first_seen_at=now,
+                last_seen_at=now,
+            )
             for _ in range(n)
         ]
-    )  # fmt: skip
+    )
     Finding.objects.bulk_create(
         [
-            Finding(instance=instance, account=a, rule_code=rule_code, severity=severity, first_seen_at=now,
-                    is_open=is_open, resolved_at=None if is_open else now)
+            Finding(
+                instance=instance,
+                account=a,
+                rule_code=rule_code,
+                severity=severity,
+                first_seen_at=now,
+                is_open=is_open,
+                resolved_at=None if is_open else now,
+            )
             for a in accounts
         ]
-    )  # fmt: skip
+    )

@@ -39,8 +39,13 @@ def test_day_window_is_thirty_days_ending_today_in_the_project_zone(shanghai):
 def test_syncs_per_day_counts_completed_and_failed_and_fills_every_other_day(shanghai, make_instance):
     instance = make_instance()
     now = datetime(2026, 3, 15, 10, 0, tzinfo=SHANGHAI)
-    factories.records(instance, datetime(2026, 3, 15, 9, 0, tzinfo=SHANGHAI), completed=3, failed=1,
-                      other={"running": 2, "cancelled": 4})  # fmt: skip
+    factories.records(
+        instance,
+        datetime(2026, 3, 15, 9, 0, tzinfo=SHANGHAI),
+        completed=3,
+        failed=1,
+        other={"running": 2, "cancelled": 4},
+    )
     factories.records(instance, datetime(2026, 3, 15, 0, 0, tzinfo=SHANGHAI), completed=2)  # today's first second
     factories.records(None, datetime(2026, 3, 10, 12, 0, tzinfo=SHANGHAI), failed=2)
     factories.records(None, datetime(2026, 2, 14, 0, 0, tzinfo=SHANGHAI), completed=1)  # first day of the window
@@ -97,19 +102,35 @@ def test_changes_per_day_splits_by_change_type(shanghai, make_instance):
     instance = make_instance()
     now = datetime(2026, 3, 15, 10, 0, tzinfo=SHANGHAI)
     day = datetime(2026, 3, 1, 8, 0, tzinfo=SHANGHAI)
-    for change_type, n in (("added", 4), ("removed", 1), ("reactivated", 2), ("privileges_changed", 6),
-                           ("attributes_changed", 3)):  # fmt: skip
+    for change_type, n in (
+        ("added", 4),
+        ("removed", 1),
+        ("reactivated", 2),
+        ("privileges_changed", 6),
+        ("attributes_changed", 3),
+    ):
         factories.changes(instance, day, change_type, n)
     series = selectors.changes_per_day(now=now)
     assert nonzero(series) == {
-        date(2026, 3, 1): {"added": 4, "removed": 1, "reactivated": 2, "privileges_changed": 6,
-                           "attributes_changed": 3},
-    }  # fmt: skip
+        date(2026, 3, 1): {
+            "added": 4,
+            "removed": 1,
+            "reactivated": 2,
+            "privileges_changed": 6,
+            "attributes_changed": 3,
+        },
+    }
 
 
 def test_instance_status_by_type(make_instance):
-    for status, active in (("completed", True), ("completed", True), ("failed", True), ("", True),
-                           ("failed", False), ("completed", False)):  # fmt: skip
+    for status, active in (
+        ("completed", True),
+        ("completed", True),
+        ("failed", True),
+        ("", True),
+        ("failed", False),
+        ("completed", False),
+    ):
         make_instance("mysql", last_sync_status=status, is_active=active)
     make_instance("postgresql", last_sync_status="failed")
     make_instance("oracle")

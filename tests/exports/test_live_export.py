@@ -55,9 +55,7 @@ def test_hostile_names_from_a_real_sync_are_neutralised_and_no_secret_leaks(
         assert response.status_code == 200, response.content
         assert response["Content-Type"].startswith("text/csv")
         rows = parse_csv(response)
-        assert sorted(r["username"] for r in rows) == sorted(
-            ("'" + n if n[0] in "=+-@" else n) for n in names
-        )
+        assert sorted(r["username"] for r in rows) == sorted(("'" + n if n[0] in "=+-@" else n) for n in names)
         assert {r["host"] for r in rows} == {"%"}
         for row in rows:
             for column, value in row.items():

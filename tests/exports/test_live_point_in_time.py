@@ -32,8 +32,9 @@ def moment():
     return at
 
 
-def test_grant_revoke_regrant_answers(mariadb_admin, make_instance, make_credential, unique_prefix, api_client,
-                                      charlie):  # fmt: skip
+def test_grant_revoke_regrant_answers(
+    mariadb_admin, make_instance, make_credential, unique_prefix, api_client, charlie
+):
     p = unique_prefix
     user, db = f"'{p}_app'@'%'", f"{p}_db"
     inst = make_instance("mysql", port=3306, credential=make_credential(name="root", username="root", password=""))
@@ -62,8 +63,9 @@ def test_grant_revoke_regrant_answers(mariadb_admin, make_instance, make_credent
                 assert response.json()["code"] == "account_not_seen_yet"
                 return None
             assert response.status_code == 200, response.json()
-            return sorted(p["privilege"] for p in response.json()["snapshot"]["privileges"]
-                          if p["scope"] == f"database:{db}")  # fmt: skip
+            return sorted(
+                p["privilege"] for p in response.json()["snapshot"]["privileges"] if p["scope"] == f"database:{db}"
+            )
 
         assert [could_do(t) for t in (t0, t1, t2, t3)] == [None, ["INSERT", "SELECT"], ["INSERT"], ["INSERT", "SELECT"]]
 
@@ -71,9 +73,10 @@ def test_grant_revoke_regrant_answers(mariadb_admin, make_instance, make_credent
             # every page: the first sync also logs every other account on the shared server
             ours, page = [], 1
             while page:
-                response = client.get(f"/api/v1/instances/{inst.pk}/changes/",
-                                      {"from": start.isoformat(), "to": end.isoformat(), "page_size": 200,
-                                       "page": page})  # fmt: skip
+                response = client.get(
+                    f"/api/v1/instances/{inst.pk}/changes/",
+                    {"from": start.isoformat(), "to": end.isoformat(), "page_size": 200, "page": page},
+                )
                 assert response.status_code == 200, response.json()
                 ours += [r for r in response.json()["results"] if r["account"] == account.pk]
                 page = page + 1 if response.json()["next"] else 0

@@ -39,10 +39,15 @@ def test_filters_narrow_the_search(fleet):
     assert list(account_search(q="app_rw", db_type="sqlserver", active=True)) == []
 
 
-@pytest.mark.parametrize(("q", "mode", "field", "code"), [
-    ("", "auto", "q", "empty"), ("x", "regex", "mode", "invalid"), ("@", "auto", "q", "empty"),
-    ("y" * 256, "exact", "q", "invalid"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("q", "mode", "field", "code"),
+    [
+        ("", "auto", "q", "empty"),
+        ("x", "regex", "mode", "invalid"),
+        ("@", "auto", "q", "empty"),
+        ("y" * 256, "exact", "q", "invalid"),
+    ],
+)
 def test_bad_searches_raise_with_field_and_code(q, mode, field, code, db):
     with pytest.raises(AccountSearchError) as err:
         account_search(q=q, mode=mode)

@@ -160,5 +160,7 @@ def test_admin_action_streams_the_selection(fleet, rf, charlie):
     assert response["Content-Disposition"].endswith('.csv"')
     accounts = admin_export_action("accounts", "json")(None, request, selected)
     assert sorted(r["username"] for r in json.loads(b"".join(accounts.streaming_content))) == [
-        "app_reader", "app_rw", "appsvc",
-    ]  # fmt: skip
+        "app_reader",
+        "app_rw",
+        "appsvc",
+    ]

@@ -45,8 +45,13 @@ def server(monkeypatch):
 
 def dba(*, superuser: bool) -> AccountRecord:
     privilege = Privilege("global", "ALL PRIVILEGES" if superuser else "SELECT")
-    return AccountRecord(identity="'dba'@'localhost'", username="dba", host="localhost", privileges=[privilege],
-                         capabilities={"SUPERUSER"} if superuser else set())  # fmt: skip
+    return AccountRecord(
+        identity="'dba'@'localhost'",
+        username="dba",
+        host="localhost",
+        privileges=[privilege],
+        capabilities={"SUPERUSER"} if superuser else set(),
+    )
 
 
 def open_codes() -> set[str]:

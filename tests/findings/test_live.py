@@ -39,8 +39,9 @@ def strict_policy(settings):
     settings.WHALEFALL_FINDINGS_POLICY = {"require_password_expiry": True}
 
 
-def test_mariadb_every_rule_opens_and_resolves(mariadb_admin, make_instance, make_credential, unique_prefix,
-                                               strict_policy):  # fmt: skip
+def test_mariadb_every_rule_opens_and_resolves(
+    mariadb_admin, make_instance, make_credential, unique_prefix, strict_policy
+):
     p = unique_prefix
     inst = make_instance("mysql", port=3306, credential=make_credential(name="root", username="root", password=""))
     cur = mariadb_admin.cursor()
@@ -120,13 +121,17 @@ def test_mariadb_every_rule_opens_and_resolves(mariadb_admin, make_instance, mak
         cur.execute("FLUSH PRIVILEGES")
 
 
-def test_postgresql_rules_open_and_resolve(postgres_admin, make_instance, make_credential, unique_prefix,
-                                           strict_policy):  # fmt: skip
+def test_postgresql_rules_open_and_resolve(
+    postgres_admin, make_instance, make_credential, unique_prefix, strict_policy
+):
     p = unique_prefix
     inst = make_instance(
-        "postgresql", port=5432, credential=make_credential(name="pg", username="postgres", password=""),
-        database_name="postgres", options={"databases": ["postgres"]},
-    )  # fmt: skip
+        "postgresql",
+        port=5432,
+        credential=make_credential(name="pg", username="postgres", password=""),
+        database_name="postgres",
+        options={"databases": ["postgres"]},
+    )
     run = postgres_admin.execute
     su, adm, team, nopw, ex, nv = (f"{p}_{n}" for n in ("su", "adm", "team", "np", "x", "n"))
     pw, later = f"Pw-{p}-1", "VALID UNTIL '2100-01-01'"
@@ -169,18 +174,23 @@ def test_postgresql_rules_open_and_resolve(postgres_admin, make_instance, make_c
             run(f"DROP ROLE IF EXISTS {role}")
 
 
-def test_postgresql_grant_to_public_opens_and_its_revoke_resolves(postgres_admin, make_instance, make_credential,
-                                                                   unique_prefix):  # fmt: skip
+def test_postgresql_grant_to_public_opens_and_its_revoke_resolves(
+    postgres_admin, make_instance, make_credential, unique_prefix
+):
     table = f"{unique_prefix}_salaries"
     scope = f"object:postgres.public.{table}"
     inst = make_instance(
-        "postgresql", port=5432, credential=make_credential(name="pg", username="postgres", password=""),
-        database_name="postgres", options={"databases": ["postgres"]},
-    )  # fmt: skip
+        "postgresql",
+        port=5432,
+        credential=make_credential(name="pg", username="postgres", password=""),
+        database_name="postgres",
+        options={"databases": ["postgres"]},
+    )
 
     def public_finding() -> Finding | None:
-        return Finding.objects.filter(instance=inst, account__identity="public", rule_code="PUBLIC_GRANTS",
-                                      is_open=True).first()  # fmt: skip
+        return Finding.objects.filter(
+            instance=inst, account__identity="public", rule_code="PUBLIC_GRANTS", is_open=True
+        ).first()
 
     try:
         postgres_admin.execute(f'CREATE TABLE public."{table}" (id int)')

@@ -30,17 +30,28 @@ def findings_of(catalog: Catalog, db_type: str, policy: Policy = DEFAULT, contex
     out: dict[str, dict[str, str]] = {}
     for acc in catalog.accounts:
         subject = Subject.build(
-            db_type=db_type, identity=acc.identity, username=acc.username, kind=acc.kind,
-            snapshot=json.loads(json.dumps(acc.snapshot())), host=acc.host, context=context,
-        )  # fmt: skip
+            db_type=db_type,
+            identity=acc.identity,
+            username=acc.username,
+            kind=acc.kind,
+            snapshot=json.loads(json.dumps(acc.snapshot())),
+            host=acc.host,
+            context=context,
+        )
         out[acc.identity] = {code: severity for code, (severity, _detail) in evaluate(subject, policy).items()}
     return out
 
 
 def detail_of(catalog: Catalog, db_type: str, identity: str, code: str, policy: Policy = DEFAULT) -> dict[str, Any]:
     acc = next(a for a in catalog.accounts if a.identity == identity)
-    subject = Subject.build(db_type=db_type, identity=acc.identity, username=acc.username, kind=acc.kind,
-                            snapshot=acc.snapshot(), host=acc.host)  # fmt: skip
+    subject = Subject.build(
+        db_type=db_type,
+        identity=acc.identity,
+        username=acc.username,
+        kind=acc.kind,
+        snapshot=acc.snapshot(),
+        host=acc.host,
+    )
     return evaluate(subject, policy)[code][1]
 
 
@@ -50,8 +61,9 @@ MARIADB = mysql.ServerInfo(flavor="mariadb", version=(10, 11, 6), version_string
 ALL_ACCESS = sum(1 << bit for bit, _name, _since in mysql._MARIADB_ACCESS_BITS)
 
 
-def user_row(user: str, host: str, *, access: int = 0, plugin: str = "mysql_native_password", empty: bool = False,
-             **priv: Any) -> dict[str, Any]:  # fmt: skip
+def user_row(
+    user: str, host: str, *, access: int = 0, plugin: str = "mysql_native_password", empty: bool = False, **priv: Any
+) -> dict[str, Any]:
     body = {"access": access, "plugin": plugin, **priv}
     return {"User": user, "Host": host, "Priv": json.dumps(body), "auth_empty": int(empty)}
 
@@ -61,9 +73,27 @@ def mariadb(*users: dict[str, Any], db: list[dict[str, Any]] | None = None) -> C
     return mysql.build_catalog(MARIADB, rows).finalize()
 
 
-DB_PRIV_COLUMNS = ("Select", "Insert", "Update", "Delete", "Create", "Drop", "References", "Index", "Alter",
-                   "Create_tmp_table", "Lock_tables", "Create_view", "Show_view", "Create_routine", "Alter_routine",
-                   "Execute", "Event", "Trigger", "Delete_history")  # fmt: skip
+DB_PRIV_COLUMNS = (
+    "Select",
+    "Insert",
+    "Update",
+    "Delete",
+    "Create",
+    "Drop",
+    "References",
+    "Index",
+    "Alter",
+    "Create_tmp_table",
+    "Lock_tables",
+    "Create_view",
+    "Show_view",
+    "Create_routine",
+    "Alter_routine",
+    "Execute",
+    "Event",
+    "Trigger",
+    "Delete_history",
+)
 
 
 def db_row(user: str, host: str, db: str, *, grant: bool = False, **privs: str) -> dict[str, Any]:
@@ -190,14 +220,22 @@ def test_mysql_password_expiry_rules_follow_policy():
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def pg_role(oid: int, name: str, *, sup: bool = False, login: bool = True, createrole: bool = False,
-            valid_until: datetime | None = None) -> tuple[Any, ...]:  # fmt: skip
+def pg_role(
+    oid: int,
+    name: str,
+    *,
+    sup: bool = False,
+    login: bool = True,
+    createrole: bool = False,
+    valid_until: datetime | None = None,
+) -> tuple[Any, ...]:
     return (oid, name, sup, True, createrole, False, login, False, False, -1, valid_until)
 
 
 def postgres(roles: list[tuple[Any, ...]], *, members=(), passwords: dict[int, bool] | None = None) -> Catalog:
-    rows = postgresql.ServerRows(version="15.6", version_num=150006, roles=roles, members=list(members),
-                                 databases=[], passwords=passwords)  # fmt: skip
+    rows = postgresql.ServerRows(
+        version="15.6", version_num=150006, roles=roles, members=list(members), databases=[], passwords=passwords
+    )
     return postgresql.build_catalog(rows, now=NOW)
 
 
@@ -259,8 +297,15 @@ def test_sqlserver_public_role_grants_beyond_the_defaults():
     public_id = next(row["principal_id"] for row in RECORDED["logins"] if row["name"] == "public")
 
     def perm(name: str, cls: int = 100, major: int = 0) -> dict[str, Any]:
-        return {"class": cls, "class_desc": "SERVER", "major_id": major, "minor_id": 0,
-                "grantee_principal_id": public_id, "permission_name": name, "state": "G"}  # fmt: skip
+        return {
+            "class": cls,
+            "class_desc": "SERVER",
+            "major_id": major,
+            "minor_id": 0,
+            "grantee_principal_id": public_id,
+            "permission_name": name,
+            "state": "G",
+        }
 
     defaults = [perm("VIEW ANY DATABASE"), {**perm("CONNECT", 105, 2), "class_desc": "ENDPOINT"}]
     assert findings_of(sqlserver_catalog(defaults), "sqlserver")["public"] == {}
@@ -303,8 +348,10 @@ def test_policy_from_settings_then_environment(settings, monkeypatch):
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
 def test_no_rule_fires_on_a_plain_account(rule):
     """A password login with one SELECT and a rotating password is clean under the strictest policy."""
-    cat = mariadb(user_row("clean", "localhost", password_lifetime=90),
-                  db=[db_row("clean", "localhost", "sales", Select_priv="Y")])  # fmt: skip
+    cat = mariadb(
+        user_row("clean", "localhost", password_lifetime=90),
+        db=[db_row("clean", "localhost", "sales", Select_priv="Y")],
+    )
     assert rule.code not in findings_of(cat, "mysql", STRICT)["'clean'@'localhost'"]
 
 
@@ -312,8 +359,15 @@ def test_no_rule_fires_on_a_plain_account(rule):
 
 
 def ora_user(name: str, status: str = "OPEN", *, auth: str = "PASSWORD", expiry: str | None = "2027-01-01T00:00:00"):
-    return {"USERNAME": name, "ACCOUNT_STATUS": status, "AUTHENTICATION_TYPE": auth, "EXPIRY_DATE": expiry,
-            "PROFILE": "DEFAULT", "ORACLE_MAINTAINED": "N", "COMMON": "NO"}  # fmt: skip
+    return {
+        "USERNAME": name,
+        "ACCOUNT_STATUS": status,
+        "AUTHENTICATION_TYPE": auth,
+        "EXPIRY_DATE": expiry,
+        "PROFILE": "DEFAULT",
+        "ORACLE_MAINTAINED": "N",
+        "COMMON": "NO",
+    }
 
 
 def test_oracle_rules_through_the_maintained_dba_role():
@@ -342,9 +396,12 @@ def test_oracle_rules_through_the_maintained_dba_role():
 def test_postgresql_public_pseudo_role_reports_grants_beyond_the_defaults():
     def catalog(*relations: tuple[Any, ...]) -> Catalog:
         rows = postgresql.ServerRows(
-            version="15.6", version_num=150006, roles=[pg_role(10, "postgres", sup=True)], members=[],
+            version="15.6",
+            version_num=150006,
+            roles=[pg_role(10, "postgres", sup=True)],
+            members=[],
             databases=[("app", True, False, 0, "CONNECT", False, 10), ("app", True, False, 0, "TEMPORARY", False, 10)],
-        )  # fmt: skip
+        )
         rows.per_database = [
             postgresql.DatabaseRows(name="app", schemas=[("public", 0, "USAGE", False, 10)], relations=list(relations))
         ]

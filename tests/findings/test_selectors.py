@@ -22,8 +22,9 @@ def user(name: str, *, superuser: bool = False, wildcard: bool = False) -> Accou
     caps = ({"SUPERUSER"} if superuser else set()) | ({"WILDCARD_HOST"} if wildcard else set())
     host = "%" if wildcard else "localhost"
     privilege = Privilege("global", "ALL PRIVILEGES" if superuser else "SELECT")
-    return AccountRecord(identity=f"'{name}'@'{host}'", username=name, host=host, privileges=[privilege],
-                         capabilities=caps)  # fmt: skip
+    return AccountRecord(
+        identity=f"'{name}'@'{host}'", username=name, host=host, privileges=[privilege], capabilities=caps
+    )
 
 
 def sync_at(instance, at: datetime, *accounts: AccountRecord) -> None:
@@ -49,8 +50,9 @@ def test_what_was_open_at_each_moment(history):
     assert codes(finding_list_at(instance=history, at=T1 - timedelta(seconds=1))) == set()
     assert codes(finding_list_at(instance=history, at=T1)) == {("a", "SUPERUSER")}
     assert codes(finding_list_at(instance=history, at=T2 + timedelta(hours=1))) == {
-        ("b", "SUPERUSER"), ("b", "WILDCARD_HOST"),
-    }  # fmt: skip
+        ("b", "SUPERUSER"),
+        ("b", "WILDCARD_HOST"),
+    }
     assert codes(finding_list_at(instance=history, at=T3)) == {("a", "SUPERUSER")}
     assert codes(finding_list(instance=history)) == {("a", "SUPERUSER")}
 

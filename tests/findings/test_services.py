@@ -26,8 +26,9 @@ SUPER = Privilege("global", "ALL PRIVILEGES")
 SELECT = Privilege("database:sales", "SELECT")
 
 
-def account(name: str, host: str = "localhost", *privileges: Privilege, caps: set[str] | None = None,
-            locked: bool = False) -> AccountRecord:  # fmt: skip
+def account(
+    name: str, host: str = "localhost", *privileges: Privilege, caps: set[str] | None = None, locked: bool = False
+) -> AccountRecord:
     """A MySQL-shaped account; capabilities as the MySQL adapter derives them."""
     derived = set(caps or ())
     if SUPER in privileges:
@@ -39,9 +40,14 @@ def account(name: str, host: str = "localhost", *privileges: Privilege, caps: se
     if locked:
         derived.add("LOCKED")
     return AccountRecord(
-        identity=f"'{name}'@'{host}'", username=name, host=host, privileges=list(privileges), capabilities=derived,
-        is_locked=locked, attributes={"auth_plugin": "mysql_native_password", "locked": locked},
-    )  # fmt: skip
+        identity=f"'{name}'@'{host}'",
+        username=name,
+        host=host,
+        privileges=list(privileges),
+        capabilities=derived,
+        is_locked=locked,
+        attributes={"auth_plugin": "mysql_native_password", "locked": locked},
+    )
 
 
 def sync(instance: Any, *accounts: AccountRecord, session: uuid.UUID | None = None, **kw: Any):
@@ -56,9 +62,10 @@ def open_findings(instance: Any) -> set[tuple[str, str]]:
 
 def finding_writes(ctx: CaptureQueriesContext) -> list[str]:
     return [
-        q["sql"] for q in ctx.captured_queries
+        q["sql"]
+        for q in ctx.captured_queries
         if "findings_finding" in q["sql"] and q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
-    ]  # fmt: skip
+    ]
 
 
 def test_findings_open_stay_resolve_and_reopen_as_causes_come_and_go(make_instance):
@@ -101,14 +108,19 @@ def test_changed_detail_updates_the_open_finding_in_place(make_instance):
     inst = make_instance()
     sync(inst, account("lead", "localhost", Privilege("database:sales", "SELECT", True)))
     row = Finding.objects.get(rule_code="GRANT_OPTION")
-    grown = sync(inst, account("lead", "localhost", Privilege("database:sales", "SELECT", True),
-                               Privilege("database:hr", "INSERT", True)))  # fmt: skip
+    grown = sync(
+        inst,
+        account(
+            "lead", "localhost", Privilege("database:sales", "SELECT", True), Privilege("database:hr", "INSERT", True)
+        ),
+    )
     assert (grown.opened, grown.updated, grown.resolved) == (0, 1, 0)
     assert Finding.objects.filter(rule_code="GRANT_OPTION").count() == 1
     row.refresh_from_db()
     assert row.is_open and row.detail["grantable"] == {
-        "count": 2, "examples": ["INSERT on database:hr", "SELECT on database:sales"]
-    }  # fmt: skip
+        "count": 2,
+        "examples": ["INSERT on database:hr", "SELECT on database:sales"],
+    }
 
 
 def test_locking_moves_superuser_to_locked_privileged(make_instance):
@@ -165,9 +177,12 @@ def test_opened_and_resolved_findings_are_logged_with_structured_keys(make_insta
     for phase in ("opened", "resolved"):
         event = by_phase[phase]
         assert {k: event[k] for k in ("module", "operation", "instance_id", "db_type", "session_id")} == {
-            "module": "findings", "operation": "findings_refresh", "instance_id": inst.pk, "db_type": "mysql",
+            "module": "findings",
+            "operation": "findings_refresh",
+            "instance_id": inst.pk,
+            "db_type": "mysql",
             "session_id": session,
-        }  # fmt: skip
+        }
         assert event["severity"] == "high"
     messages = [r.getMessage() for r in caplog.records if r.name == "findings.services"]
     assert f"{inst.name}: finding SUPERUSER opened for 'dba'@'localhost'" in messages
@@ -183,8 +198,9 @@ def test_after_sync_hook_skips_failed_syncs_and_swallows_its_own_errors(make_ins
 
     result: dict[str, Any] = {"success": True, "details": {}}
     summary = findings_after_sync(instance=inst, session_id=None, result=result)
-    assert summary == result["details"]["findings"] == {"opened": 2, "resolved": 0, "updated": 0, "open": 2,
-                                                        "accounts": 1}  # fmt: skip
+    assert (
+        summary == result["details"]["findings"] == {"opened": 2, "resolved": 0, "updated": 0, "open": 2, "accounts": 1}
+    )
 
     def broken(**_kw: Any) -> None:
         raise RuntimeError("disk full")

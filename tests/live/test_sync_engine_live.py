@@ -67,9 +67,11 @@ def mariadb_instance(make_instance, make_credential):
 @pytest.fixture
 def postgres_instance(make_instance, make_credential):
     return make_instance(
-        "postgresql", port=5432, credential=make_credential(name="pg", username="postgres", password=""),
+        "postgresql",
+        port=5432,
+        credential=make_credential(name="pg", username="postgres", password=""),
         database_name="postgres",
-    )  # fmt: skip
+    )
 
 
 def test_mariadb_inventory_collection_and_change_log(mariadb_admin, mariadb_instance, unique_prefix):
@@ -119,9 +121,14 @@ def test_mariadb_inventory_collection_and_change_log(mariadb_admin, mariadb_inst
             ]
         )
         assert AccountChangeLog.objects.get(account__identity=b, change_type="privileges_changed").diff == [
-            {"op": "revoke", "scope": f"database:{p}_db", "privilege": "INSERT",
-             "old": {"grantable": False, "effect": "GRANT"}, "new": None},
-        ]  # fmt: skip
+            {
+                "op": "revoke",
+                "scope": f"database:{p}_db",
+                "privilege": "INSERT",
+                "old": {"grantable": False, "effect": "GRANT"},
+                "new": None,
+            },
+        ]
         assert InstanceAccount.objects.get(instance=inst, identity=c).is_locked is True
         dropped = InstanceAccount.objects.get(instance=inst, identity=d)
         assert dropped.is_active is False and dropped.deactivated_at is not None
@@ -160,9 +167,12 @@ def test_postgresql_inventory_collection_and_change_log(postgres_admin, make_ins
     run(f"CREATE DATABASE {db}")
     dbconn = psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=db, autocommit=True)
     inst = make_instance(
-        "postgresql", port=5432, credential=make_credential(name="pg", username="postgres", password=""),
-        database_name="postgres", options={"databases": [db]},
-    )  # fmt: skip
+        "postgresql",
+        port=5432,
+        credential=make_credential(name="pg", username="postgres", password=""),
+        database_name="postgres",
+        options={"databases": [db]},
+    )
     obj = f"object:{db}.public.t"
     try:
         run(f"CREATE ROLE {role} NOLOGIN")
@@ -281,13 +291,19 @@ def test_unchanged_catalog_skips_the_apply_and_a_grant_does_not(
     if server == "mariadb":
         cur = mariadb_admin.cursor()
         user = f"'{p}_u'@'%'"
-        create, grant, drop = (f"CREATE USER {user} IDENTIFIED BY 'Pw-{p}'", f"GRANT PROCESS ON *.* TO {user}",
-                               f"DROP USER IF EXISTS {user}")  # fmt: skip
+        create, grant, drop = (
+            f"CREATE USER {user} IDENTIFIED BY 'Pw-{p}'",
+            f"GRANT PROCESS ON *.* TO {user}",
+            f"DROP USER IF EXISTS {user}",
+        )
         run = cur.execute
     else:
         user = f"{p}_u"
-        create, grant, drop = (f'CREATE ROLE "{user}" LOGIN', f'ALTER ROLE "{user}" CREATEDB',
-                               f'DROP ROLE IF EXISTS "{user}"')  # fmt: skip
+        create, grant, drop = (
+            f'CREATE ROLE "{user}" LOGIN',
+            f'ALTER ROLE "{user}" CREATEDB',
+            f'DROP ROLE IF EXISTS "{user}"',
+        )
         run = postgres_admin.execute
     try:
         run(create)
