@@ -12,9 +12,10 @@ import functools
 import gc
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -68,11 +69,6 @@ class ConfigurationError(AdapterError):
 
 class InternalError(AdapterError):
     kind = ErrorKind.INTERNAL
-
-
-ERROR_CLASSES: dict[str, type[AdapterError]] = {
-    cls.kind: cls for cls in (ConnectionFailed, TimeoutFailed, PermissionDenied, ConfigurationError, InternalError)
-}
 
 
 def scrub(text: str, *secrets: str | None) -> str:
@@ -160,6 +156,111 @@ class ConnectionTarget:
             instance_id=instance.pk,
             known_catalog_digest=getattr(instance, "catalog_digest", "") or "",
         )
+
+
+# --- driver values and failure messages ------------------------------------------
+# Why here: every adapter reads driver cells and words its failures the same way, so
+# each rule has one definition (and, being in this file, it is part of every
+# adapter's code fingerprint in `rows_digest`). The keyword options keep the few
+# places where one adapter has always read a value differently.
+
+
+def as_text(value: Any, *, decode_bytes: bool = True) -> str:
+    """A driver cell as text, NULL as "".
+
+    Why: drivers hand back bytes for binary-collated columns (mysqlclient) and other
+    types for what the snapshot treats as names. `decode_bytes=False` keeps Oracle's
+    reading, str() of the value, for views that never hold bytes.
+    """
+    if type(value) is str:  # the common case, first: it runs for most cells of every row
+        return value
+    if value is None:
+        return ""
+    if decode_bytes and isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def is_yes(value: Any, yes_words: Collection[str], *, decode_bytes: bool = True) -> bool:
+    """Whether a flag cell says yes: its text, upper-cased, is one of the vendor's `yes_words`.
+
+    Why the words are the caller's: MySQL flags are Y/N (and 1/0), Oracle's are YES/NO.
+    """
+    text = value if type(value) is str else as_text(value, decode_bytes=decode_bytes)
+    return text.upper() in yes_words
+
+
+def iso_timestamp(value: Any, *, blank_is_none: bool = False, to_utc: bool = False) -> str | None:
+    """A date/time cell as ISO 8601 text (None stays None; other values as str()).
+
+    Why: the snapshot compares attributes as text, so a time must always print alike.
+    `to_utc` moves aware datetimes to UTC (PostgreSQL sends them in the session's zone);
+    `blank_is_none` reads "" as no time (Oracle).
+    """
+    if value is None or (blank_is_none and value == ""):
+        return None
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if to_utc else value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def endpoint(target: ConnectionTarget) -> str:
+    """`host:port`: the one spelling failure messages use for the server, whatever the vendor."""
+    return f"{target.host}:{target.port}"
+
+
+def account_at(target: ConnectionTarget) -> str:
+    """`'user' at host:port`: names the monitoring account the way the instance's settings show it."""
+    return f"{target.username!r} at {endpoint(target)}"
+
+
+def login_failed(
+    target: ConnectionTarget, detail: str, *, check: str, failed: str = "login failed"
+) -> PermissionDenied:
+    """The server refused the credential.
+
+    Why one wording: whatever the vendor, the first fix is the same (user name and password);
+    `check` adds the vendor's other usual cause, `failed` keeps the vendor's own term.
+    """
+    return PermissionDenied(
+        f"{failed} for {account_at(target)} ({detail}); check the credential's user name and password and {check}",
+        instance_name=target.name,
+    )
+
+
+def timeout_failed(target: ConnectionTarget, phase: str, detail: str | None, *, port_of: str) -> TimeoutFailed:
+    """No answer in time, naming the limit that ran out: connect_timeout while connecting, else query_timeout.
+
+    Why the port hint: a silent port is most often another service's; `port_of` names what should
+    listen there ("a SQL Server"). `detail` is the driver's text, None when there is none.
+    """
+    limit = target.connect_timeout if phase == "connect" else target.query_timeout
+    cause = "" if detail is None else f" ({detail})"
+    return TimeoutFailed(
+        f"no answer from {endpoint(target)} within {limit:g}s while trying to {phase}{cause}; "
+        f"check that this is {port_of} port, or raise the timeout",
+        instance_name=target.name,
+    )
+
+
+def connection_failed(target: ConnectionTarget, detail: str, *, running: str) -> ConnectionFailed:
+    """The server could not be reached: the network-side checks, then `running`, what should be up there."""
+    return ConnectionFailed(
+        f"cannot connect to {endpoint(target)} ({detail}); check host, port, firewall and that {running}",
+        instance_name=target.name,
+    )
+
+
+def unexpected_error(target: ConnectionTarget, phase: str, detail: str, *, source: str) -> InternalError:
+    """A driver error no rule classifies: still named with the step and the driver's text, so it can be acted on."""
+    return InternalError(f"unexpected {source} error while trying to {phase} ({detail})", instance_name=target.name)
+
+
+def unexpected_contents(target: ConnectionTarget, what: str, exc: Exception) -> InternalError:
+    """Rows the (pure) catalog build could not read: a server we did not model, reported instead of a traceback."""
+    return InternalError(f"unexpected {what}: {type(exc).__name__}: {exc}", instance_name=target.name)
 
 
 # --- canonical snapshot pieces -------------------------------------------------

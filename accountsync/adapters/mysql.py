@@ -23,7 +23,7 @@ import math
 import operator
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
@@ -34,19 +34,24 @@ from accountsync.adapters.base import (
     AccountRecord,
     AdapterError,
     Catalog,
-    ConnectionFailed,
     ConnectionTarget,
     InternalError,
     PermissionDenied,
     Privilege,
     QueryCounter,
     RoleGrant,
-    TimeoutFailed,
+    as_text,
+    connection_failed,
     gc_paused,
+    is_yes,
+    login_failed,
     make_scope,
     rows_digest,
     scrub,
+    timeout_failed,
     unchanged_catalog,
+    unexpected_contents,
+    unexpected_error,
 )
 
 MONITORING_DOC = "docs/monitoring-accounts.md, MySQL and MariaDB"
@@ -87,8 +92,8 @@ _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 def parse_server_info(variables: dict[str, Any]) -> ServerInfo:
     """Detect flavour and version from `SHOW VARIABLES` rows (version, version_comment, ...)."""
-    version_string = _text(variables.get("version"))
-    comment = _text(variables.get("version_comment"))
+    version_string = as_text(variables.get("version"))
+    comment = as_text(variables.get("version_comment"))
     flavor = "mariadb" if "mariadb" in (version_string + " " + comment).lower() else "mysql"
     # MariaDB before 11 may report "5.5.5-10.x" for replication compatibility.
     match = _VERSION_RE.search(version_string.removeprefix("5.5.5-") if flavor == "mariadb" else version_string)
@@ -122,27 +127,7 @@ def routine_scope(db: str, name: str, routine_type: str) -> str:
     return make_scope("routine", db, name) + f"({routine_type.lower()})"
 
 
-def _text(value: Any) -> str:
-    if type(value) is str:  # the common case, first: it runs for most cells of every row
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, bytes | bytearray):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-_YES_VALUES = frozenset({"Y", "y", "1", "TRUE", "true", "True", b"Y", b"y", b"1"})
-_NO_VALUES = frozenset({"N", "n", "0", "", "FALSE", "false", "False", b"N", b"n", b"0", b"", None})
-
-
-def _yes(value: Any) -> bool:
-    # Set lookups first: this runs for every privilege column of every row.
-    if value in _YES_VALUES:
-        return True
-    if value in _NO_VALUES:
-        return False
-    return _text(value).upper() in ("Y", "1", "TRUE")
+_YES_WORDS = frozenset({"Y", "1", "TRUE"})  # what an ENUM('N','Y') flag (or a 0/1 one) says when set
 
 
 # Column stems of mysql.user / mysql.db `<Stem>_priv` columns, spelled as SHOW GRANTS does.
@@ -333,19 +318,29 @@ PASSWORD_PLUGINS = frozenset(
 )
 
 
-@dataclass(slots=True)
-class _User:
-    user: str
-    host: str
+class _Shape(NamedTuple):
+    """What a user row says apart from whose row it is (a tuple: immutable, cheap to make).
+
+    Accounts of one shape share it, so its attribute map is read-only: each account gets a copy.
+    """
+
     is_role: bool
-    identity: str
     global_privs: tuple[str, ...]
     global_all: bool
     global_grant: bool
-    attributes: MappingProxyType[str, Any]  # read-only: accounts of one shape share it
+    attributes: MappingProxyType[str, Any]
     no_password: bool
-    default_role: str = ""
-    partial_revokes: tuple[tuple[str, str], ...] = ()
+    default_role: str
+    partial_revokes: tuple[tuple[str, str], ...] = ()  # MySQL 8: (database, privilege) denied there
+
+
+class _User(NamedTuple):
+    """One row of mysql.user or mysql.global_priv: whose it is, and its shape."""
+
+    user: str
+    host: str
+    identity: str
+    shape: _Shape
 
 
 def _iso_utc(value: Any) -> str | None:
@@ -353,12 +348,12 @@ def _iso_utc(value: Any) -> str | None:
         return None
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, int | float) or _text(value).isdigit():
+    if isinstance(value, int | float) or as_text(value).isdigit():
         return datetime.fromtimestamp(int(value), tz=UTC).isoformat().replace("+00:00", "Z")
     try:
-        return _iso_utc(datetime.fromisoformat(_text(value)))
+        return _iso_utc(datetime.fromisoformat(as_text(value)))
     except ValueError:
-        return _text(value)
+        return as_text(value)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -368,27 +363,20 @@ def _int_or_none(value: Any) -> int | None:
 _SSL_TYPES = ("", "ANY", "X509", "SPECIFIED")
 
 
-class _GlobalPrivShape(NamedTuple):
-    """Everything a global_priv row says apart from whose row it is (a tuple: immutable, cheap to make)."""
-
-    is_role: bool
-    global_privs: tuple[str, ...]
-    global_all: bool
-    global_grant: bool
-    attributes: MappingProxyType[str, Any]  # read-only: one shape is shared by many accounts
-    no_password: bool
-    default_role: str
-
-
-def _global_priv_shape(priv_text: str, auth_empty: Any, version: tuple[int, int, int]) -> _GlobalPrivShape:
-    """Parse the Priv JSON (without the top-level hash) and the server's auth_empty flag."""
+def _split_priv(priv_text: str) -> tuple[dict[str, Any], Any]:
+    """The Priv JSON without any hash, and its password_last_changed taken out."""
     priv = json.loads(priv_text or "{}")
     priv.pop("authentication_string", None)
-    last_changed = priv.pop("password_last_changed", None)
+    return priv, priv.pop("password_last_changed", None)
+
+
+def _global_priv_shape(priv_text: str, auth_empty: Any, version: tuple[int, int, int]) -> _Shape:
+    """Parse the Priv JSON (without the top-level hash) and the server's auth_empty flag."""
+    priv, last_changed = _split_priv(priv_text)
     return _with_password_change(_global_priv_base(priv, auth_empty, version), last_changed)
 
 
-def _global_priv_base(priv: dict[str, Any], auth_empty: Any, version: tuple[int, int, int]) -> _GlobalPrivShape:
+def _global_priv_base(priv: dict[str, Any], auth_empty: Any, version: tuple[int, int, int]) -> _Shape:
     """The shape of a parsed Priv JSON taken apart from its password_last_changed."""
     access = int(priv.get("access", 0))
     names, all_set = _decode_access(access, version)
@@ -419,18 +407,18 @@ def _global_priv_base(priv: dict[str, Any], auth_empty: Any, version: tuple[int,
         "x509_subject": priv.get("x509_subject", ""),
         "is_role": is_role,
     }
-    return _GlobalPrivShape(
+    return _Shape(
         is_role=is_role,
         global_privs=names,
         global_all=all_set,
         global_grant=bool(access & GRANT_BIT),
         attributes=MappingProxyType(attributes),
         no_password=any(p in PASSWORD_PLUGINS and empty for p, empty in alternatives),
-        default_role=_text(priv.get("default_role", "")),
+        default_role=as_text(priv.get("default_role", "")),
     )
 
 
-def _with_password_change(shape: _GlobalPrivShape, last_changed: Any) -> _GlobalPrivShape:
+def _with_password_change(shape: _Shape, last_changed: Any) -> _Shape:
     """`shape` for an account whose password last changed at `last_changed` (0: expired, None: never)."""
     if last_changed is None:
         return shape  # the base already says: not expired, no change time
@@ -440,64 +428,11 @@ def _with_password_change(shape: _GlobalPrivShape, last_changed: Any) -> _Global
     return shape._replace(attributes=MappingProxyType(attributes))
 
 
-class _GlobalPrivMemo:
-    """Per-`build_catalog` memo of parsed global_priv rows (one call, so one server version).
-
-    Two levels. Accounts created by one script in the same second have identical Priv
-    JSON: the text alone is the key. But most fleets set each password at its own time,
-    so password_last_changed differs while the rest repeats: the repr of the rest of the
-    parsed JSON keys the shared part (for JSON values, equal reprs mean equal values of
-    equal types, e.g. 1, 1.0 and true all differ), and only the two password-change
-    attributes are worked out per account. Shapes are immutable, so sharing them is safe.
-    """
-
-    def __init__(self, version: tuple[int, int, int]) -> None:
-        self.version = version
-        self._by_text: dict[tuple[str, Any], _GlobalPrivShape] = {}
-        self._by_rest: dict[tuple[str, Any], _GlobalPrivShape] = {}
-
-    def shape(self, priv_text: str, auth_empty: Any) -> _GlobalPrivShape:
-        key = (priv_text, auth_empty)
-        try:
-            return self._by_text[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable auth_empty: nothing to share
-            return _global_priv_shape(priv_text, auth_empty, self.version)
-        priv = json.loads(priv_text or "{}")
-        priv.pop("authentication_string", None)
-        last_changed = priv.pop("password_last_changed", None)
-        rest = (repr(priv), auth_empty)
-        base = self._by_rest.get(rest)
-        if base is None:
-            base = self._by_rest[rest] = _global_priv_base(priv, auth_empty, self.version)
-        shape = self._by_text[key] = _with_password_change(base, last_changed)
-        return shape
-
-
-def _parse_global_priv_row(row: Mapping[str, Any], info: ServerInfo, memo: _GlobalPrivMemo | None = None) -> _User:
-    """A MariaDB >= 10.4 mysql.global_priv row (Priv JSON without the top-level hash).
-
-    With a `memo`, accounts of one shape share its parsed, immutable part.
-    """
-    user, host = _text(row["User"]), _text(row["Host"])
-    priv_text, auth_empty = _text(row["Priv"]), row.get("auth_empty")
-    if memo is None:
-        shape = _global_priv_shape(priv_text, auth_empty, info.version)
-    else:
-        shape = memo.shape(priv_text, auth_empty)
-    return _User(
-        user=user,
-        host=host,
-        is_role=shape.is_role,
-        identity=account_identity(user, host, is_role=shape.is_role),
-        global_privs=shape.global_privs,
-        global_all=shape.global_all,
-        global_grant=shape.global_grant,
-        attributes=shape.attributes,
-        no_password=shape.no_password,
-        default_role=shape.default_role,
-    )
+def _parse_global_priv_row(row: Mapping[str, Any], memo: _Memo) -> _User:
+    """A MariaDB >= 10.4 mysql.global_priv row (Priv JSON without the top-level hash)."""
+    user, host = as_text(row["User"]), as_text(row["Host"])
+    shape = memo.global_priv(as_text(row["Priv"]), row.get("auth_empty"))
+    return _User(user, host, account_identity(user, host, is_role=shape.is_role), shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -540,70 +475,42 @@ def _decode_flags(names: tuple[str | None, ...], flags: tuple[Any, ...]) -> tupl
     grant = False
     for name, value in zip(names, flags, strict=True):
         if name is None:
-            grant = _yes(value)
-        elif _yes(value):
+            grant = is_yes(value, _YES_WORDS)
+        elif is_yes(value, _YES_WORDS):
             granted.append(name)
         else:
             all_set = False
     return tuple(granted), all_set, grant
 
 
-_FlagMemo = dict[tuple[_PrivPlan, tuple[Any, ...]], tuple[tuple[str, ...], bool, bool]]
-
-
-def _priv_columns(row: Mapping[str, Any], memo: _FlagMemo | None = None) -> tuple[tuple[str, ...], bool, bool]:
-    """`<Stem>_priv` Y/N columns -> (names, every privilege set?, grant option?).
-
-    With a `memo`, rows holding the same flags share one (immutable) answer: mysql.db
-    has a row per account and schema, but a fleet has only a few distinct flag sets.
-    Only flags made of str, bytes and None are memoised: for those, equal values give
-    equal `_yes` answers, which is not true of numbers (1 == 1.0, yet "1.0" is not yes).
-    """
-    plan = _priv_plan(tuple(row))
-    flags = plan.read(row)
-    if memo is None:
-        return _decode_flags(plan.names, flags)
-    key = (plan, flags)
-    try:
-        return memo[key]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable value: nothing to share
-        return _decode_flags(plan.names, flags)
-    decoded = _decode_flags(plan.names, flags)
-    if all(value is None or type(value) is str or type(value) is bytes for value in flags):
-        memo[key] = decoded
-    return decoded
-
-
-def _parse_user_table_row(row: Mapping[str, Any], info: ServerInfo, flag_memo: _FlagMemo | None = None) -> _User:
+def _parse_user_table_row(row: Mapping[str, Any], info: ServerInfo, memo: _Memo) -> _User:
     """A mysql.user row (MySQL 5.7/8, MariaDB < 10.4); hash columns are dropped here."""
     row = dict(row)
     for secret in ("authentication_string", "Password"):
         row.pop(secret, None)
     # MySQL 8 User_attributes: partial revokes and login locking; it may also hold a
     # secondary password hash (RETAIN CURRENT PASSWORD), which is dropped here.
-    extra = json.loads(_text(row.pop("User_attributes", None)) or "null") or {}
+    extra = json.loads(as_text(row.pop("User_attributes", None)) or "null") or {}
     extra.pop("additional_password", None)
-    user, host = _text(row["User"]), _text(row["Host"])
-    names, all_set, grant = _priv_columns(row, flag_memo)
-    is_role = info.is_mariadb and _yes(row.get("is_role"))
-    plugin = _text(row.get("plugin"))
+    user, host = as_text(row["User"]), as_text(row["Host"])
+    names, all_set, grant = memo.flags(row)
+    is_role = info.is_mariadb and is_yes(row.get("is_role"), _YES_WORDS)
+    plugin = as_text(row.get("plugin"))
     lifetime = row.get("password_lifetime")
     attributes = {
         "auth_plugin": plugin,
-        "password_expired": _yes(row.get("password_expired")),
+        "password_expired": is_yes(row.get("password_expired"), _YES_WORDS),
         "password_lifetime": _int_or_none(lifetime),
         "password_last_changed": _iso_utc(row.get("password_last_changed")),
-        "locked": _yes(row.get("account_locked")),
+        "locked": is_yes(row.get("account_locked"), _YES_WORDS),
         "max_questions": int(row.get("max_questions") or 0),
         "max_updates": int(row.get("max_updates") or 0),
         "max_connections": int(row.get("max_connections") or 0),
         "max_user_connections": int(row.get("max_user_connections") or 0),
-        "ssl_type": _text(row.get("ssl_type")),
-        "ssl_cipher": _text(row.get("ssl_cipher")),
-        "x509_issuer": _text(row.get("x509_issuer")),
-        "x509_subject": _text(row.get("x509_subject")),
+        "ssl_type": as_text(row.get("ssl_type")),
+        "ssl_cipher": as_text(row.get("ssl_cipher")),
+        "x509_issuer": as_text(row.get("x509_issuer")),
+        "x509_subject": as_text(row.get("x509_subject")),
         "is_role": is_role,
     }
     locking = extra.get("Password_locking") or {}
@@ -612,243 +519,63 @@ def _parse_user_table_row(row: Mapping[str, Any], info: ServerInfo, flag_memo: _
         attributes["password_lock_time_days"] = int(locking.get("password_lock_time_days", 0))
     # MySQL 8 never prints ALL PRIVILEGES for *.*: it lists the static privileges.
     collapse = info.is_mariadb or info.version < (8, 0, 0)
-    return _User(
-        user=user,
-        host=host,
+    shape = _Shape(
         is_role=is_role,
-        identity=account_identity(user, host, is_role=is_role),
         global_privs=names,
         global_all=all_set and collapse,
         global_grant=grant,
         attributes=MappingProxyType(attributes),
         no_password=plugin in PASSWORD_PLUGINS and bool(int(row.get("auth_empty") or 0)),
-        default_role=_text(row.get("default_role")),
+        default_role=as_text(row.get("default_role")),
         partial_revokes=tuple(
-            (_text(r["Database"]), _text(name).upper())
+            (as_text(r["Database"]), as_text(name).upper())
             for r in extra.get("Restrictions") or []
             for name in r.get("Privileges") or []
         ),
     )
+    return _User(user, host, account_identity(user, host, is_role=is_role), shape)
 
 
 def _set_members(value: Any) -> list[str]:
     if isinstance(value, set | frozenset | list | tuple):
-        items = [_text(v) for v in value]
+        items = [as_text(v) for v in value]
     else:
-        items = [p for p in _text(value).split(",") if p]
+        items = [p for p in as_text(value).split(",") if p]
     return [i.strip() for i in items if i.strip()]
 
 
 def _level_privileges(
-    scope: str, names: Iterable[str], grant: bool, all_set: bool, *, empty_ok: bool = False
-) -> list[Privilege]:
+    where: tuple[str, ...], names: tuple[str, ...], grant: bool, all_set: bool, empty_ok: bool
+) -> tuple[Privilege, ...]:
     """One level's privileges; all of them collapse to ALL PRIVILEGES as SHOW GRANTS prints.
 
-    GRANT OPTION is not a privilege of its own: every privilege at the level is
-    grantable, and a level holding only GRANT OPTION shows as grantable USAGE.
+    `where` is the level's scope in parts: ("global",), ("database", db), ("object", db,
+    table) or ("routine", db, name, type). GRANT OPTION is not a privilege of its own: every
+    privilege at the level is grantable, and a level holding only GRANT OPTION shows as
+    grantable USAGE (unless `empty_ok`: the table's columns carry it).
     """
-    names = sorted(set(names))
-    if all_set and names:
-        names = ["ALL PRIVILEGES"]
-    if not names:
-        return [Privilege(scope, "USAGE", True)] if grant and not empty_ok else []
-    return [Privilege(scope, name, grant) for name in names]
+    level, *parts = where
+    scope = routine_scope(*parts) if level == "routine" else make_scope(level, *parts)
+    ordered = sorted(set(names))
+    if all_set and ordered:
+        ordered = ["ALL PRIVILEGES"]
+    if not ordered:
+        return (Privilege(scope, "USAGE", True),) if grant and not empty_ok else ()
+    return tuple(Privilege(scope, name, grant) for name in ordered)
+
+
+def _global_names(names: tuple[str, ...], all_set: bool) -> frozenset[str]:
+    """Global privilege names, plus ALL PRIVILEGES when the level has them all."""
+    return frozenset(names) | ({"ALL PRIVILEGES"} if all_set else frozenset())
 
 
 _SUPER_NAMES = frozenset({"ALL PRIVILEGES", "SUPER"})
 _NO_NAMES: frozenset[str] = frozenset()
+_GLOBAL = ("global",)
 
 
-class _Memo:
-    """Per-`build_catalog` memo of the pure per-row computations.
-
-    Why: at 10,000 accounts the same few privilege shapes, scopes and role grants come
-    back on row after row, so each is worked out once per fetch. The memo lives for one
-    call: it is bounded by that fetch's rows and never grows across a long-running
-    worker. What it hands out is immutable (tuples, frozensets, frozen `Privilege` and
-    `RoleGrant`), so accounts can share it; their own lists are copies (`list += tuple`).
-    """
-
-    def __init__(self) -> None:
-        self.flags: _FlagMemo = {}
-        self._levels: dict[tuple[str, tuple[str, ...], bool, bool, bool], tuple[Privilege, ...]] = {}
-        self._scopes: dict[tuple[str, ...], str] = {}
-        self._set_values: dict[str, tuple[tuple[str, ...], bool]] = {}
-        self._role_grants: dict[tuple[str, bool, bool], RoleGrant] = {}
-        self._global_names: dict[tuple[tuple[str, ...], bool], frozenset[str]] = {}
-
-    # Keys below are always hashable (str, tuples of str, bools), so plain `dict.get` will do.
-
-    def level(
-        self, scope: str, names: tuple[str, ...], grant: bool, all_set: bool, *, empty_ok: bool = False
-    ) -> tuple[Privilege, ...]:
-        """`_level_privileges`, shared; grant and all_set are real bools (True == 1 would share keys)."""
-        key = (scope, names, grant, all_set, empty_ok)
-        shared = self._levels.get(key)
-        if shared is None:
-            shared = self._levels[key] = tuple(_level_privileges(scope, names, grant, all_set, empty_ok=empty_ok))
-        return shared
-
-    def scope(self, level: str, *parts: str) -> str:
-        """`make_scope` for already-decoded name parts."""
-        key = (level, *parts)
-        scope = self._scopes.get(key)
-        if scope is None:
-            scope = self._scopes[key] = make_scope(level, *parts)
-        return scope
-
-    def set_privileges(self, value: Any) -> tuple[tuple[str, ...], bool]:
-        """A Table_priv/Proc_priv SET value -> (privilege names, grant option?); memoised for str values only."""
-        parsed = self._set_values.get(value) if type(value) is str else None
-        if parsed is None:
-            members = _set_members(value)
-            grant = any(m.lower() == "grant" for m in members)
-            parsed = tuple(_SET_MEMBERS.get(m.lower(), m.upper()) for m in members if m.lower() != "grant"), grant
-            if type(value) is str:
-                self._set_values[value] = parsed
-        return parsed
-
-    def role_grant(self, role: str, admin_option: bool, default: bool) -> RoleGrant:
-        key = (role, admin_option, default)
-        grant = self._role_grants.get(key)
-        if grant is None:
-            grant = self._role_grants[key] = RoleGrant(role, admin_option, default)
-        return grant
-
-    def global_names(self, names: tuple[str, ...], all_set: bool) -> frozenset[str]:
-        """Global privilege names, plus ALL PRIVILEGES when the level has them all."""
-        key = (names, all_set)
-        expanded = self._global_names.get(key)
-        if expanded is None:
-            expanded = frozenset(names) | ({"ALL PRIVILEGES"} if all_set else frozenset())
-            self._global_names[key] = expanded
-        return expanded
-
-
-def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
-    """Turn the fetched rows into accounts with canonical privileges, roles and capabilities."""
-    memo = _Memo()
-    if info.uses_global_priv:
-        shapes = _GlobalPrivMemo(info.version)
-        users = [_parse_global_priv_row(row, info, shapes) for row in rows.users]
-    else:
-        users = [_parse_user_table_row(row, info, memo.flags) for row in rows.users]
-    role_identity = {u.user: u.identity for u in users if u.is_role}
-
-    identities: dict[tuple[str, str], str] = {(u.user, u.host): u.identity for u in users}
-
-    def identity_of(user: Any, host: Any) -> str:
-        key = (user, host) if type(user) is str and type(host) is str else (_text(user), _text(host))
-        known = identities.get(key)
-        return known if known is not None else account_identity(*key)
-
-    privileges: dict[str, list[Privilege]] = defaultdict(list)
-    expanded_global: dict[str, frozenset[str]] = {}
-    for u in users:
-        privileges[u.identity] += memo.level("global", u.global_privs, u.global_grant, u.global_all)
-        expanded_global[u.identity] = memo.global_names(u.global_privs, u.global_all)
-        # MySQL 8 partial revokes take a global privilege away on one schema: a deny there.
-        if u.partial_revokes:
-            privileges[u.identity] += [
-                Privilege(make_scope("database", db), name, False, "DENY") for db, name in u.partial_revokes
-            ]
-
-    for row in rows.global_grants:  # MySQL 8 dynamic privileges
-        ident = identity_of(row["USER"], row["HOST"])
-        name = _text(row["PRIV"]).upper()
-        privileges[ident].append(Privilege("global", name, _yes(row.get("WITH_GRANT_OPTION"))))
-        expanded_global[ident] = expanded_global.get(ident, _NO_NAMES) | {name}
-
-    for row in rows.db:
-        names, all_set, grant = _priv_columns(row, memo.flags)
-        scope = memo.scope("database", _text(row["Db"]))
-        privileges[identity_of(row["User"], row["Host"])] += memo.level(scope, names, grant, all_set)
-
-    table_all = _TABLE_ALL_MARIADB if info.is_mariadb else _TABLE_ALL_MYSQL
-    table_grant: dict[tuple[str, str, str], bool] = {}
-    columns_by_table: dict[tuple[str, str, str], list[Privilege]] = defaultdict(list)
-    for row in rows.columns:
-        key = (identity_of(row["User"], row["Host"]), _text(row["Db"]), _text(row["Table_name"]))
-        scope = make_scope("column", key[1], key[2], _text(row["Column_name"]))
-        for member in _set_members(row["Column_priv"]):
-            columns_by_table[key].append(Privilege(scope, _SET_MEMBERS[member.lower()]))
-    for row in rows.tables:
-        key = (identity_of(row["User"], row["Host"]), _text(row["Db"]), _text(row["Table_name"]))
-        names, grant = memo.set_privileges(row["Table_priv"])
-        if key in columns_by_table:  # the only keys the column loop below looks up
-            table_grant[key] = grant
-        scope = memo.scope("object", key[1], key[2])
-        privileges[key[0]] += memo.level(
-            scope, names, grant, table_all <= set(names), empty_ok=bool(columns_by_table.get(key))
-        )
-    for key, column_privs in columns_by_table.items():
-        grant = table_grant.get(key, False)
-        privileges[key[0]] += [Privilege(p.scope, p.privilege, grant) for p in column_privs]
-
-    for row in rows.procs:
-        names, grant = memo.set_privileges(row["Proc_priv"])
-        scope = routine_scope(_text(row["Db"]), _text(row["Routine_name"]), _text(row["Routine_type"]))
-        privileges[identity_of(row["User"], row["Host"])] += memo.level(scope, names, grant, False)
-
-    for row in rows.proxies:
-        scope = "proxy:" + identity_of(row["Proxied_user"], row["Proxied_host"])
-        privileges[identity_of(row["User"], row["Host"])].append(
-            Privilege(scope, "PROXY", bool(int(row.get("With_grant") or 0)))
-        )
-
-    roles: dict[str, list[RoleGrant]] = defaultdict(list)
-    default_of = {u.identity: u.default_role for u in users}
-    grantee_is_role = {u.identity: u.is_role for u in users}
-    for row in rows.roles_mapping:  # MariaDB
-        grantee = identity_of(row["User"], row["Host"])
-        role_name = _text(row["Role"])
-        role = role_identity.get(role_name) or account_identity(role_name, "", is_role=True)
-        # A role held by a role is active whenever its holder is.
-        default = grantee_is_role.get(grantee, False) or default_of.get(grantee) == role_name
-        roles[grantee].append(memo.role_grant(role, _yes(row.get("Admin_option")), default))
-
-    defaults = {
-        (identity_of(r["USER"], r["HOST"]), identity_of(r["DEFAULT_ROLE_USER"], r["DEFAULT_ROLE_HOST"]))
-        for r in rows.default_roles
-    }
-    mysql_roles: set[str] = set()
-    for row in rows.role_edges:  # MySQL 8
-        role = identity_of(row["FROM_USER"], row["FROM_HOST"])
-        grantee = identity_of(row["TO_USER"], row["TO_HOST"])
-        mysql_roles.add(role)
-        roles[grantee].append(memo.role_grant(role, _yes(row.get("WITH_ADMIN_OPTION")), (grantee, role) in defaults))
-
-    catalog = Catalog(server_version=info.label)
-    for u in users:
-        is_role = u.is_role or u.identity in mysql_roles
-        attributes = u.attributes.copy()  # the account's own dict (dict(proxy) takes the slow path)
-        attributes["is_role"] = is_role
-        privs = privileges.get(u.identity, [])
-        held = roles.get(u.identity, [])
-        caps = _capabilities(u, attributes, privs, held, expanded_global.get(u.identity, _NO_NAMES))
-        catalog.accounts.append(
-            AccountRecord(
-                identity=u.identity,
-                username=u.user,
-                kind="role" if is_role else "user",
-                host=None if u.is_role else u.host,
-                is_superuser="SUPERUSER" in caps,
-                is_locked=bool(attributes["locked"]),
-                attributes=attributes,
-                privileges=privs,
-                roles=held,
-                capabilities=caps,
-            )
-        )
-    catalog.details["flavor"] = info.flavor
-    if info.default_password_lifetime is not None:
-        catalog.details["default_password_lifetime"] = info.default_password_lifetime
-    return catalog
-
-
-@functools.lru_cache(maxsize=256)
 def _global_capabilities(global_names: frozenset[str]) -> frozenset[str]:
-    """What the global privileges alone give; cached: accounts share a few global privilege sets."""
+    """What the global privileges alone give."""
     caps: set[str] = set()
     everything = "ALL PRIVILEGES" in global_names
     if global_names & _SUPER_NAMES:
@@ -859,22 +586,263 @@ def _global_capabilities(global_names: frozenset[str]) -> frozenset[str]:
     return frozenset(caps)
 
 
+class _Memo:
+    """Every memo of one `build_catalog` call.
+
+    Why: at 10,000 accounts the same few row shapes (Priv JSON, Y/N flag sets, SET values,
+    privilege levels, role grants) come back row after row, so each is worked out once per
+    fetch. The memo lives for one call: it is bounded by that fetch's rows, sees one server
+    version and never grows across a long-running worker. What it hands out is immutable
+    (tuples, frozensets, frozen `Privilege` and `RoleGrant`, read-only attribute maps), so
+    accounts can share it; their own lists and dicts are copies (`list += tuple`).
+
+    A memo may only key on values whose equality means equal answers. The `functools.cache`
+    ones are called with str, tuples of str and real bools only (True == 1 would share keys);
+    the three methods key on raw cells, where that needs care, and each says how.
+    """
+
+    def __init__(self, version: tuple[int, int, int]) -> None:
+        self.version = version
+        self.level = functools.cache(_level_privileges)
+        self.global_names = functools.cache(_global_names)
+        self.global_capabilities = functools.cache(_global_capabilities)
+        self.role_grant = functools.cache(RoleGrant)
+        self._priv_texts: dict[tuple[str, Any], _Shape] = {}
+        self._priv_rests: dict[tuple[str, Any], _Shape] = {}
+        self._flags: dict[tuple[_PrivPlan, tuple[Any, ...]], tuple[tuple[str, ...], bool, bool]] = {}
+        self._set_values: dict[str, tuple[tuple[str, ...], bool]] = {}
+
+    def global_priv(self, priv_text: str, auth_empty: Any) -> _Shape:
+        """`_global_priv_shape`, shared at two levels.
+
+        Accounts created by one script in the same second have identical Priv JSON: the
+        text alone is the key. But most fleets set each password at its own time, so
+        password_last_changed differs while the rest repeats: the repr of the rest of the
+        parsed JSON keys the shared part (for JSON values, equal reprs mean equal values of
+        equal types, e.g. 1, 1.0 and true all differ), and only the two password-change
+        attributes are worked out per account.
+        """
+        key = (priv_text, auth_empty)
+        try:
+            shape = self._priv_texts.get(key)
+        except TypeError:  # an unhashable auth_empty: nothing to share
+            return _global_priv_shape(priv_text, auth_empty, self.version)
+        if shape is None:
+            priv, last_changed = _split_priv(priv_text)
+            rest = (repr(priv), auth_empty)
+            base = self._priv_rests.get(rest)
+            if base is None:
+                base = self._priv_rests[rest] = _global_priv_base(priv, auth_empty, self.version)
+            shape = self._priv_texts[key] = _with_password_change(base, last_changed)
+        return shape
+
+    def flags(self, row: Mapping[str, Any]) -> tuple[tuple[str, ...], bool, bool]:
+        """`<Stem>_priv` Y/N columns -> (names, every privilege set?, grant option?).
+
+        mysql.db has a row per account and schema, but a fleet has only a few distinct flag
+        sets. Only flags made of str, bytes and None are shared: for those, equal values are
+        read alike, which is not true of numbers (1 == 1.0, yet "1.0" is not yes).
+        """
+        plan = _priv_plan(tuple(row))
+        flags = plan.read(row)
+        key = (plan, flags)
+        try:
+            return self._flags[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value: nothing to share
+            return _decode_flags(plan.names, flags)
+        decoded = _decode_flags(plan.names, flags)
+        if all(value is None or type(value) is str or type(value) is bytes for value in flags):
+            self._flags[key] = decoded
+        return decoded
+
+    def set_privileges(self, value: Any) -> tuple[tuple[str, ...], bool]:
+        """A Table_priv/Proc_priv SET value -> (privilege names, grant option?); shared for str values only."""
+        parsed = self._set_values.get(value) if type(value) is str else None
+        if parsed is None:
+            members = _set_members(value)
+            grant = any(m.lower() == "grant" for m in members)
+            parsed = tuple(_SET_MEMBERS.get(m.lower(), m.upper()) for m in members if m.lower() != "grant"), grant
+            if type(value) is str:
+                self._set_values[value] = parsed
+        return parsed
+
+
+def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
+    """Turn the fetched rows into accounts with canonical privileges, roles and capabilities."""
+    build = _Build(info, rows)
+    build.add_global_privileges()
+    build.add_database_privileges()
+    build.add_table_and_column_privileges()
+    build.add_routine_and_proxy_privileges()
+    build.add_role_grants()
+    return build.catalog()
+
+
+class _Build:
+    """One `build_catalog` call: the parsed users, and what each account has been given so far.
+
+    Each `add_*` step reads some grant tables and appends to `privileges` and `roles`;
+    the steps run in a fixed order, so each account's lists come out in that order.
+    """
+
+    def __init__(self, info: ServerInfo, rows: MySQLRows) -> None:
+        self.info = info
+        self.rows = rows
+        self.memo = memo = _Memo(info.version)
+        if info.uses_global_priv:
+            self.users = [_parse_global_priv_row(row, memo) for row in rows.users]
+        else:
+            self.users = [_parse_user_table_row(row, info, memo) for row in rows.users]
+        self._identities = {(u.user, u.host): u.identity for u in self.users}
+        self.privileges: defaultdict[str, list[Privilege]] = defaultdict(list)
+        self.global_names: dict[str, frozenset[str]] = {}  # static and dynamic: what capabilities read
+        self.roles: defaultdict[str, list[RoleGrant]] = defaultdict(list)
+        self.mysql_roles: set[str] = set()  # MySQL 8: accounts granted to others (role_edges)
+
+    def identity_of(self, user: Any, host: Any) -> str:
+        """The identity of the account a grant row names: a known account's, else one made from the names."""
+        key = (user, host) if type(user) is str and type(host) is str else (as_text(user), as_text(host))
+        known = self._identities.get(key)
+        return known if known is not None else account_identity(*key)
+
+    def add_global_privileges(self) -> None:
+        """Global privileges and MySQL 8 partial revokes (a deny on one schema), then MySQL 8 dynamic ones."""
+        privileges, global_names, memo = self.privileges, self.global_names, self.memo
+        for u in self.users:
+            shape = u.shape
+            names, all_set = shape.global_privs, shape.global_all
+            privileges[u.identity] += memo.level(_GLOBAL, names, shape.global_grant, all_set, False)
+            global_names[u.identity] = memo.global_names(names, all_set)
+            if shape.partial_revokes:
+                privileges[u.identity] += [
+                    Privilege(make_scope("database", db), name, False, "DENY") for db, name in shape.partial_revokes
+                ]
+        for row in self.rows.global_grants:
+            ident = self.identity_of(row["USER"], row["HOST"])
+            name = as_text(row["PRIV"]).upper()
+            privileges[ident].append(Privilege("global", name, is_yes(row.get("WITH_GRANT_OPTION"), _YES_WORDS)))
+            global_names[ident] = global_names.get(ident, _NO_NAMES) | {name}
+
+    def add_database_privileges(self) -> None:
+        """mysql.db: one row per account and schema."""
+        privileges, identity_of, flags, level = self.privileges, self.identity_of, self.memo.flags, self.memo.level
+        for row in self.rows.db:
+            names, all_set, grant = flags(row)
+            where = ("database", as_text(row["Db"]))
+            privileges[identity_of(row["User"], row["Host"])] += level(where, names, grant, all_set, False)
+
+    def add_table_and_column_privileges(self) -> None:
+        """Table privileges, then column privileges, which are grantable when their table's row says so."""
+        privileges, identity_of, memo = self.privileges, self.identity_of, self.memo
+        table_all = _TABLE_ALL_MARIADB if self.info.is_mariadb else _TABLE_ALL_MYSQL
+        columns_by_table: defaultdict[tuple[str, str, str], list[Privilege]] = defaultdict(list)
+        for row in self.rows.columns:
+            ident, db, table = identity_of(row["User"], row["Host"]), as_text(row["Db"]), as_text(row["Table_name"])
+            scope = make_scope("column", db, table, as_text(row["Column_name"]))
+            for member in _set_members(row["Column_priv"]):
+                columns_by_table[ident, db, table].append(Privilege(scope, _SET_MEMBERS[member.lower()]))
+        table_grant: dict[tuple[str, str, str], bool] = {}
+        for row in self.rows.tables:
+            ident, db, table = identity_of(row["User"], row["Host"]), as_text(row["Db"]), as_text(row["Table_name"])
+            key = (ident, db, table)
+            names, grant = memo.set_privileges(row["Table_priv"])
+            if key in columns_by_table:  # the only keys the column loop below looks up
+                table_grant[key] = grant
+            all_set, has_columns = table_all <= set(names), bool(columns_by_table.get(key))
+            privileges[ident] += memo.level(("object", db, table), names, grant, all_set, has_columns)
+        for (ident, db, table), column_privs in columns_by_table.items():
+            grant = table_grant.get((ident, db, table), False)
+            privileges[ident] += [Privilege(p.scope, p.privilege, grant) for p in column_privs]
+
+    def add_routine_and_proxy_privileges(self) -> None:
+        """mysql.procs_priv (EXECUTE, ALTER ROUTINE per routine), then mysql.proxies_priv (PROXY per account)."""
+        privileges, identity_of, memo = self.privileges, self.identity_of, self.memo
+        for row in self.rows.procs:
+            names, grant = memo.set_privileges(row["Proc_priv"])
+            where = ("routine", as_text(row["Db"]), as_text(row["Routine_name"]), as_text(row["Routine_type"]))
+            privileges[identity_of(row["User"], row["Host"])] += memo.level(where, names, grant, False, False)
+        for row in self.rows.proxies:
+            scope = "proxy:" + identity_of(row["Proxied_user"], row["Proxied_host"])
+            privileges[identity_of(row["User"], row["Host"])].append(
+                Privilege(scope, "PROXY", bool(int(row.get("With_grant") or 0)))
+            )
+
+    def add_role_grants(self) -> None:
+        """MariaDB roles_mapping, then MySQL 8 role_edges (default_roles says which are active at login)."""
+        roles, identity_of, role_grant = self.roles, self.identity_of, self.memo.role_grant
+        role_identity = {u.user: u.identity for u in self.users if u.shape.is_role}
+        default_of = {u.identity: u.shape.default_role for u in self.users}
+        grantee_is_role = {u.identity: u.shape.is_role for u in self.users}
+        for row in self.rows.roles_mapping:  # MariaDB
+            grantee = identity_of(row["User"], row["Host"])
+            role_name = as_text(row["Role"])
+            role = role_identity.get(role_name) or account_identity(role_name, "", is_role=True)
+            # A role held by a role is active whenever its holder is.
+            default = grantee_is_role.get(grantee, False) or default_of.get(grantee) == role_name
+            roles[grantee].append(role_grant(role, is_yes(row.get("Admin_option"), _YES_WORDS), default))
+
+        defaults = {
+            (identity_of(r["USER"], r["HOST"]), identity_of(r["DEFAULT_ROLE_USER"], r["DEFAULT_ROLE_HOST"]))
+            for r in self.rows.default_roles
+        }
+        for row in self.rows.role_edges:  # MySQL 8
+            role = identity_of(row["FROM_USER"], row["FROM_HOST"])
+            grantee = identity_of(row["TO_USER"], row["TO_HOST"])
+            self.mysql_roles.add(role)
+            admin = is_yes(row.get("WITH_ADMIN_OPTION"), _YES_WORDS)
+            roles[grantee].append(role_grant(role, admin, (grantee, role) in defaults))
+
+    def catalog(self) -> Catalog:
+        """The accounts, in user-row order, with what the steps gave them and the capabilities that follows."""
+        info, privileges, roles, memo = self.info, self.privileges, self.roles, self.memo
+        catalog = Catalog(server_version=info.label)
+        for u in self.users:
+            shape = u.shape
+            is_role = shape.is_role or u.identity in self.mysql_roles
+            attributes = shape.attributes.copy()  # the account's own dict (dict(proxy) takes the slow path)
+            attributes["is_role"] = is_role
+            privs = privileges.get(u.identity, [])
+            held = roles.get(u.identity, [])
+            global_caps = memo.global_capabilities(self.global_names.get(u.identity, _NO_NAMES))
+            caps = _capabilities(u, attributes, privs, held, global_caps)
+            catalog.accounts.append(
+                AccountRecord(
+                    identity=u.identity,
+                    username=u.user,
+                    kind="role" if is_role else "user",
+                    host=None if shape.is_role else u.host,
+                    is_superuser="SUPERUSER" in caps,
+                    is_locked=bool(attributes["locked"]),
+                    attributes=attributes,
+                    privileges=privs,
+                    roles=held,
+                    capabilities=caps,
+                )
+            )
+        catalog.details["flavor"] = info.flavor
+        if info.default_password_lifetime is not None:
+            catalog.details["default_password_lifetime"] = info.default_password_lifetime
+        return catalog
+
+
 def _capabilities(
     u: _User,
     attributes: Mapping[str, Any],
     privs: list[Privilege],
     held: list[RoleGrant],
-    global_names: frozenset[str],
+    global_caps: frozenset[str],
 ) -> set[str]:
-    caps = set(_global_capabilities(global_names))
+    caps = set(global_caps)
     if any(p.grantable for p in privs) or any(r.admin_option for r in held):
         caps.add("GRANT_ADMIN")
     if attributes["locked"]:
         caps.add("LOCKED")
     if attributes["password_expired"]:
         caps.add("EXPIRED")
-    if not u.is_role:
-        if u.no_password:
+    if not u.shape.is_role:
+        if u.shape.no_password:
             caps.add("NO_PASSWORD")
         if u.host == "" or _has_wildcard(u.host):
             caps.add("WILDCARD_HOST")
@@ -956,20 +924,14 @@ _CONNECT_ERRORS = {2002, 2003, 2005, 2006, 2026, 1129, 1130, 1040}
 _TIMEOUT_ERRORS = {2013, 3024, 1969}
 
 
-def _who(target: ConnectionTarget) -> str:
-    return f"{target.username!r} at {target.host}:{target.port}"
-
-
 def classify_error(exc: Exception, target: ConnectionTarget, *, phase: str) -> AdapterError:
     """Map a mysqlclient error to the classified error users see (no password in it)."""
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    detail = scrub(_text(exc.args[1] if len(exc.args) > 1 else exc), target.password)
+    detail = scrub(as_text(exc.args[1] if len(exc.args) > 1 else exc), target.password)
     name = target.name
     if code in _AUTH_ERRORS and phase == "connect":
-        return PermissionDenied(
-            f"authentication failed for {_who(target)} ({detail}); check the credential's user name and password "
-            "and that the account may connect from this host",
-            instance_name=name,
+        return login_failed(
+            target, detail, check="that the account may connect from this host", failed="authentication failed"
         )
     if code in _PRIVILEGE_ERRORS or code in _AUTH_ERRORS:
         return PermissionDenied(
@@ -978,19 +940,10 @@ def classify_error(exc: Exception, target: ConnectionTarget, *, phase: str) -> A
             instance_name=name,
         )
     if code in _TIMEOUT_ERRORS or "timed out" in detail.lower() or "timeout" in detail.lower():
-        limit = target.connect_timeout if phase == "connect" else target.query_timeout
-        return TimeoutFailed(
-            f"no answer from {target.host}:{target.port} within {limit:g}s while trying to {phase} ({detail}); "
-            "check that this is a MySQL/MariaDB port, or raise the timeout",
-            instance_name=name,
-        )
+        return timeout_failed(target, phase, detail, port_of="a MySQL/MariaDB")
     if code in _CONNECT_ERRORS or phase == "connect":
-        return ConnectionFailed(
-            f"cannot connect to {target.host}:{target.port} ({detail}); check host, port, firewall and that "
-            "the server is running",
-            instance_name=name,
-        )
-    return InternalError(f"unexpected server error while trying to {phase} ({detail})", instance_name=name)
+        return connection_failed(target, detail, running="the server is running")
+    return unexpected_error(target, phase, detail, source="server")
 
 
 # --- the adapter ------------------------------------------------------------------
@@ -1021,7 +974,7 @@ class MySQLAdapter:
             raise classify_error(exc, target, phase="connect") from None
 
     def _server_info(self, counter: QueryCounter) -> ServerInfo:
-        variables = {_text(name): value for name, value in counter.fetchall(_VARIABLES_SQL)}
+        variables = {as_text(name): value for name, value in counter.fetchall(_VARIABLES_SQL)}
         return parse_server_info(variables)
 
     def test_connection(self, target: ConnectionTarget) -> str:
@@ -1062,10 +1015,7 @@ class MySQLAdapter:
         try:
             catalog = build_catalog(info, rows)
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
-            raise InternalError(
-                f"unexpected grant table contents on {info.label}: {type(exc).__name__}: {exc}",
-                instance_name=target.name,
-            ) from None
+            raise unexpected_contents(target, f"grant table contents on {info.label}", exc) from None
         catalog.round_trips = counter.count
         catalog.source_digest = digest
         return catalog.finalize()

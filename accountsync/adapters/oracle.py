@@ -57,10 +57,10 @@ PUBLIC``) are added to every user's capabilities.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
 from accountsync.adapters.base import (
@@ -69,17 +69,25 @@ from accountsync.adapters.base import (
     AdapterError,
     Catalog,
     ConfigurationError,
-    ConnectionFailed,
     ConnectionTarget,
     InternalError,
     PermissionDenied,
     Privilege,
     QueryCounter,
     RoleGrant,
-    TimeoutFailed,
+    account_at,
+    as_text,
+    connection_failed,
+    endpoint,
     gc_paused,
+    is_yes,
+    iso_timestamp,
+    login_failed,
     make_scope,
     scrub,
+    timeout_failed,
+    unexpected_contents,
+    unexpected_error,
 )
 
 MONITORING_DOC = "docs/monitoring-accounts.md, Oracle"
@@ -140,21 +148,10 @@ class OracleRows:
 # --- row parsing (pure) -------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _yes(value: Any) -> bool:
-    return _text(value).upper() in ("YES", "Y", "TRUE")
-
-
-def _iso(value: Any) -> str | None:
-    """DATE columns arrive as naive datetimes in the server's time; keep them as written."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
+# The dictionary views hold no RAW columns, so no bytes arrive; Oracle has always read
+# any value as its str(), and keeps doing so (`decode_bytes=False`).
+_text = functools.partial(as_text, decode_bytes=False)
+_yes = functools.partial(is_yes, yes_words=("YES", "Y", "TRUE"), decode_bytes=False)
 
 
 def parse_account_status(status: str) -> dict[str, bool]:
@@ -192,9 +189,10 @@ def _user_record(row: dict[str, Any]) -> AccountRecord:
         "schema_only": auth == "NONE",
         "default_tablespace": _text(row.get("DEFAULT_TABLESPACE")),
         "temporary_tablespace": _text(row.get("TEMPORARY_TABLESPACE")),
-        "created": _iso(row.get("CREATED")),
-        "lock_date": _iso(row.get("LOCK_DATE")),
-        "expiry_date": _iso(row.get("EXPIRY_DATE")),
+        # DATE columns arrive as naive datetimes in the server's time: kept as written
+        "created": iso_timestamp(row.get("CREATED"), blank_is_none=True),
+        "lock_date": iso_timestamp(row.get("LOCK_DATE"), blank_is_none=True),
+        "expiry_date": iso_timestamp(row.get("EXPIRY_DATE"), blank_is_none=True),
         "proxy_only_connect": _yes(row.get("PROXY_ONLY_CONNECT")),
         "common": _yes(row.get("COMMON")),
         "oracle_maintained": _yes(row.get("ORACLE_MAINTAINED")),
@@ -234,53 +232,38 @@ def _capabilities(acc: AccountRecord) -> set[str]:
     return caps
 
 
-def build_catalog(rows: OracleRows, *, include_oracle_maintained: bool = False) -> Catalog:
-    """Turn dictionary-view rows into a finalized catalog (pure: no I/O)."""
-    accounts: dict[str, AccountRecord] = {}
-    for row in rows.users:
-        acc = _user_record(row)
-        accounts[acc.identity] = acc
-    for row in rows.roles:
-        acc = _role_record(row)
-        accounts.setdefault(acc.identity, acc)
+class _Grantees:
+    """Hands each grant to its grantee: an account, PUBLIC (kept apart: it is no account), or nobody we read."""
 
-    public_privs: list[Privilege] = []
-    public_roles: list[RoleGrant] = []
-    unknown_grantees: set[str] = set()
+    def __init__(self, accounts: dict[str, AccountRecord]) -> None:
+        self.accounts = accounts
+        self.public = AccountRecord(identity="PUBLIC", username="PUBLIC", kind="public")
+        self.unknown: set[str] = set()
 
-    def add_priv(grantee: Any, priv: Privilege) -> None:
+    def holder(self, grantee: Any) -> AccountRecord | None:
         name = _text(grantee)
         if name == "PUBLIC":
-            public_privs.append(priv)
-        elif name in accounts:
-            accounts[name].privileges.append(priv)
-        else:
-            unknown_grantees.add(name)
+            return self.public
+        acc = self.accounts.get(name)
+        if acc is None:
+            self.unknown.add(name)
+        return acc
 
-    for row in rows.sys_privs:
-        add_priv(row["GRANTEE"], Privilege("global", _text(row["PRIVILEGE"]).upper(), _yes(row["ADMIN_OPTION"])))
-    for row in rows.pwfile:
-        for col in _ADMIN_PRIVS:
-            if _yes(row.get(col)):
-                add_priv(row["USERNAME"], Privilege("global", col))
-    for row in rows.tab_privs:
-        scope = make_scope("object", _text(row["OWNER"]), _text(row["TABLE_NAME"]))
-        add_priv(row["GRANTEE"], Privilege(scope, _text(row["PRIVILEGE"]).upper(), _yes(row["GRANTABLE"])))
-    for row in rows.col_privs:
-        scope = make_scope("column", _text(row["OWNER"]), _text(row["TABLE_NAME"]), _text(row["COLUMN_NAME"]))
-        add_priv(row["GRANTEE"], Privilege(scope, _text(row["PRIVILEGE"]).upper(), _yes(row["GRANTABLE"])))
-    for row in rows.role_privs:
-        grant = RoleGrant(_text(row["GRANTED_ROLE"]), _yes(row["ADMIN_OPTION"]), _yes(row.get("DEFAULT_ROLE", "YES")))
-        grantee = _text(row["GRANTEE"])
-        if grantee == "PUBLIC":
-            public_roles.append(grant)
-        elif grantee in accounts:
-            accounts[grantee].roles.append(grant)
-        else:
-            unknown_grantees.add(grantee)
+    def add_privilege(self, grantee: Any, priv: Privilege) -> None:
+        if (acc := self.holder(grantee)) is not None:
+            acc.privileges.append(priv)
 
-    public = AccountRecord(identity="PUBLIC", username="PUBLIC", kind="public", privileges=public_privs)
-    public.roles = public_roles
+    def add_role(self, grantee: Any, grant: RoleGrant) -> None:
+        if (acc := self.holder(grantee)) is not None:
+            acc.roles.append(grant)
+
+
+def build_catalog(rows: OracleRows, *, include_oracle_maintained: bool = False) -> Catalog:
+    """Turn dictionary-view rows into a finalized catalog (pure: no I/O)."""
+    accounts = _accounts(rows)
+    grantees = _Grantees(accounts)
+    _add_grants(rows, grantees)
+    public = grantees.public
     for acc in [*accounts.values(), public]:
         acc.capabilities = _capabilities(acc)
     full = Catalog(accounts=[*accounts.values(), public], server_version=parse_version(rows.version)).finalize()
@@ -295,26 +278,73 @@ def build_catalog(rows: OracleRows, *, include_oracle_maintained: bool = False) 
     if include_oracle_maintained:
         kept, excluded = full.accounts, []
     else:
-        kept = [a for a in full.accounts if not a.attributes.get("oracle_maintained")]
-        excluded = sorted(a.identity for a in full.accounts if a.attributes.get("oracle_maintained"))
-        for acc in kept:
-            # what came through a removed role stays: the account's own capabilities take it in
-            acc.capabilities |= acc.effective_capabilities & INHERITABLE_CAPABILITIES
+        kept, excluded = _without_oracle_maintained(full.accounts)
 
     catalog = Catalog(accounts=kept, server_version=full.server_version)
     catalog.details["modelled_on"] = MODELLED_VERSION
     catalog.details["include_oracle_maintained"] = include_oracle_maintained
     catalog.details["excluded_oracle_maintained"] = excluded
-    catalog.details["public_grants"] = {
-        "privileges": sorted(
-            (p.as_dict() for p in set(public_privs)), key=lambda d: (d["scope"], d["privilege"], d["grantable"])
-        ),
-        "roles": sorted((r.as_dict() for r in set(public_roles)), key=lambda d: d["role"]),
-        "capabilities": sorted(public_caps),
-    }
-    if unknown_grantees:
-        catalog.details["unknown_grantees"] = sorted(unknown_grantees)
+    catalog.details["public_grants"] = _public_grants(public, public_caps)
+    if grantees.unknown:
+        catalog.details["unknown_grantees"] = sorted(grantees.unknown)
     return catalog.finalize()
+
+
+def _accounts(rows: OracleRows) -> dict[str, AccountRecord]:
+    """Users, then roles; a role never replaces a user of the same name."""
+    accounts: dict[str, AccountRecord] = {}
+    for row in rows.users:
+        acc = _user_record(row)
+        accounts[acc.identity] = acc
+    for row in rows.roles:
+        acc = _role_record(row)
+        accounts.setdefault(acc.identity, acc)
+    return accounts
+
+
+def _add_grants(rows: OracleRows, grantees: _Grantees) -> None:
+    """System, administrative (password file), object and column privileges, then role grants."""
+    for row in rows.sys_privs:
+        grantees.add_privilege(
+            row["GRANTEE"], Privilege("global", _text(row["PRIVILEGE"]).upper(), _yes(row["ADMIN_OPTION"]))
+        )
+    for row in rows.pwfile:
+        for col in _ADMIN_PRIVS:
+            if _yes(row.get(col)):
+                grantees.add_privilege(row["USERNAME"], Privilege("global", col))
+    for row in rows.tab_privs:
+        scope = make_scope("object", _text(row["OWNER"]), _text(row["TABLE_NAME"]))
+        grantees.add_privilege(
+            row["GRANTEE"], Privilege(scope, _text(row["PRIVILEGE"]).upper(), _yes(row["GRANTABLE"]))
+        )
+    for row in rows.col_privs:
+        scope = make_scope("column", _text(row["OWNER"]), _text(row["TABLE_NAME"]), _text(row["COLUMN_NAME"]))
+        grantees.add_privilege(
+            row["GRANTEE"], Privilege(scope, _text(row["PRIVILEGE"]).upper(), _yes(row["GRANTABLE"]))
+        )
+    for row in rows.role_privs:
+        grant = RoleGrant(_text(row["GRANTED_ROLE"]), _yes(row["ADMIN_OPTION"]), _yes(row.get("DEFAULT_ROLE", "YES")))
+        grantees.add_role(row["GRANTEE"], grant)
+
+
+def _without_oracle_maintained(accounts: list[AccountRecord]) -> tuple[list[AccountRecord], list[str]]:
+    """(kept accounts, names left out); what a kept account inherited through a removed role stays its own."""
+    kept = [a for a in accounts if not a.attributes.get("oracle_maintained")]
+    excluded = sorted(a.identity for a in accounts if a.attributes.get("oracle_maintained"))
+    for acc in kept:
+        acc.capabilities |= acc.effective_capabilities & INHERITABLE_CAPABILITIES
+    return kept, excluded
+
+
+def _public_grants(public: AccountRecord, capabilities: set[str]) -> dict[str, Any]:
+    """PUBLIC's grants in canonical form, once for the instance instead of in every snapshot."""
+    return {
+        "privileges": sorted(
+            (p.as_dict() for p in set(public.privileges)), key=lambda d: (d["scope"], d["privilege"], d["grantable"])
+        ),
+        "roles": sorted((r.as_dict() for r in set(public.roles)), key=lambda d: d["role"]),
+        "capabilities": sorted(capabilities),
+    }
 
 
 # --- querying ------------------------------------------------------------------------
@@ -343,6 +373,7 @@ _TIMEOUT_CODES = {"ORA-12170", "DPY-4024", "ORA-03136", "DPY-6006"}
 _CONNECT_CODES = {"DPY-6005", "DPY-4011", "DPY-6000", "ORA-12541", "ORA-12537", "ORA-12543", "ORA-12545", "ORA-03113"}
 
 
+_LISTENER = "an Oracle listener"  # what should answer on the port, in timeout messages
 _CODE_RE = re.compile(r"\b(?:ORA|DPY|DPI|TNS)-\d{4,5}\b")
 
 
@@ -371,18 +402,14 @@ def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) 
     codes = set(error_codes(exc))
     detail = scrub(_message(exc), target.password).strip()
     name = target.name
-    who = f"{target.username!r} at {target.host}:{target.port}"
     if "ORA-28000" in codes:
         return PermissionDenied(
-            f"the monitoring account {who} is locked ({detail}); unlock it with ALTER USER ... ACCOUNT UNLOCK",
+            f"the monitoring account {account_at(target)} is locked ({detail}); "
+            "unlock it with ALTER USER ... ACCOUNT UNLOCK",
             instance_name=name,
         )
     if codes & _AUTH_CODES:
-        return PermissionDenied(
-            f"login failed for {who} ({detail}); check the credential's user name and password and that the "
-            "account has CREATE SESSION",
-            instance_name=name,
-        )
+        return login_failed(target, detail, check="that the account has CREATE SESSION")
     if codes & _NO_DICTIONARY:
         return PermissionDenied(
             f"the monitoring account {target.username!r} cannot read the DBA_ views while trying to {phase} "
@@ -391,26 +418,17 @@ def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) 
         )
     if codes & _SERVICE_CODES:
         return ConfigurationError(
-            f"the listener at {target.host}:{target.port} does not know service {target.database_name!r} "
+            f"the listener at {endpoint(target)} does not know service {target.database_name!r} "
             f"({detail}); set the instance's database name to a service the listener offers "
             "(lsnrctl services, or SELECT VALUE FROM V$PARAMETER WHERE NAME = 'service_names')",
             instance_name=name,
         )
     lowered = detail.lower()
     if codes & _TIMEOUT_CODES or "timed out" in lowered or "timeout" in lowered:
-        limit = target.connect_timeout if phase == "connect" else target.query_timeout
-        return TimeoutFailed(
-            f"no answer from {target.host}:{target.port} within {limit:g}s while trying to {phase} ({detail}); "
-            "check that this is an Oracle listener port, or raise the timeout",
-            instance_name=name,
-        )
+        return timeout_failed(target, phase, detail, port_of=_LISTENER)
     if codes & _CONNECT_CODES or phase == "connect":
-        return ConnectionFailed(
-            f"cannot connect to {target.host}:{target.port} ({detail}); check host, port, firewall and that "
-            "the listener is running",
-            instance_name=name,
-        )
-    return InternalError(f"unexpected Oracle error while trying to {phase} ({detail})", instance_name=name)
+        return connection_failed(target, detail, running="the listener is running")
+    return unexpected_error(target, phase, detail, source="Oracle")
 
 
 # --- the adapter ------------------------------------------------------------------------
@@ -464,11 +482,7 @@ class OracleAdapter:
         worker.join(float(target.connect_timeout) + 0.5)
         if worker.is_alive():
             abandoned.set()
-            raise TimeoutFailed(
-                f"no answer from {target.host}:{target.port} within {target.connect_timeout:g}s while trying to "
-                "connect; check that this is an Oracle listener port, or raise the timeout",
-                instance_name=target.name,
-            )
+            raise timeout_failed(target, "connect", None, port_of=_LISTENER)
         if "error" in outcome:
             exc = outcome["error"]
             if isinstance(exc, oracledb.Error):
@@ -511,9 +525,7 @@ class OracleAdapter:
         try:
             catalog = build_catalog(rows, include_oracle_maintained=include)
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
-            raise InternalError(
-                f"unexpected dictionary view contents: {type(exc).__name__}: {exc}", instance_name=target.name
-            ) from None
+            raise unexpected_contents(target, "dictionary view contents", exc) from None
         catalog.round_trips = counter.count
         return catalog
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from accountsync.adapters.base import (
     AccountRecord,
@@ -34,7 +34,11 @@ from accountsync.adapters.base import (
     QueryCounter,
     RoleGrant,
     TimeoutFailed,
+    connection_failed,
+    endpoint,
     gc_paused,
+    iso_timestamp,
+    login_failed,
     make_scope,
     rows_digest,
     scrub,
@@ -145,7 +149,7 @@ def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterE
     import psycopg
 
     text = scrub(str(exc).strip(), target.password)
-    where = f"{target.host}:{target.port}"
+    where = endpoint(target)
     lowered = text.lower()
     if isinstance(exc, psycopg.errors.QueryCanceled) or "canceling statement due to statement timeout" in lowered:
         return TimeoutFailed(
@@ -168,11 +172,7 @@ def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterE
         marker in lowered
         for marker in ("password authentication failed", "no password supplied", "authentication failed")
     ) or ("role" in lowered and "does not exist" in lowered):
-        return PermissionDenied(
-            f"authentication failed for {target.username!r} at {where} ({text}); "
-            "check the credential's user name and password and pg_hba.conf",
-            instance_name=target.name,
-        )
+        return login_failed(target, text, check="pg_hba.conf", failed="authentication failed")
     if "no pg_hba.conf entry" in lowered or "rejects connection" in lowered:
         return PermissionDenied(
             f"pg_hba.conf at {where} rejects {target.username!r} for database {dbname!r} ({text}); "
@@ -191,10 +191,7 @@ def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterE
             instance_name=target.name,
         )
     if isinstance(exc, psycopg.OperationalError):
-        return ConnectionFailed(
-            f"cannot connect to {where} ({text}); check host, port, firewall and that the server is running",
-            instance_name=target.name,
-        )
+        return connection_failed(target, text, running="the server is running")
     return InternalError(f"unexpected database error on {where}: {text}", instance_name=target.name)
 
 
@@ -322,109 +319,25 @@ def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tup
 # --- building the catalog (pure) ----------------------------------------------------
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.year >= 9999:
-            return "infinity"
-        return value.astimezone(UTC).isoformat()
-    return str(value)
+def _valid_until(value: Any) -> str | None:
+    """rolvaliduntil as text: the UTC time, or "infinity" (which the driver hands over as year 9999)."""
+    if isinstance(value, datetime) and value.year >= 9999:
+        return "infinity"
+    return iso_timestamp(value, to_utc=True)
 
 
 def build_catalog(rows: ServerRows, *, now: datetime | None = None) -> Catalog:
     """Turn plain catalog rows into canonical accounts (pure, no I/O)."""
     now = now or datetime.now(UTC)
-    names: dict[int, str] = {}
     accounts: dict[int, AccountRecord] = {}
-    for oid, name, sup, inherit, createrole, createdb, login, repl, bypass, connlimit, valid_until in rows.roles:
-        names[oid] = name
-        attrs = {
-            "login": bool(login),
-            "superuser": bool(sup),
-            "inherit": bool(inherit),
-            "createrole": bool(createrole),
-            "createdb": bool(createdb),
-            "replication": bool(repl),
-            "bypassrls": bool(bypass),
-            "connection_limit": int(connlimit),
-            "valid_until": _iso(valid_until),
-        }
-        caps: set[str] = set()
-        if sup:
-            caps.add("SUPERUSER")
-        if createrole:
-            caps.add("CREATE_USER")
-        if createdb:
-            caps.add("CREATE_DB")
-        if repl:
-            caps.add("REPLICATION")
-        if bypass:
-            caps.add("BYPASS_RLS")
-        if isinstance(valid_until, datetime) and valid_until.year < 9999 and valid_until < now:
-            caps.add("EXPIRED")
-        if rows.passwords is not None:
-            attrs["password_set"] = rows.passwords.get(oid, False)
-            if login and not attrs["password_set"]:
-                caps.add("NO_PASSWORD")
-        accounts[oid] = AccountRecord(
-            identity=name,
-            username=name,
-            kind="user" if login else "role",
-            is_superuser=bool(sup),
-            attributes=attrs,
-            capabilities=caps,
-        )
-
-    for member_row in rows.members:
-        roleid, member, admin = member_row[0], member_row[1], member_row[2]
-        inherit_opt = member_row[3] if len(member_row) > 3 else None
-        holder = accounts.get(member)
-        if holder is None or roleid not in names:
-            continue
-        default = bool(inherit_opt) if inherit_opt is not None else bool(holder.attributes.get("inherit"))
-        holder.roles.append(RoleGrant(role=names[roleid], admin_option=bool(admin), default=default))
-        if admin:
-            holder.capabilities.add("GRANT_ADMIN")
-
-    public: list[dict[str, Any]] = []
-
-    def grant(grantee: int, scope: str, privilege: str, grantable: bool) -> None:
-        if grantee == 0:
-            public.append({"scope": scope, "privilege": privilege, "grantable": bool(grantable)})
-            return
-        acc = accounts.get(grantee)
-        if acc is None:
-            return
-        acc.privileges.append(Privilege(scope=scope, privilege=privilege.upper(), grantable=bool(grantable)))
-        if grantable:
-            acc.capabilities.add("GRANT_ADMIN")
-
-    def acl(grantee: int | None, scope: str, privilege: str | None, grantable: bool, owner: int) -> None:
-        if owner in accounts:
-            accounts[owner].privileges.append(Privilege(scope=scope, privilege="OWNER", grantable=True))
-            accounts[owner].capabilities.add("GRANT_ADMIN")
-        if grantee is not None and privilege is not None:
-            grant(grantee, scope, privilege, grantable)
-
-    for datname, _allow, _template, grantee, privilege, grantable, owner in rows.databases:
-        acl(grantee, make_scope("database", datname), privilege, grantable, owner)
-
-    for db in rows.per_database:
-        for schema, grantee, privilege, grantable, owner in db.schemas:
-            acl(grantee, make_scope("schema", db.name, schema), privilege, grantable, owner)
-        for schema, rel, grantee, privilege, grantable, owner in db.relations:
-            acl(grantee, make_scope("object", db.name, schema, rel), privilege, grantable, owner)
-        for schema, rel, col, grantee, privilege, grantable in db.columns:
-            grant(grantee, make_scope("column", db.name, schema, rel, col), privilege, grantable)
-        for schema, proname, args, grantee, privilege, grantable, owner in db.routines:
-            acl(grantee, make_scope("routine", db.name, schema, f"{proname}({args})"), privilege, grantable, owner)
-        for creator, schema, objtype, grantee, privilege, grantable in db.default_acls:
-            scope = make_scope(
-                "default", db.name, schema or "*", DEFAULT_OBJTYPES.get(objtype, objtype), names.get(creator, "?")
-            )
-            grant(grantee, scope, privilege, grantable)
-
+    for row in rows.roles:
+        role = _RoleRow(*row)
+        accounts[role.oid] = _role_account(role, rows.passwords, now)
+    names = {oid: acc.username for oid, acc in accounts.items()}
+    _add_memberships(rows.members, accounts, names)
+    grants = _AclGrants(accounts)
+    _add_acls(rows, names, grants)
+    public = grants.public
     if public:
         # PUBLIC is no row of pg_roles, yet every role holds what it is granted: show it as the pseudo-role
         # `public` (a name PostgreSQL reserves, so no real role can collide), so its grants are audited too
@@ -450,6 +363,125 @@ def build_catalog(rows: ServerRows, *, now: datetime | None = None) -> Catalog:
         },
     )
     return catalog.finalize()
+
+
+class _RoleRow(NamedTuple):
+    """A row of ROLES_SQL, column for column."""
+
+    oid: int
+    rolname: str
+    rolsuper: bool
+    rolinherit: bool
+    rolcreaterole: bool
+    rolcreatedb: bool
+    rolcanlogin: bool
+    rolreplication: bool
+    rolbypassrls: bool
+    rolconnlimit: int
+    rolvaliduntil: datetime | None
+
+
+def _role_account(role: _RoleRow, passwords: dict[int, bool] | None, now: datetime) -> AccountRecord:
+    """One role: its attributes and the capabilities they give."""
+    attrs = {
+        "login": bool(role.rolcanlogin),
+        "superuser": bool(role.rolsuper),
+        "inherit": bool(role.rolinherit),
+        "createrole": bool(role.rolcreaterole),
+        "createdb": bool(role.rolcreatedb),
+        "replication": bool(role.rolreplication),
+        "bypassrls": bool(role.rolbypassrls),
+        "connection_limit": int(role.rolconnlimit),
+        "valid_until": _valid_until(role.rolvaliduntil),
+    }
+    caps: set[str] = set()
+    if role.rolsuper:
+        caps.add("SUPERUSER")
+    if role.rolcreaterole:
+        caps.add("CREATE_USER")
+    if role.rolcreatedb:
+        caps.add("CREATE_DB")
+    if role.rolreplication:
+        caps.add("REPLICATION")
+    if role.rolbypassrls:
+        caps.add("BYPASS_RLS")
+    valid_until = role.rolvaliduntil
+    if isinstance(valid_until, datetime) and valid_until.year < 9999 and valid_until < now:
+        caps.add("EXPIRED")
+    if passwords is not None:
+        attrs["password_set"] = passwords.get(role.oid, False)
+        if role.rolcanlogin and not attrs["password_set"]:
+            caps.add("NO_PASSWORD")
+    return AccountRecord(
+        identity=role.rolname,
+        username=role.rolname,
+        kind="user" if role.rolcanlogin else "role",
+        is_superuser=bool(role.rolsuper),
+        attributes=attrs,
+        capabilities=caps,
+    )
+
+
+def _add_memberships(members: list[tuple[Any, ...]], accounts: dict[int, AccountRecord], names: dict[int, str]) -> None:
+    """pg_auth_members rows as role grants; before PostgreSQL 16 a grant is active when its member inherits."""
+    for roleid, member, admin, *options in members:
+        inherit_opt = options[0] if options else None  # inherit_option, then set_option (PostgreSQL 16+)
+        holder = accounts.get(member)
+        if holder is None or roleid not in names:
+            continue
+        default = bool(inherit_opt) if inherit_opt is not None else bool(holder.attributes.get("inherit"))
+        holder.roles.append(RoleGrant(role=names[roleid], admin_option=bool(admin), default=default))
+        if admin:
+            holder.capabilities.add("GRANT_ADMIN")
+
+
+class _AclGrants:
+    """Hands each ACL row to its grantee (PUBLIC's go to `public`), and ownership to the owner."""
+
+    def __init__(self, accounts: dict[int, AccountRecord]) -> None:
+        self.accounts = accounts
+        self.public: list[dict[str, Any]] = []
+
+    def grant(self, grantee: int, scope: str, privilege: str, grantable: bool) -> None:
+        if grantee == 0:
+            self.public.append({"scope": scope, "privilege": privilege, "grantable": bool(grantable)})
+            return
+        acc = self.accounts.get(grantee)
+        if acc is None:
+            return
+        acc.privileges.append(Privilege(scope=scope, privilege=privilege.upper(), grantable=bool(grantable)))
+        if grantable:
+            acc.capabilities.add("GRANT_ADMIN")
+
+    def owned(self, grantee: int | None, scope: str, privilege: str | None, grantable: bool, owner: int) -> None:
+        """An ACL row of an owned object: the owner's implicit rights are in no ACL, so OWNER stands for them."""
+        if owner in self.accounts:
+            self.accounts[owner].privileges.append(Privilege(scope=scope, privilege="OWNER", grantable=True))
+            self.accounts[owner].capabilities.add("GRANT_ADMIN")
+        if grantee is not None and privilege is not None:
+            self.grant(grantee, scope, privilege, grantable)
+
+
+def _add_acls(rows: ServerRows, names: dict[int, str], grants: _AclGrants) -> None:
+    """Database ACLs, then each read database's schema, relation, column, routine and default ACLs."""
+    grant, owned = grants.grant, grants.owned
+    for datname, _allow, _template, grantee, privilege, grantable, owner in rows.databases:
+        owned(grantee, make_scope("database", datname), privilege, grantable, owner)
+
+    for db in rows.per_database:
+        for schema, grantee, privilege, grantable, owner in db.schemas:
+            owned(grantee, make_scope("schema", db.name, schema), privilege, grantable, owner)
+        for schema, rel, grantee, privilege, grantable, owner in db.relations:
+            owned(grantee, make_scope("object", db.name, schema, rel), privilege, grantable, owner)
+        for schema, rel, col, grantee, privilege, grantable in db.columns:
+            grant(grantee, make_scope("column", db.name, schema, rel, col), privilege, grantable)
+        for schema, proname, args, grantee, privilege, grantable, owner in db.routines:
+            owned(grantee, make_scope("routine", db.name, schema, f"{proname}({args})"), privilege, grantable, owner)
+        for creator, schema, objtype, grantee, privilege, grantable in db.default_acls:
+            scope = make_scope(
+                "default", db.name, schema or "*", DEFAULT_OBJTYPES.get(objtype, objtype), names.get(creator, "?")
+            )
+            grant(grantee, scope, privilege, grantable)
 
 
 class PostgreSQLAdapter:

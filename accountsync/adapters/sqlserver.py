@@ -25,25 +25,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from accountsync.adapters.base import (
     AccountRecord,
     AdapterError,
     Catalog,
     ConfigurationError,
-    ConnectionFailed,
     ConnectionTarget,
-    InternalError,
     PermissionDenied,
     Privilege,
     QueryCounter,
     RoleGrant,
-    TimeoutFailed,
+    connection_failed,
     gc_paused,
+    iso_timestamp,
+    login_failed,
     make_scope,
     scrub,
+    timeout_failed,
+    unexpected_contents,
+    unexpected_error,
 )
 
 MONITORING_DOC = "docs/monitoring-accounts.md, SQL Server"
@@ -138,14 +140,6 @@ def readable_databases(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]
 # --- pure parsing ---------------------------------------------------------------
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
 def _sid(value: Any) -> str | None:
     if value is None:
         return None
@@ -181,12 +175,45 @@ def _perm_scope(db: str, row: dict[str, Any], principal_names: dict[int, str]) -
     return make_scope("object", db, f"class{cls}", str(row["major_id"]))
 
 
+class _ServerPrincipals(NamedTuple):
+    """Logins and server roles, as the server-level views refer to them."""
+
+    by_id: dict[int, AccountRecord]  # principal_id -> the login or server role
+    by_sid: dict[str, AccountRecord]  # SID -> the login (how a database user maps to its login)
+
+
+class _DatabasePrincipals(NamedTuple):
+    """Database principals, as the database-level views refer to them."""
+
+    accounts: dict[tuple[str, int], AccountRecord]  # (db, principal_id) -> the account its grants go to
+    names: dict[str, dict[int, str]]  # db -> principal_id -> name, for principal-class permission scopes
+    fixed_roles: dict[tuple[str, int], str]  # (db, principal_id) -> fixed role name (db_owner, public, ...)
+
+
 def build_catalog(rows: SQLServerRows, *, unknown_databases: list[str] | None = None) -> Catalog:
     """Turn catalog-view rows into a finalized catalog (pure: no I/O)."""
+    server = _server_principals(rows.logins)
+    accounts: dict[str, AccountRecord] = {a.identity: a for a in server.by_id.values()}
+    _add_server_roles_and_permissions(rows, server.by_id)
+    database = _database_principals(rows, server.by_sid, accounts)
+    _add_database_roles_and_permissions(rows, database)
+    for acc in accounts.values():
+        _add_own_capabilities(acc)
+
+    catalog = Catalog(accounts=list(accounts.values())).finalize()
+    _apply_denies(catalog)
+    catalog.unknown_scopes = sorted(make_scope("database", db) for db in unknown_databases or [])
+    catalog.details["modelled_on"] = MODELLED_VERSION
+    if rows.version:
+        catalog.server_version = str(rows.version[0].get("product_version") or "")
+    return catalog
+
+
+def _server_principals(logins: list[dict[str, Any]]) -> _ServerPrincipals:
+    """An account per login and server role (sys.server_principals)."""
     by_id: dict[int, AccountRecord] = {}
     by_sid: dict[str, AccountRecord] = {}
-    sysadmins: set[str] = set()
-    for row in rows.logins:
+    for row in logins:
         name = str(row["name"])
         kind = "role" if row["type"] == "R" else "login"
         locked = _flag(row.get("is_locked")) or _flag(row.get("is_disabled"))
@@ -198,7 +225,7 @@ def build_catalog(rows: SQLServerRows, *, unknown_databases: list[str] | None = 
                 must_change=_flag(row.get("is_must_change")),
                 policy_checked=_flag(row.get("is_policy_checked")),
                 expiration_checked=_flag(row.get("is_expiration_checked")),
-                password_last_set=_iso(row.get("password_last_set_time")),
+                password_last_set=iso_timestamp(row.get("password_last_set_time")),
                 default_database=row.get("default_database_name"),
             )
         else:
@@ -208,8 +235,11 @@ def build_catalog(rows: SQLServerRows, *, unknown_databases: list[str] | None = 
         sid = _sid(row.get("sid"))
         if kind == "login" and sid:
             by_sid[sid] = acc
-    accounts: dict[str, AccountRecord] = {a.identity: a for a in by_id.values()}
+    return _ServerPrincipals(by_id, by_sid)
 
+
+def _add_server_roles_and_permissions(rows: SQLServerRows, by_id: dict[int, AccountRecord]) -> None:
+    """Server role memberships and server-level permissions, onto the logins and roles."""
     for row in rows.server_role_members:
         role, member = by_id.get(int(row["role_principal_id"])), by_id.get(int(row["member_principal_id"]))
         if role and member:
@@ -227,93 +257,99 @@ def build_catalog(rows: SQLServerRows, *, unknown_databases: list[str] | None = 
             scope = make_scope("object", "server", str(row.get("class_desc") or cls), str(target))
             acc.privileges.append(_privilege(scope, row))
 
-    # database principals: (db, principal_id) -> the account they contribute to
-    db_accounts: dict[tuple[str, int], AccountRecord] = {}
-    db_names: dict[str, dict[int, str]] = {}
-    fixed_db_roles: dict[tuple[str, int], str] = {}
-    db_principal_rows = {}
+
+def _database_principals(
+    rows: SQLServerRows, logins_by_sid: dict[str, AccountRecord], accounts: dict[str, AccountRecord]
+) -> _DatabasePrincipals:
+    """Which account each database principal's grants go to; adds the database-only accounts to `accounts`.
+
+    A user mapped to a login (same SID) is that login; fixed roles are not accounts (their
+    membership becomes a `ROLE <name>` privilege); guest counts only when it holds grants.
+    """
+    found = _DatabasePrincipals({}, {}, {})
+    principal_rows = {}
     for row in rows.database_principals:
         db, pid, name = str(row["database_name"]), int(row["principal_id"]), str(row["name"])
-        db_names.setdefault(db, {})[pid] = name
-        db_principal_rows[(db, pid)] = row
+        found.names.setdefault(db, {})[pid] = name
+        principal_rows[(db, pid)] = row
     granted = {(str(r["database_name"]), int(r["grantee_principal_id"])) for r in rows.database_permissions}
-    for (db, pid), row in db_principal_rows.items():
+    for (db, pid), row in principal_rows.items():
         name, ptype = str(row["name"]), str(row["type"])
         if name in _SKIP_USERS:
             continue
         if ptype == "R":
             if _flag(row.get("is_fixed_role")) or name == "public":
-                fixed_db_roles[(db, pid)] = name
+                found.fixed_roles[(db, pid)] = name
                 continue
             acc = AccountRecord(identity=f"{db}::{name}", username=name, kind="role", attributes={"database": db})
         else:
             sid = _sid(row.get("sid"))
-            login = by_sid.get(sid) if sid else None
+            login = logins_by_sid.get(sid) if sid else None
             if login is not None:
-                db_accounts[(db, pid)] = login
+                found.accounts[(db, pid)] = login
                 continue
-            auth = str(row.get("authentication_type_desc") or "")
             if name == "guest" and (db, pid) not in granted:
                 continue
-            orphaned = ptype == "S" and auth == "INSTANCE"
-            acc = AccountRecord(
-                identity=f"{db}::{name}",
-                username=name,
-                kind="user",
-                attributes={"database": db, "type": ptype, "authentication_type": auth, "orphaned": orphaned},
-            )
-            if orphaned:
-                acc.capabilities.add("ORPHANED")
+            acc = _database_user(db, name, ptype, str(row.get("authentication_type_desc") or ""))
         accounts.setdefault(acc.identity, acc)
-        db_accounts[(db, pid)] = accounts[acc.identity]
+        found.accounts[(db, pid)] = accounts[acc.identity]
+    return found
 
+
+def _database_user(db: str, name: str, ptype: str, auth: str) -> AccountRecord:
+    """A database user that maps to no login: orphaned (a SQL user of the instance), contained or WITHOUT LOGIN."""
+    orphaned = ptype == "S" and auth == "INSTANCE"
+    acc = AccountRecord(
+        identity=f"{db}::{name}",
+        username=name,
+        kind="user",
+        attributes={"database": db, "type": ptype, "authentication_type": auth, "orphaned": orphaned},
+    )
+    if orphaned:
+        acc.capabilities.add("ORPHANED")
+    return acc
+
+
+def _add_database_roles_and_permissions(rows: SQLServerRows, database: _DatabasePrincipals) -> None:
+    """Database role memberships and permissions, onto the accounts the principals map to."""
     for row in rows.database_role_members:
         db = str(row["database_name"])
-        member = db_accounts.get((db, int(row["member_principal_id"])))
+        member = database.accounts.get((db, int(row["member_principal_id"])))
         rid = int(row["role_principal_id"])
         if member is None:
             continue
-        if (db, rid) in fixed_db_roles:
-            role_name = fixed_db_roles[(db, rid)]
+        if (db, rid) in database.fixed_roles:
+            role_name = database.fixed_roles[(db, rid)]
             member.privileges.append(Privilege(make_scope("database", db), f"ROLE {role_name.upper()}"))
             if role_name in ("db_owner", "db_securityadmin"):
                 member.capabilities.add("GRANT_ADMIN")
-        elif (role := db_accounts.get((db, rid))) is not None:
+        elif (role := database.accounts.get((db, rid))) is not None:
             member.roles.append(RoleGrant(role.identity))
 
     for row in rows.database_permissions:
         db = str(row["database_name"])
-        acc = db_accounts.get((db, int(row["grantee_principal_id"])))
+        acc = database.accounts.get((db, int(row["grantee_principal_id"])))
         if acc is not None:
-            acc.privileges.append(_privilege(_perm_scope(db, row, db_names.get(db, {})), row))
+            acc.privileges.append(_privilege(_perm_scope(db, row, database.names.get(db, {})), row))
 
-    for acc in accounts.values():
-        granted_global = {p.privilege for p in acc.privileges if p.scope == "global" and p.effect == "GRANT"}
-        role_names = {r.role for r in acc.roles}
-        if acc.kind == "role" and acc.username == "sysadmin" and acc.attributes.get("fixed_role"):
-            acc.capabilities.add("SUPERUSER")
-        if acc.kind == "role" and acc.username == "securityadmin" and acc.attributes.get("fixed_role"):
-            acc.capabilities |= {"GRANT_ADMIN", "CREATE_USER"}
-        if "sysadmin" in role_names:
-            sysadmins.add(acc.identity)
-        if "CONTROL SERVER" in granted_global:
-            acc.capabilities.add("SUPERUSER")
-        if "ALTER ANY LOGIN" in granted_global:
-            acc.capabilities.add("CREATE_USER")
-        if any(p.grantable and p.effect == "GRANT" for p in acc.privileges):
-            acc.capabilities.add("GRANT_ADMIN")
-        if acc.attributes.get("locked"):
-            acc.capabilities.add("LOCKED")
-        if acc.attributes.get("password_expired"):
-            acc.capabilities.add("EXPIRED")
 
-    catalog = Catalog(accounts=list(accounts.values())).finalize()
-    _apply_denies(catalog)
-    catalog.unknown_scopes = sorted(make_scope("database", db) for db in unknown_databases or [])
-    catalog.details["modelled_on"] = MODELLED_VERSION
-    if rows.version:
-        catalog.server_version = str(rows.version[0].get("product_version") or "")
-    return catalog
+def _add_own_capabilities(acc: AccountRecord) -> None:
+    """What the account's own grants, fixed-role identity and login state give (roles add theirs in finalize)."""
+    granted_global = {p.privilege for p in acc.privileges if p.scope == "global" and p.effect == "GRANT"}
+    if acc.kind == "role" and acc.username == "sysadmin" and acc.attributes.get("fixed_role"):
+        acc.capabilities.add("SUPERUSER")
+    if acc.kind == "role" and acc.username == "securityadmin" and acc.attributes.get("fixed_role"):
+        acc.capabilities |= {"GRANT_ADMIN", "CREATE_USER"}
+    if "CONTROL SERVER" in granted_global:
+        acc.capabilities.add("SUPERUSER")
+    if "ALTER ANY LOGIN" in granted_global:
+        acc.capabilities.add("CREATE_USER")
+    if any(p.grantable and p.effect == "GRANT" for p in acc.privileges):
+        acc.capabilities.add("GRANT_ADMIN")
+    if acc.attributes.get("locked"):
+        acc.capabilities.add("LOCKED")
+    if acc.attributes.get("password_expired"):
+        acc.capabilities.add("EXPIRED")
 
 
 _DENY_REMOVES = {"CONTROL SERVER": "SUPERUSER", "ALTER ANY LOGIN": "CREATE_USER"}
@@ -369,24 +405,15 @@ def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) 
     """Map an mssql-python error (SQLSTATE text + server message) to a classified error."""
     detail = scrub(str(getattr(exc, "message", None) or exc), target.password).strip()
     lowered = detail.lower()
-    name, where = target.name, f"{target.host}:{target.port}"
+    name = target.name
     if type(exc).__name__ == "ConnectionStringParseError":
         return ConfigurationError(
             f"invalid connection settings ({detail}); check host, port and options", instance_name=name
         )
     if "login failed" in lowered or "18456" in detail or "invalid authorization specification" in lowered:
-        return PermissionDenied(
-            f"login failed for {target.username!r} at {where} ({detail}); check the credential's user name and "
-            "password and that the login is enabled and allowed to connect",
-            instance_name=name,
-        )
+        return login_failed(target, detail, check="that the login is enabled and allowed to connect")
     if "timeout" in lowered or "timed out" in lowered:
-        limit = target.connect_timeout if phase == "connect" else target.query_timeout
-        return TimeoutFailed(
-            f"no answer from {where} within {limit:g}s while trying to {phase} ({detail}); check that this is a "
-            "SQL Server port, or raise the timeout",
-            instance_name=name,
-        )
+        return timeout_failed(target, phase, detail, port_of="a SQL Server")
     if "permission" in lowered or "not able to access the database" in lowered or "denied" in lowered:
         return PermissionDenied(
             f"the monitoring login {target.username!r} cannot {phase} ({detail}); grant it the permissions in "
@@ -394,11 +421,8 @@ def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) 
             instance_name=name,
         )
     if phase == "connect" or "unable to establish connection" in lowered or "communication link" in lowered:
-        return ConnectionFailed(
-            f"cannot connect to {where} ({detail}); check host, port, firewall and that SQL Server listens on TCP",
-            instance_name=name,
-        )
-    return InternalError(f"unexpected SQL Server error while trying to {phase} ({detail})", instance_name=name)
+        return connection_failed(target, detail, running="SQL Server listens on TCP")
+    return unexpected_error(target, phase, detail, source="SQL Server")
 
 
 def _odbc_value(value: str) -> str:
@@ -464,8 +488,6 @@ class SQLServerAdapter:
         try:
             catalog = build_catalog(rows, unknown_databases=unknown)
         except (KeyError, ValueError, TypeError) as exc:
-            raise InternalError(
-                f"unexpected catalog view contents: {type(exc).__name__}: {exc}", instance_name=target.name
-            ) from None
+            raise unexpected_contents(target, "catalog view contents", exc) from None
         catalog.round_trips = counter.count
         return catalog

@@ -444,25 +444,26 @@ def test_memoised_accounts_equal_accounts_built_alone() -> None:
 
 def test_global_priv_memo_keys_on_exact_json_values() -> None:
     """1, 1.0 and true are equal in Python but not in the Priv JSON: none may share a shape."""
-    memo = mysql_adapter._GlobalPrivMemo(MARIADB_1011.version)
+    memo = mysql_adapter._Memo(MARIADB_1011.version)
     for value in (True, 1, 1.0, 0, False, "Y"):
         text = json.dumps({"access": 1, "account_locked": value, "password_last_changed": 5})
-        assert memo.shape(text, 0) == mysql_adapter._global_priv_shape(text, 0, MARIADB_1011.version)
+        assert memo.global_priv(text, 0) == mysql_adapter._global_priv_shape(text, 0, MARIADB_1011.version)
     text = json.dumps({"access": 1, "password_last_changed": 5})
-    assert memo.shape(text, 1) != memo.shape(text, 0)  # auth_empty is part of the key
+    assert memo.global_priv(text, 1) != memo.global_priv(text, 0)  # auth_empty is part of the key
     unhashable = bytearray(b"1")  # not a memo key, still parsed like b"1"
-    assert memo.shape(text, unhashable) == mysql_adapter._global_priv_shape(text, b"1", MARIADB_1011.version)
+    assert memo.global_priv(text, unhashable) == mysql_adapter._global_priv_shape(text, b"1", MARIADB_1011.version)
 
 
 def test_flag_memo_shares_only_text_flags() -> None:
     """Y/N text flags are shared across rows; numeric ones are not, as 1 == 1.0 but only 1 reads as yes."""
-    memo: dict[Any, Any] = {}
+    memo = mysql_adapter._Memo(MARIADB_1011.version)
     rows = [mariadb_db_row(u, Select_priv="Y", Grant_priv="Y") for u in ("x", "y")]
-    first, second = (mysql_adapter._priv_columns(r, memo) for r in rows)
-    assert first is second and first == mysql_adapter._priv_columns(rows[0]) == (("SELECT",), False, True)
+    first, second = (memo.flags(r) for r in rows)
+    alone = mysql_adapter._Memo(MARIADB_1011.version).flags(rows[0])  # a fresh memo shares nothing
+    assert first is second and first == alone == (("SELECT",), False, True)
     one, one_float = mariadb_db_row("x", Select_priv=1), mariadb_db_row("y", Select_priv=1.0)
-    assert mysql_adapter._priv_columns(one, memo)[0] == ("SELECT",)
-    assert mysql_adapter._priv_columns(one_float, memo)[0] == ()
+    assert memo.flags(one)[0] == ("SELECT",)
+    assert memo.flags(one_float)[0] == ()
 
 
 def test_digest_covers_the_rows_as_read() -> None:
