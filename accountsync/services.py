@@ -3,6 +3,12 @@
 Why split fetch and apply: the remote read can take minutes and must never hold
 a local transaction or lock open; the apply is short, bulk and atomic per
 instance, so a failure leaves the previous picture intact.
+
+The apply runs four phases in one transaction, each its own function:
+guard (refuse a catalog that looks like a broken read), inventory (the account
+rows), collection (the permission snapshots) and change log (one entry per
+account that changed). Rows travel between them as small typed tuples whose
+field order is the order of the columns they are inserted into.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -43,21 +49,6 @@ from instances.models import Instance, SyncStatus
 logger = logging.getLogger(__name__)
 
 MODULE = "accountsync"
-ACCOUNT_COLUMNS = (
-    "instance",
-    "identity",
-    "first_seen_at",
-    "last_seen_at",
-    "is_active",
-    "username",
-    "host",
-    "kind",
-    "is_superuser",
-    "is_locked",
-    "attributes",
-)
-PERMISSION_COLUMNS = ("account", "instance", "snapshot", "digest", "schema_version", "collected_at", "valid_from")
-CHANGE_COLUMNS = ("instance", "account", "session_id", "change_type", "diff", "summary", "detected_at")
 SERVER_DETAILS = ("default_password_lifetime", "public_grants")
 ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attributes")
 
@@ -76,6 +67,9 @@ class SyncResult:
     removed_count: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     error_kind: str | None = None
+    # Accounts given a change-log row by this apply, for work that follows a sync without re-reading the log.
+    # Not in as_dict(): that dict is stored in the sync records and its shape is fixed.
+    changed_account_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The seed's result dict, plus `error_kind` for classified failures."""
@@ -93,6 +87,146 @@ class SyncResult:
 
 class _GuardTripped(Exception):
     pass
+
+
+# --- rows ----------------------------------------------------------------------------
+# Tuples, not models: at 10,000 accounts per-row model instances cost more than the SQL.
+# The insert rows' fields are named and ordered as the columns they fill, so they go to
+# insert_rows as they are.
+
+
+class ExistingAccount(NamedTuple):
+    """An account row as stored before this apply."""
+
+    id: int
+    identity: str
+    is_active: bool
+    username: str
+    host: str | None
+    kind: str
+    is_superuser: bool
+    is_locked: bool
+    attributes: dict[str, Any]
+
+    def row_values(self) -> dict[str, Any]:
+        """The ROW_FIELDS, shaped as `_row_values` builds them from a record, so the two compare with ==."""
+        return {
+            "username": self.username,
+            "host": self.host,
+            "kind": self.kind,
+            "is_superuser": self.is_superuser,
+            "is_locked": self.is_locked,
+            "attributes": self.attributes,
+        }
+
+
+class OpenSnapshot(NamedTuple):
+    """An account's current snapshot (valid_to null): what a new one is compared with and closes."""
+
+    id: int
+    account_id: int
+    digest: str
+
+
+class NewAccountRow(NamedTuple):
+    """An account row to insert, values already in database form."""
+
+    instance: int
+    identity: str
+    first_seen_at: Any
+    last_seen_at: Any
+    is_active: bool
+    username: str
+    host: str | None
+    kind: str
+    is_superuser: bool
+    is_locked: bool
+    attributes: str
+
+
+class SnapshotRow(NamedTuple):
+    """A permission snapshot row to insert, values already in database form."""
+
+    account: int
+    instance: int
+    snapshot: str
+    digest: str
+    schema_version: int
+    collected_at: Any
+    valid_from: Any
+
+
+class ChangeRow(NamedTuple):
+    """A change-log row to insert, values already in database form."""
+
+    instance: int
+    account: int
+    session_id: Any
+    change_type: str
+    diff: str
+    summary: str
+    detected_at: Any
+
+
+ACCOUNT_COLUMNS = NewAccountRow._fields
+PERMISSION_COLUMNS = SnapshotRow._fields
+CHANGE_COLUMNS = ChangeRow._fields
+
+
+class DetectedChange(NamedTuple):
+    """A snapshot change found by the collection, before the change log words it."""
+
+    account_id: int
+    identity: str
+    change_type: str
+    ops: list[dict[str, Any]] | str  # the diff operations, or their JSON text when the codec built it
+    summary: str  # the operations in one line, without the "added <identity>: " lead
+
+
+# --- phase outcomes ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Stamp:
+    """This apply's moment and session, adapted once for every raw insert."""
+
+    now: datetime
+    db_now: Any
+    session: Any
+
+    @classmethod
+    def of(cls, now: datetime, session_id: uuid.UUID | None) -> Stamp:
+        session = AccountChangeLog._meta.get_field("session_id").get_db_prep_save(session_id, connection)
+        return cls(now, connection.ops.adapt_datetimefield_value(now), session)
+
+
+@dataclass(slots=True)
+class InventoryOutcome:
+    account_ids: dict[str, int]  # identity -> id, every stored account and every one just added
+    added_ids: set[int]
+    reactivated_ids: set[int]
+    rows_updated: int  # existing rows rewritten, reactivations included
+
+
+@dataclass(slots=True)
+class CollectionOutcome:
+    snapshot_account_ids: set[int]  # accounts that got a new snapshot
+    changes: list[DetectedChange]
+
+
+# The change-log entries the collection's result counts by type.
+_COUNTED_CHANGES = (
+    ChangeType.PRIVILEGES_CHANGED.value,
+    ChangeType.ATTRIBUTES_CHANGED.value,
+    ChangeType.REACTIVATED.value,
+)
+
+
+@dataclass(slots=True)
+class ApplyOutcome:
+    inventory: dict[str, int]
+    collection: dict[str, int]
+    changed_account_ids: list[int]
 
 
 def _ms(start: float) -> int:
@@ -124,25 +258,24 @@ def _row_changed(old: dict[str, Any], values: dict[str, Any]) -> bool:
     return old != values
 
 
-def _change(
-    instance: Instance,
-    account_id: int,
-    session: Any,
-    change_type: str,
-    ops: list[dict[str, Any]] | str,
-    summary: str,
-    now: Any,
-) -> tuple[Any, ...]:
-    """A change-log row in CHANGE_COLUMNS order; `session` and `now` already adapted, `ops` may be JSON text."""
-    return (
-        instance.pk,
-        account_id,
-        session,
-        str(change_type),
-        ops if isinstance(ops, str) else json_text(ops),
-        summary,
-        now,
-    )
+def _log_apply(
+    instance: Instance, session_id: uuid.UUID | None, level: int, message: str, phase: str, started: float | None
+) -> None:
+    """One log line of the apply; `started` None leaves the duration out (nothing was timed)."""
+    context: dict[str, Any] = {
+        "module": MODULE,
+        "operation": "account_sync_apply",
+        "instance_id": instance.pk,
+        "db_type": instance.db_type,
+        "session_id": session_id,
+        "phase": phase,
+    }
+    if started is not None:
+        context["duration_ms"] = _ms(started)
+    log_event(logger, level, message, **context)
+
+
+# --- the apply -----------------------------------------------------------------------
 
 
 @gc_paused()  # bulk: see gc_paused
@@ -164,37 +297,7 @@ def account_sync_apply(
     """
     started = time.monotonic()
     if catalog.unchanged:
-        result = _apply_unchanged(instance, catalog, session_id)
-        if result is not None:
-            log_event(
-                logger,
-                logging.INFO,
-                result.message,
-                module=MODULE,
-                operation="account_sync_apply",
-                instance_id=instance.pk,
-                db_type=instance.db_type,
-                session_id=session_id,
-                phase="apply",
-                duration_ms=_ms(started),
-            )
-            return result
-        message = (
-            f"{instance.name}: the server's catalog is unchanged, but another sync was applied meanwhile; "
-            "nothing was written, sync again."
-        )
-        log_event(
-            logger,
-            logging.WARNING,
-            message,
-            module=MODULE,
-            operation="account_sync_apply",
-            instance_id=instance.pk,
-            db_type=instance.db_type,
-            session_id=session_id,
-            phase="apply",
-        )
-        return SyncResult(success=False, message=message, error_kind="conflict")
+        return _apply_unchanged_catalog(instance, catalog, session_id, started)
     now = timezone.now()
     records: dict[str, AccountRecord] = {}
     for record in catalog.accounts:
@@ -203,28 +306,16 @@ def account_sync_apply(
 
     try:
         with transaction.atomic():
-            counts = _apply(instance, records, catalog_unknown, session_id, force, now)
+            outcome = _apply(instance, records, catalog_unknown, session_id, force, now)
             # what this apply is the result of; an empty digest (adapter without one) disables the shortcut
             if catalog.source_digest != instance.catalog_digest:
                 Instance.objects.filter(pk=instance.pk).update(catalog_digest=catalog.source_digest)
                 instance.catalog_digest = catalog.source_digest
     except _GuardTripped as exc:
-        message = str(exc)
-        log_event(
-            logger,
-            logging.WARNING,
-            message,
-            module=MODULE,
-            operation="account_sync_apply",
-            instance_id=instance.pk,
-            db_type=instance.db_type,
-            session_id=session_id,
-            phase="guard",
-            duration_ms=_ms(started),
-        )
-        return SyncResult(success=False, message=message, error_kind="guard", synced_count=len(records))
+        _log_apply(instance, session_id, logging.WARNING, str(exc), "guard", started)
+        return SyncResult(success=False, message=str(exc), error_kind="guard", synced_count=len(records))
 
-    inventory, collection = counts
+    inventory, collection = outcome.inventory, outcome.collection
     result = SyncResult(
         success=True,
         message=(
@@ -241,20 +332,26 @@ def account_sync_apply(
             # server-wide facts that belong to no account, for the findings and the record
             **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details},
         },
+        changed_account_ids=outcome.changed_account_ids,
     )
-    log_event(
-        logger,
-        logging.INFO,
-        result.message,
-        module=MODULE,
-        operation="account_sync_apply",
-        instance_id=instance.pk,
-        db_type=instance.db_type,
-        session_id=session_id,
-        phase="apply",
-        duration_ms=_ms(started),
-    )
+    _log_apply(instance, session_id, logging.INFO, result.message, "apply", started)
     return result
+
+
+def _apply_unchanged_catalog(
+    instance: Instance, catalog: Catalog, session_id: uuid.UUID | None, started: float
+) -> SyncResult:
+    """The adapter saw the rows of the last applied sync: report what is stored, or refuse if that moved."""
+    result = _apply_unchanged(instance, catalog, session_id)
+    if result is not None:
+        _log_apply(instance, session_id, logging.INFO, result.message, "apply", started)
+        return result
+    message = (
+        f"{instance.name}: the server's catalog is unchanged, but another sync was applied meanwhile; "
+        "nothing was written, sync again."
+    )
+    _log_apply(instance, session_id, logging.WARNING, message, "apply", None)
+    return SyncResult(success=False, message=message, error_kind="conflict")
 
 
 def _apply_unchanged(instance: Instance, catalog: Catalog, session_id: uuid.UUID | None) -> SyncResult | None:
@@ -304,49 +401,110 @@ def _apply(
     session_id: uuid.UUID | None,
     force: bool,
     now: datetime,
-) -> tuple[dict[str, int], dict[str, int]]:
+) -> ApplyOutcome:
+    """The four phases, in the order their reads depend on each other's writes.
+
+    Each account's canonical snapshot, its text and digest are built once (after the
+    guard, which must not pay for them) and serve both the inventory and the collection;
+    the codec encodes each distinct privilege/role/capability set once (see accountsync/codec.py).
+    """
     existing = {
-        row[1]: row
-        for row in InstanceAccount.objects.filter(instance=instance).values_list(
-            "id", "identity", "is_active", *ROW_FIELDS
+        account.identity: account
+        for account in map(
+            ExistingAccount._make,
+            InstanceAccount.objects.filter(instance=instance).values_list(*ExistingAccount._fields),
         )
     }
-    active_total = sum(1 for row in existing.values() if row[2])
-    to_remove = [row[0] for identity, row in existing.items() if row[2] and identity not in records]
+    active_before = sum(1 for account in existing.values() if account.is_active)
+    removed = _guard(instance, existing, records, active_before, force)
 
-    ratio = float(settings.WHALEFALL_MAX_REMOVAL_RATIO)
-    if not force:
-        if not records:
-            raise _GuardTripped(
-                f"{instance.name}: the server returned no accounts; refusing to deactivate "
-                f"{active_total} accounts. Check the monitoring account's catalog privileges, or rerun with force."
-            )
-        if active_total and len(to_remove) / active_total > ratio:
-            raise _GuardTripped(
-                f"{instance.name}: this sync would deactivate {len(to_remove)} of {active_total} active accounts "
-                f"(more than WHALEFALL_MAX_REMOVAL_RATIO={ratio:g}); nothing was changed. "
-                "Check the monitoring account's privileges, or rerun with force if the removal is real."
-            )
-
-    # Each account's canonical snapshot, its text and digest are built once and serve both phases;
-    # the codec encodes each distinct privilege/role/capability set once (see accountsync/codec.py).
     codec = SnapshotCodec()
-    prepared: dict[str, Prepared] = {
-        identity: codec.prepare(record, catalog_unknown) for identity, record in records.items()
-    }
+    prepared = {identity: codec.prepare(record, catalog_unknown) for identity, record in records.items()}
+    stamp = Stamp.of(now, session_id)
+    inventory = _inventory(instance, records, prepared, existing, removed, stamp)
+    collection = _collection(instance, prepared, inventory, codec, stamp)
+    changes = _change_log(instance, collection.changes, inventory, removed, stamp)
 
-    # --- inventory ---------------------------------------------------------
-    db_now = connection.ops.adapt_datetimefield_value(now)
-    new_accounts: list[str] = []
-    new_rows: list[tuple[Any, ...]] = []
-    updated_accounts: list[InstanceAccount] = []
+    modified = (collection.snapshot_account_ids - inventory.added_ids) | inventory.reactivated_ids
+    added = len(inventory.added_ids)
+    counted = dict.fromkeys(_COUNTED_CHANGES, 0)
+    for change in changes:
+        if change.change_type in counted:
+            counted[change.change_type] += 1
+    return ApplyOutcome(
+        inventory={
+            "seen": len(records),
+            "active_before": active_before,
+            "added": added,
+            "removed": len(removed),
+            "reactivated": len(inventory.reactivated_ids),
+            "updated": inventory.rows_updated - len(inventory.reactivated_ids),
+        },
+        collection={
+            "processed": len(records),
+            "unchanged": len(records) - added - len(modified),
+            "modified": len(modified),
+            "snapshots_written": len(collection.snapshot_account_ids),
+            "privileges_changed": counted[ChangeType.PRIVILEGES_CHANGED.value],
+            "attributes_changed": counted[ChangeType.ATTRIBUTES_CHANGED.value],
+            "reactivated": counted[ChangeType.REACTIVATED.value],
+        },
+        changed_account_ids=[change.account for change in changes],
+    )
+
+
+def _guard(
+    instance: Instance,
+    existing: dict[str, ExistingAccount],
+    records: dict[str, AccountRecord],
+    active_before: int,
+    force: bool,
+) -> list[ExistingAccount]:
+    """The active accounts the catalog no longer lists; refused when that looks like a broken read, not removals.
+
+    An empty catalog or a mass removal is far more often a monitoring account that lost
+    its catalog privileges than a real purge; `force` is the operator saying it is real.
+    """
+    removed = [account for identity, account in existing.items() if account.is_active and identity not in records]
+    ratio = float(settings.WHALEFALL_MAX_REMOVAL_RATIO)
+    if force:
+        return removed
+    if not records:
+        raise _GuardTripped(
+            f"{instance.name}: the server returned no accounts; refusing to deactivate "
+            f"{active_before} accounts. Check the monitoring account's catalog privileges, or rerun with force."
+        )
+    if active_before and len(removed) / active_before > ratio:
+        raise _GuardTripped(
+            f"{instance.name}: this sync would deactivate {len(removed)} of {active_before} active accounts "
+            f"(more than WHALEFALL_MAX_REMOVAL_RATIO={ratio:g}); nothing was changed. "
+            "Check the monitoring account's privileges, or rerun with force if the removal is real."
+        )
+    return removed
+
+
+def _inventory(
+    instance: Instance,
+    records: dict[str, AccountRecord],
+    prepared: dict[str, Prepared],
+    existing: dict[str, ExistingAccount],
+    removed: list[ExistingAccount],
+    stamp: Stamp,
+) -> InventoryOutcome:
+    """Insert new accounts, rewrite changed or returning ones, deactivate removed ones (closing their snapshots).
+
+    New rows are inserted raw (the bulk of a first sync); changed rows go through
+    bulk_update, which is rare enough that the ORM's cost does not matter.
+    """
+    db_now = stamp.db_now
+    new_rows: list[NewAccountRow] = []
+    updated: list[InstanceAccount] = []
     reactivated_ids: set[int] = set()
     for identity, record in records.items():
-        row = existing.get(identity)
-        if row is None:
-            new_accounts.append(identity)
+        stored = existing.get(identity)
+        if stored is None:
             new_rows.append(
-                (
+                NewAccountRow(
                     instance.pk,
                     identity,
                     db_now,
@@ -362,86 +520,89 @@ def _apply(
             )
             continue
         values = _row_values(record, prepared[identity].snapshot["attributes"])
-        account_id, _identity, is_active, *old_values = row
-        changed = _row_changed(dict(zip(ROW_FIELDS, old_values, strict=True)), values)
-        if is_active and not changed:
+        if stored.is_active and not _row_changed(stored.row_values(), values):
             continue
-        if not is_active:
-            reactivated_ids.add(account_id)
+        if not stored.is_active:
+            reactivated_ids.add(stored.id)
         values["attributes"] = json.loads(canonical_json(values["attributes"]))
-        updated_accounts.append(
-            InstanceAccount(id=account_id, is_active=True, deactivated_at=None, last_seen_at=now, **values)
+        updated.append(
+            InstanceAccount(id=stored.id, is_active=True, deactivated_at=None, last_seen_at=stamp.now, **values)
         )
 
     insert_rows(InstanceAccount, ACCOUNT_COLUMNS, new_rows)
-    del new_rows
-    added_ids: set[int] = set()
-    account_ids = {identity: row[0] for identity, row in existing.items()}
-    if new_accounts:
-        # One SELECT for the new ids: portable (MySQL has no RETURNING) and cheaper than per-batch lookups.
-        for pk, identity in InstanceAccount.objects.filter(instance=instance).values_list("id", "identity"):
-            if identity not in existing:
-                account_ids[identity] = pk
-                added_ids.add(pk)
-    if updated_accounts:
+    account_ids = {identity: account.id for identity, account in existing.items()}
+    added_ids = _new_account_ids(instance, existing, account_ids) if new_rows else set()
+    if updated:
         InstanceAccount.objects.bulk_update(
-            updated_accounts, ["is_active", "deactivated_at", "last_seen_at", *ROW_FIELDS], batch_size=BATCH_SIZE
+            updated, ["is_active", "deactivated_at", "last_seen_at", *ROW_FIELDS], batch_size=BATCH_SIZE
         )
-    for batch in batches(to_remove):
-        InstanceAccount.objects.filter(id__in=batch).update(is_active=False, deactivated_at=now)
-        AccountPermission.objects.filter(account_id__in=batch, valid_to__isnull=True).update(valid_to=now)
+    for batch in batches([account.id for account in removed]):
+        InstanceAccount.objects.filter(id__in=batch).update(is_active=False, deactivated_at=stamp.now)
+        AccountPermission.objects.filter(account_id__in=batch, valid_to__isnull=True).update(valid_to=stamp.now)
+    return InventoryOutcome(account_ids, added_ids, reactivated_ids, len(updated))
 
-    # --- collection --------------------------------------------------------
+
+def _new_account_ids(instance: Instance, existing: dict[str, ExistingAccount], account_ids: dict[str, int]) -> set[int]:
+    """Record the ids of the accounts just inserted in `account_ids`; return them.
+
+    One SELECT for all of them: portable (MySQL has no RETURNING) and cheaper than per-batch lookups.
+    """
+    added_ids: set[int] = set()
+    for pk, identity in InstanceAccount.objects.filter(instance=instance).values_list("id", "identity"):
+        if identity not in existing:
+            account_ids[identity] = pk
+            added_ids.add(pk)
+    return added_ids
+
+
+def _collection(
+    instance: Instance,
+    prepared: dict[str, Prepared],
+    inventory: InventoryOutcome,
+    codec: SnapshotCodec,
+    stamp: Stamp,
+) -> CollectionOutcome:
+    """Write a new snapshot for every account whose permissions moved (closing the old one); say what moved.
+
+    Only accounts whose digest differs from the open snapshot's, or whose read was partial
+    (unknown scopes: the old grants there are carried forward), have their old snapshot
+    read and diffed; the rest cost nothing beyond the one query for open digests.
+    """
+    account_ids, added_ids = inventory.account_ids, inventory.added_ids
     open_rows = {
-        account_id: (perm_id, digest)
-        for perm_id, account_id, digest in AccountPermission.objects.filter(
-            instance=instance, valid_to__isnull=True
-        ).values_list("id", "account_id", "digest")
+        row.account_id: row
+        for row in map(
+            OpenSnapshot._make,
+            AccountPermission.objects.filter(instance=instance, valid_to__isnull=True).values_list(
+                *OpenSnapshot._fields
+            ),
+        )
     }
-
     candidates: dict[str, Prepared] = {}
     for identity, item in prepared.items():
         current = open_rows.get(account_ids[identity])
-        if current is not None and current[1] == item.digest and not item.snapshot["unknown_scopes"]:
+        if current is not None and current.digest == item.digest and not item.snapshot["unknown_scopes"]:
             continue
         candidates[identity] = item
-
     old_snapshots: dict[int, dict[str, Any]] = {}
-    needed = [open_rows[account_ids[i]][0] for i in candidates if account_ids[i] in open_rows]
+    needed = [open_rows[account_ids[i]].id for i in candidates if account_ids[i] in open_rows]
     for batch in batches(needed):
         old_snapshots.update(AccountPermission.objects.filter(id__in=batch).values_list("account_id", "snapshot"))
 
     to_close: list[int] = []
-    new_perms: list[tuple[Any, ...]] = []
-    changes: list[tuple[Any, ...]] = []
-    collection = {
-        "processed": len(records),
-        "unchanged": 0,
-        "modified": 0,
-        "snapshots_written": 0,
-        "privileges_changed": 0,
-        "attributes_changed": 0,
-        "reactivated": 0,
-    }
-    session = AccountChangeLog._meta.get_field("session_id").get_db_prep_save(session_id, connection)
+    new_rows: list[SnapshotRow] = []
+    changes: list[DetectedChange] = []
+    db_now = stamp.db_now
     for identity, item in candidates.items():
         account_id = account_ids[identity]
         current = open_rows.get(account_id)
         if current is None and account_id in added_ids:
             # the bulk of a first sync: nothing to carry forward or compare, the codec has the pieces
-            new_perms.append((account_id, instance.pk, item.text, item.digest, SCHEMA_VERSION, db_now, db_now))
-            ops_text, summary = codec.first_seen_diff(item)
-            changes.append(
-                _change(
-                    instance,
-                    account_id,
-                    session,
-                    ChangeType.ADDED,
-                    ops_text,
-                    f"added {identity}" + (f": {summary}" if summary else ""),
-                    db_now,
-                )
+            new_rows.append(
+                SnapshotRow(account_id, instance.pk, item.text, item.digest, SCHEMA_VERSION, db_now, db_now)
             )
+            ops_text, summary = codec.first_seen_diff(item)
+            changes.append(DetectedChange(account_id, identity, ChangeType.ADDED, ops_text, summary))
             continue
         # What is diffed must equal what is stored: attributes that are not plain JSON (dates) take a round trip.
         snapshot, digest, text = codec.stored_snapshot(item), item.digest, item.text
@@ -449,64 +610,72 @@ def _apply(
         merged = snapdiff.carry_forward(old, snapshot)
         if merged is not snapshot:
             snapshot, digest, text = merged, snapdiff.digest(merged), canonical_json(merged)
-        if current is not None and current[1] == digest:
+        if current is not None and current.digest == digest:
             continue
         if current is not None:
-            to_close.append(current[0])
-        new_perms.append((account_id, instance.pk, text, digest, snapshot.get("schema_version", 1), db_now, db_now))
+            to_close.append(current.id)
+        version = snapshot.get("schema_version", 1)
+        new_rows.append(SnapshotRow(account_id, instance.pk, text, digest, version, db_now, db_now))
         ops = snapdiff.diff_snapshots(old, snapshot)
-        summary = snapdiff.summarize(ops)
-        if account_id in added_ids:
-            changes.append(
-                _change(
-                    instance,
-                    account_id,
-                    session,
-                    ChangeType.ADDED,
-                    ops,
-                    f"added {identity}" + (f": {summary}" if summary else ""),
-                    db_now,
-                )
-            )
-        elif account_id in reactivated_ids:
-            collection["reactivated"] += 1
-            text_ = f"reactivated {identity}" + (f": {summary}" if summary else "")
-            changes.append(_change(instance, account_id, session, ChangeType.REACTIVATED, ops, text_, db_now))
-        else:
-            kind = snapdiff.classify(ops) or snapdiff.ATTRIBUTES_CHANGED
-            collection[kind] += 1
-            changes.append(_change(instance, account_id, session, kind, ops, summary, db_now))
-    # A reactivated account whose snapshot was not closed at removal (older data) still gets its log entry.
-    logged = {c[1] for c in changes}
-    identities = {aid: identity for identity, aid in account_ids.items()}
-    for account_id in reactivated_ids - logged:
-        identity = identities[account_id]
-        collection["reactivated"] += 1
         changes.append(
-            _change(instance, account_id, session, ChangeType.REACTIVATED, [], f"reactivated {identity}", db_now)
+            DetectedChange(account_id, identity, _change_type(account_id, ops, inventory), ops, snapdiff.summarize(ops))
         )
-    for identity, row in existing.items():
-        if row[2] and identity not in records:
-            changes.append(_change(instance, row[0], session, ChangeType.REMOVED, [], f"removed {identity}", db_now))
 
     for batch in batches(to_close):
-        AccountPermission.objects.filter(id__in=batch).update(valid_to=now)
-    insert_rows(AccountPermission, PERMISSION_COLUMNS, new_perms)
-    insert_rows(AccountChangeLog, CHANGE_COLUMNS, changes)
+        AccountPermission.objects.filter(id__in=batch).update(valid_to=stamp.now)
+    insert_rows(AccountPermission, PERMISSION_COLUMNS, new_rows)
+    return CollectionOutcome({row.account for row in new_rows}, changes)
 
-    collection["snapshots_written"] = len(new_perms)
-    modified_ids = ({p[0] for p in new_perms} - added_ids) | reactivated_ids
-    collection["modified"] = len(modified_ids)
-    collection["unchanged"] = len(records) - len(new_accounts) - len(modified_ids)
-    inventory = {
-        "seen": len(records),
-        "active_before": active_total,
-        "added": len(new_accounts),
-        "removed": len(to_remove),
-        "reactivated": len(reactivated_ids),
-        "updated": len(updated_accounts) - len(reactivated_ids),
-    }
-    return inventory, collection
+
+def _change_type(account_id: int, ops: list[dict[str, Any]], inventory: InventoryOutcome) -> str:
+    """What a snapshot change is logged as: the account's arrival or return outranks what moved in it."""
+    if account_id in inventory.added_ids:
+        return ChangeType.ADDED
+    if account_id in inventory.reactivated_ids:
+        return ChangeType.REACTIVATED
+    return snapdiff.classify(ops) or snapdiff.ATTRIBUTES_CHANGED
+
+
+# The lead of an entry whose account came, came back or went: "<verb> <identity>", then ": <summary>" if any.
+# Keyed by plain values: change types arrive both as ChangeType members and as diff.classify()'s strings.
+_LIFECYCLE_VERBS = {
+    ChangeType.ADDED.value: "added",
+    ChangeType.REACTIVATED.value: "reactivated",
+    ChangeType.REMOVED.value: "removed",
+}
+
+
+def _change_log(
+    instance: Instance,
+    detected: list[DetectedChange],
+    inventory: InventoryOutcome,
+    removed: list[ExistingAccount],
+    stamp: Stamp,
+) -> list[ChangeRow]:
+    """One entry per account that changed: the collection's, returns without a new snapshot, removals.
+
+    A reactivated account whose snapshot was not closed at removal (older data) and did
+    not move still gets its entry: its return is a change even when its grants are not.
+    """
+    logged = {change.account_id for change in detected}
+    returned: list[DetectedChange] = []
+    if missing := inventory.reactivated_ids - logged:
+        identities = {account_id: identity for identity, account_id in inventory.account_ids.items()}
+        returned = [
+            DetectedChange(account_id, identities[account_id], ChangeType.REACTIVATED, [], "") for account_id in missing
+        ]
+    gone = [DetectedChange(account.id, account.identity, ChangeType.REMOVED, [], "") for account in removed]
+    rows = []
+    for change in (*detected, *returned, *gone):
+        change_type = str(change.change_type)
+        verb = _LIFECYCLE_VERBS.get(change_type)
+        summary = change.summary
+        if verb is not None:
+            summary = f"{verb} {change.identity}" + (f": {summary}" if summary else "")
+        ops = change.ops if isinstance(change.ops, str) else json_text(change.ops)
+        rows.append(ChangeRow(instance.pk, change.account_id, stamp.session, change_type, ops, summary, stamp.db_now))
+    insert_rows(AccountChangeLog, CHANGE_COLUMNS, rows)
+    return rows
 
 
 def account_sync_run(
