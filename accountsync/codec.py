@@ -30,6 +30,7 @@ from accountsync.adapters.base import (
     canonical_privileges,
     canonical_roles,
 )
+from config.scopes import ATTRIBUTE_SCOPE
 
 # Same settings as base.canonical_json; built once (json.dumps builds an encoder per call).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -195,7 +196,7 @@ class SnapshotCodec:
         if snapshot["unknown_scopes"]:
             unknown = {
                 "op": "set",
-                "scope": snapdiff.ATTRIBUTE_SCOPE,
+                "scope": ATTRIBUTE_SCOPE,
                 "field": "unknown_scopes",
                 "old": [],
                 "new": snapshot["unknown_scopes"],
@@ -210,7 +211,7 @@ class SnapshotCodec:
         return "[" + ",".join(op.text for op in ops) + "]", summary
 
     def _attribute_op(self, name: str, value: Any) -> _Op:
-        op = {"op": "set", "scope": snapdiff.ATTRIBUTE_SCOPE, "field": name, "old": None, "new": value}
+        op = {"op": "set", "scope": ATTRIBUTE_SCOPE, "field": name, "old": None, "new": value}
         if type(value) not in _HASHABLE_SCALARS:
             return _Op.of(op)
         key = (name, type(value), value)  # the type keeps True and 1 apart

@@ -2,7 +2,7 @@
 
 Why pure: the engine, the admin and the tests all need the same answer to
 "what changed", and a function of two dicts is trivially testable. Snapshots
-have the canonical shape of DESIGN.md §2 (`AccountRecord.snapshot()`).
+have the canonical shape of docs/architecture.md (`AccountRecord.snapshot()`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import json
 from typing import Any
 
 from accountsync.adapters.base import INHERITABLE_CAPABILITIES, snapshot_digest
+from config.scopes import ATTRIBUTE_SCOPE, CAPABILITY_SCOPE, ROLE_SCOPE, split_scope
 
 PRIVILEGES_CHANGED = "privileges_changed"
 ATTRIBUTES_CHANGED = "attributes_changed"
-ROLE_SCOPE = "role"
-CAPABILITY_SCOPE = "capability"
-ATTRIBUTE_SCOPE = "attribute"
 SUMMARY_MAX_ITEMS = 12
 
 EMPTY_SNAPSHOT: dict[str, Any] = {
@@ -27,36 +25,6 @@ EMPTY_SNAPSHOT: dict[str, Any] = {
     "capabilities": [],
     "unknown_scopes": [],
 }
-
-
-def split_scope(scope: str) -> tuple[str, list[str]]:
-    """Split `level:part.part` into its level and unquoted parts (quotes as in `quote_part`)."""
-    if ":" not in scope:
-        return scope, []
-    level, rest = scope.split(":", 1)
-    parts: list[str] = []
-    buf: list[str] = []
-    i, quoted = 0, False
-    while i < len(rest):
-        ch = rest[i]
-        if quoted:
-            if ch == '"' and i + 1 < len(rest) and rest[i + 1] == '"':
-                buf.append('"')
-                i += 1
-            elif ch == '"':
-                quoted = False
-            else:
-                buf.append(ch)
-        elif ch == '"':
-            quoted = True
-        elif ch == ".":
-            parts.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-        i += 1
-    parts.append("".join(buf))
-    return level, parts
 
 
 def scope_is_unknown(scope: str, unknown_scopes: list[str] | set[str]) -> bool:

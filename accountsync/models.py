@@ -1,4 +1,4 @@
-"""Accounts, permission snapshots and change logs (see DESIGN.md §2).
+"""Accounts, permission snapshots and change logs (docs/architecture.md, "Data model").
 
 History is append-only: every foreign key that could take history with it is
 PROTECT. Deleting an instance that has synced accounts must be an explicit

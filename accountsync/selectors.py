@@ -63,17 +63,6 @@ def change_log_list(
     return qs.order_by("-detected_at", "-id")
 
 
-def account_last_seen(*, account: InstanceAccount) -> datetime | None:
-    """When the account was last seen on the server.
-
-    Unchanged accounts are not written on each sync, so an active account's
-    last sighting is its instance's last successful sync.
-    """
-    if account.is_active and account.instance.last_sync_status == "completed" and account.instance.last_sync_at:
-        return max(account.last_seen_at, account.instance.last_sync_at)
-    return account.last_seen_at
-
-
 def account_capability_filter(
     queryset: QuerySet[InstanceAccount], *, capability: str, present: bool = True
 ) -> QuerySet[InstanceAccount]:

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from accountsync.admin import ReadOnlyAdmin, badge
+from adminkit.kit import ReadOnlyAdmin, badge
 from alerts.models import AlertChannel, AlertDelivery, DeliveryStatusChoices
 from alerts.services import alert_deliveries_resend, alert_send_test
 from instances.models import DbType, Environment

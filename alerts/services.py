@@ -44,6 +44,7 @@ from config.logging import log_event
 from findings.models import SEVERITY_RANK, Finding, SeverityChoices
 from findings.rules import RULES_BY_CODE
 from instances.models import Instance
+from sync.hooks import PostSyncEvent
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +274,11 @@ def _log(
         phase=phase,
         **more,
     )
+
+
+def alerts_on_sync_applied(event: PostSyncEvent) -> None:
+    """The post-sync hook (registered in ``AlertsConfig.ready``): detect, record and queue alerts."""
+    alerts_after_sync(instance=event.instance, session_id=event.session_id, result=event.result)
 
 
 def alerts_after_sync(

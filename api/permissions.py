@@ -12,7 +12,7 @@ from typing import Any
 from rest_framework import permissions
 from rest_framework.request import Request
 
-RUN_SYNC = "sync.run_sync"
+from sync.models import RUN_SYNC
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):

@@ -15,9 +15,9 @@ from typing import Any
 CONTEXT_KEYS = ("module", "operation", "instance_id", "db_type", "session_id", "phase", "duration_ms")
 
 
-def log_event(logger: logging.Logger, level: int, message: str, **context: Any) -> None:
-    """Log `message` with structured context under the agreed keys."""
-    logger.log(level, message, extra={"wf": context})
+def log_event(logger: logging.Logger, level: int, message: str, *, exc_info: bool = False, **context: Any) -> None:
+    """Log `message` with structured context under the agreed keys; `exc_info` adds the current traceback."""
+    logger.log(level, message, exc_info=exc_info, extra={"wf": context})
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,6 +34,7 @@ class JsonFormatter(logging.Formatter):
             data[key] = str(value) if key == "session_id" and value is not None else value
         if record.exc_info:
             data["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            data["traceback"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
@@ -45,4 +46,6 @@ class PlainFormatter(logging.Formatter):
         ctx = getattr(record, "wf", {})
         if ctx:
             base += " " + " ".join(f"{k}={v}" for k, v in ctx.items() if v is not None)
+        if record.exc_info:
+            base += "\n" + self.formatException(record.exc_info)
         return base

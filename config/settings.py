@@ -74,13 +74,17 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # in layer order, bottom first (docs/architecture.md); import-linter checks the arrows
+    "adminkit",
     "instances",
     "accountsync",
     "sync",
-    "api",
     "findings",
     "alerts",
+    "exports",
     "dashboard",
+    "api",
+    "console",
 ]
 
 MIDDLEWARE = [

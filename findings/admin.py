@@ -13,8 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from accountsync.admin import ReadOnlyAdmin
-from exports.actions import admin_export_action
+from adminkit.kit import ReadOnlyAdmin
 from findings.models import Finding
 from findings.rules import RULES, RULES_BY_CODE
 
@@ -41,10 +40,6 @@ class FindingAdmin(ReadOnlyAdmin):
     search_fields = ["account__identity", "rule_code"]
     list_select_related = ["account", "instance"]
     date_hierarchy = "first_seen_at"
-    actions = [
-        admin_export_action("findings", "csv", description=_("Export selected findings as CSV")),
-        admin_export_action("findings", "json", description=_("Export selected findings as JSON")),
-    ]
     readonly_fields = [
         "instance",
         "account",

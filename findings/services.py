@@ -27,6 +27,7 @@ from config.logging import log_event
 from findings.models import Finding
 from findings.rules import Policy, Subject, evaluate, policy_from_settings
 from instances.models import Instance
+from sync.hooks import PostSyncEvent
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,11 @@ def findings_refresh(
         **log,
     )
     return result
+
+
+def findings_on_sync_applied(event: PostSyncEvent) -> None:
+    """The post-sync hook (registered in ``FindingsConfig.ready``): refresh, summary into the details."""
+    findings_after_sync(instance=event.instance, session_id=event.session_id, result=event.result)
 
 
 def findings_after_sync(

@@ -26,9 +26,10 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accountsync.adapters.base import ErrorKind
-from accountsync.admin import ADMIN_CSS, ReadOnlyAdmin, badge, date_range_filter
+from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter
 from sync.models import (
     RECORD_TERMINAL,
+    RUN_SYNC,
     SyncInstanceRecord,
     SyncRecordStatusChoices,
     SyncSession,
@@ -36,7 +37,6 @@ from sync.models import (
 )
 from sync.services import SyncRequestError, sync_session_cancel, sync_session_retry_failed
 
-RUN_SYNC = "sync.run_sync"
 POLL_INTERVAL_MS = 2000
 # sessions whose stored counts are not final: running ones, and cancelled ones (never finalized)
 LIVE_COUNTS = (SyncSessionStatusChoices.RUNNING, SyncSessionStatusChoices.CANCELLED)
@@ -416,9 +416,6 @@ class SyncInstanceRecordAdmin(ReadOnlyAdmin):
     search_fields = ["instance_name"]
     list_select_related = ["session"]
     ordering = ["-id"]
-
-    class Media:
-        css = {"all": [ADMIN_CSS]}
 
     @admin.display(description=_("session"), ordering="session")
     def session_link(self, obj: SyncInstanceRecord) -> str:

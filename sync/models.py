@@ -1,4 +1,4 @@
-"""Sync sessions and per-instance records (see DESIGN.md §2).
+"""Sync sessions and per-instance records (docs/architecture.md, "Data model").
 
 Every status change is a single conditional UPDATE (``filter(pk=..., status__in=FROM)``)
 whose row count tells the caller whether *it* made the change. Two workers racing on
@@ -33,6 +33,10 @@ SESSION_SYNC_TYPES = frozenset(
 
 class SyncCategoryChoices(models.TextChoices):
     ACCOUNT = "account", _("Accounts")
+
+
+# the one permission behind starting, cancelling and retrying syncs (admin and API)
+RUN_SYNC = "sync.run_sync"
 
 
 class SyncSessionStatusChoices(models.TextChoices):
@@ -239,19 +243,19 @@ class SyncInstanceRecord(models.Model):
             details=details or {},
         )
 
-    def mark_cancelled(self) -> bool:
-        """pending -> cancelled: only a record that never started can be cancelled."""
-        return self._transition(
-            {SyncRecordStatusChoices.PENDING}, SyncRecordStatusChoices.CANCELLED, completed_at=timezone.now()
-        )
-
     def heartbeat(self) -> bool:
-        """Refresh heartbeat_at while running; False means the record is no longer ours to run."""
+        """Beat between phases; False means the record is no longer ours to run.
+
+        One UPDATE is both the heartbeat the reaper reads and the cancel check: it only
+        matches while the record runs and its session is still running.
+        """
         now = timezone.now()
         done = (
-            SyncInstanceRecord.objects.filter(pk=self.pk, status=SyncRecordStatusChoices.RUNNING).update(
-                heartbeat_at=now
-            )
+            SyncInstanceRecord.objects.filter(
+                pk=self.pk,
+                status=SyncRecordStatusChoices.RUNNING,
+                session__status=SyncSessionStatusChoices.RUNNING,
+            ).update(heartbeat_at=now)
             == 1
         )
         if done:

@@ -2,7 +2,7 @@
 
 ``accountsync`` knows how to sync one instance; this module decides whether that sync is
 tracked by a session, and moves records and sessions through their state machines
-(DESIGN.md §2, §4). Classified failures come back as result dicts, as in the seed; only
+(docs/architecture.md). Classified failures come back as result dicts, as in the seed; only
 malformed requests from our own callers (bad type, missing user) raise ``SyncRequestError``.
 """
 
@@ -20,9 +20,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accountsync.services import SyncCancelled, account_sync_run
-from alerts.services import alerts_after_sync
-from findings.services import findings_after_sync
 from instances.models import Instance
+from sync.hooks import PostSyncEvent, post_sync_announce
 from sync.leases import lease_acquire, lease_release, lease_release_for_session
 from sync.models import (
     SESSION_SYNC_TYPES,
@@ -144,13 +143,25 @@ def _engine_run(
     force: bool,
     before_apply: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """account_sync_run as a result dict; a bug in it still yields a classified failure, never a raise."""
+    """account_sync_run as a result dict, announced to the post-sync hooks when it applied.
+
+    A bug in it still yields a classified failure, never a raise; a failing hook is
+    logged by ``post_sync_announce`` and never fails the sync.
+    """
     try:
-        result = account_sync_run(
-            instance=instance, session_id=session_id, force=force, before_apply=before_apply
-        ).as_dict()
-        findings_after_sync(instance=instance, session_id=session_id, result=result)  # never raises
-        alerts_after_sync(instance=instance, session_id=session_id, result=result)  # never raises
+        outcome = account_sync_run(instance=instance, session_id=session_id, force=force, before_apply=before_apply)
+        result = outcome.as_dict()
+        if outcome.success:
+            inventory = outcome.details.get("inventory") or {}
+            post_sync_announce(
+                PostSyncEvent(
+                    instance=instance,
+                    session_id=session_id,
+                    result=result,
+                    changed_account_ids=frozenset(outcome.changed_account_ids),
+                    catalog_unchanged=bool(inventory.get("catalog_unchanged")),
+                )
+            )
         return result
     except Exception:
         logger.exception(
@@ -219,14 +230,7 @@ def _record_run_leased(
     sid = str(session.session_id)
 
     def before_apply(phase: str) -> None:
-        # One UPDATE is both heartbeat and cancel check: it only matches while the record
-        # runs and its session is still running.
-        alive = SyncInstanceRecord.objects.filter(
-            pk=record.pk,
-            status=SyncRecordStatusChoices.RUNNING,
-            session__status=SyncSessionStatusChoices.RUNNING,
-        ).update(heartbeat_at=timezone.now())
-        if not alive:
+        if not record.heartbeat():
             raise SyncCancelled(f"session {sid} was cancelled before the {phase} phase of {instance.name}")
 
     started = time.monotonic()

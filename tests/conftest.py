@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from instances.models import Credential, Instance
+from tests.chosen import chosen_server  # noqa: F401
 from tests.livedb import mariadb_admin, postgres_admin, unique_prefix  # noqa: F401
 
 

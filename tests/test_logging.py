@@ -31,3 +31,19 @@ def test_plain_formatter_appends_key_values(caplog):
     assert text.startswith("INFO whalefall.test: hello")
     assert "instance_id=7" in text and "db_type=mysql" in text and "phase=fetch" in text
     assert "session_id" not in text  # None values are left out
+
+
+def test_an_internal_error_carries_its_traceback_in_both_forms(caplog):
+    logger = logging.getLogger("whalefall.test")
+    with caplog.at_level(logging.ERROR, logger="whalefall.test"):
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log_event(logger, logging.ERROR, "hook failed", exc_info=True, **KEYS)
+    record = caplog.records[-1]
+    data = json.loads(JsonFormatter().format(record))
+    assert data["exc_type"] == "ValueError"
+    assert "Traceback" in data["traceback"] and "ValueError: boom" in data["traceback"]
+    text = PlainFormatter().format(record)
+    assert text.splitlines()[0].startswith("ERROR whalefall.test: hook failed")
+    assert "ValueError: boom" in text

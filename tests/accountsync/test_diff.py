@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from accountsync.adapters.base import AccountRecord, Privilege, RoleGrant
-from accountsync.diff import carry_forward, classify, diff_snapshots, scope_is_unknown, split_scope, summarize
+from accountsync.diff import carry_forward, classify, diff_snapshots, scope_is_unknown, summarize
+from config.scopes import split_scope
 
 
 def snap(*privs: tuple[str, str], roles=(), attrs=None, caps=(), unknown=(), grantable=()) -> dict:

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accountsync.adapters.base import Privilege, RoleGrant
-from accountsync.admin import diff_html, diff_line
 from accountsync.models import AccountChangeLog, InstanceAccount
+from adminkit.kit import diff_html, diff_line
 
 from .conftest import account, apply
 

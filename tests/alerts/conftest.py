@@ -15,11 +15,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from accountsync.adapters.base import ADAPTERS, AccountRecord, Catalog, ConnectionTarget, Privilege
+from accountsync.adapters.base import AccountRecord, Privilege
 
 
 @dataclass
@@ -84,24 +84,9 @@ def q_sync(monkeypatch):
     return Conf
 
 
-class ChosenCatalogAdapter:
-    """Answers a fetch with `accounts`, as the remote server would."""
-
-    db_type = "mysql"
-    accounts: ClassVar[list[AccountRecord]] = []
-
-    def test_connection(self, target: ConnectionTarget) -> str:
-        return "MariaDB 10.11.6"
-
-    def fetch(self, target: ConnectionTarget) -> Catalog:
-        return Catalog(accounts=list(self.accounts), server_version="MariaDB 10.11.6")
-
-
 @pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setitem(ADAPTERS, "mysql", f"{__name__}.ChosenCatalogAdapter")
-    monkeypatch.setattr(ChosenCatalogAdapter, "accounts", [])
-    return ChosenCatalogAdapter
+def server(chosen_server):
+    return chosen_server
 
 
 def account(

@@ -7,11 +7,11 @@ family plugs into). Leases, sessions, records and the engine are all real.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from accountsync.adapters.base import ADAPTERS, AccountRecord, Catalog, ConnectionFailed, ConnectionTarget, Privilege
+from accountsync.adapters.base import AccountRecord, ConnectionFailed, Privilege
 from findings.models import Finding
 from sync.models import SyncInstanceRecord
 from sync.services import sync_accounts, sync_session_run, sync_session_start
@@ -19,28 +19,9 @@ from sync.services import sync_accounts, sync_session_run, sync_session_start
 pytestmark = pytest.mark.django_db
 
 
-class ChosenCatalogAdapter:
-    """Answers a fetch with `accounts`, or raises `error` as a dead server would."""
-
-    db_type = "mysql"
-    accounts: ClassVar[list[AccountRecord]] = []
-    error: ClassVar[Exception | None] = None
-
-    def test_connection(self, target: ConnectionTarget) -> str:
-        return "MariaDB 10.11.6"
-
-    def fetch(self, target: ConnectionTarget) -> Catalog:
-        if self.error is not None:
-            raise self.error
-        return Catalog(accounts=list(self.accounts), server_version="MariaDB 10.11.6")
-
-
 @pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setitem(ADAPTERS, "mysql", f"{__name__}.ChosenCatalogAdapter")
-    monkeypatch.setattr(ChosenCatalogAdapter, "accounts", [])
-    monkeypatch.setattr(ChosenCatalogAdapter, "error", None)
-    return ChosenCatalogAdapter
+def server(chosen_server):
+    return chosen_server
 
 
 def dba(*, superuser: bool) -> AccountRecord:

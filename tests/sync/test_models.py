@@ -39,7 +39,6 @@ RECORD_MOVES = {
     "mark_running": ({R.PENDING}, R.RUNNING),
     "mark_completed": ({R.RUNNING}, R.COMPLETED),
     "mark_failed": ({R.RUNNING}, R.FAILED),
-    "mark_cancelled": ({R.PENDING}, R.CANCELLED),
 }
 ARGS = {
     "mark_completed": {"synced": 5, "created": 2, "updated": 1, "deleted": 1, "details": {"inventory": {"x": 1}}},
@@ -78,12 +77,16 @@ def test_record_completed_and_failed_store_outcome(make_record):
     assert (bad_row.error_kind, bad_row.error_message) == ("connection", "cannot reach db1")
 
 
-def test_heartbeat_only_while_running(make_record):
+def test_heartbeat_only_while_the_record_and_its_session_run(session, make_record):
     pending, running = make_record(), make_record(R.RUNNING)
     assert pending.heartbeat() is False
     assert running.heartbeat() is True
     assert SyncInstanceRecord.objects.get(pk=pending.pk).heartbeat_at is None
-    assert SyncInstanceRecord.objects.get(pk=running.pk).heartbeat_at is not None
+    beat = SyncInstanceRecord.objects.get(pk=running.pk).heartbeat_at
+    assert beat is not None
+    assert session.mark_cancelled()
+    assert running.heartbeat() is False, "a cancelled session's record must stop"
+    assert SyncInstanceRecord.objects.get(pk=running.pk).heartbeat_at == beat
 
 
 @pytest.mark.parametrize("start", list(S.values))

@@ -1,0 +1,308 @@
+"""The admin kit: what every WhaleFall admin page builds on.
+
+Why a kit of its own at the bottom of the stack (NetBox keeps its ``utilities`` the same
+way): the instance, sync, account, findings and alerts admins all share the read-only
+history admin, status badges, the date-range filter, snapshot and diff rendering and one
+stylesheet. Living here, below every app, they can be imported by any admin without
+pulling a higher layer in; features add admin actions to these admins through the
+registry (``config.registry``), never by importing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from config.registry import admin_actions_for
+from config.scopes import ATTRIBUTE_SCOPE, CAPABILITY_SCOPE, ROLE_SCOPE, SCOPE_LEVELS, split_scope
+
+ADMIN_CSS = "whalefall/admin.css"
+
+AdminAction = tuple[Callable[..., Any], str, str]
+
+
+class KitAdminMixin:
+    """Offers the actions features registered for this model (``config.registry.admin_action_register``).
+
+    A registered action keeps Django's rules: its ``allowed_permissions`` are checked
+    like those of a declared action, and popups show no actions.
+    """
+
+    def get_actions(self, request: HttpRequest) -> dict[str, AdminAction]:
+        actions: dict[str, AdminAction] = super().get_actions(request)  # type: ignore[misc]
+        if self.actions is None or IS_POPUP_VAR in request.GET:  # type: ignore[attr-defined]
+            return actions
+        for func in admin_actions_for(self.model._meta.label_lower):  # type: ignore[attr-defined]
+            perms = getattr(func, "allowed_permissions", ())
+            if all(getattr(self, f"has_{perm}_permission")(request) for perm in perms):
+                func, name, description = self.get_action(func)  # type: ignore[attr-defined]
+                actions.setdefault(name, (func, name, description))
+        return actions
+
+
+class KitAdmin(KitAdminMixin, admin.ModelAdmin):
+    """An editable admin with the kit's stylesheet and registered actions."""
+
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
+
+class ReadOnlyAdmin(KitAdmin):
+    """History admin: view only, no facet counts (they scan whole tables), no full count."""
+
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def badge(value: str, label: object) -> str:
+    """A coloured pill for a status or change type; the CSS class is the raw value."""
+    return format_html('<span class="wf-badge wf-badge-{}">{}</span>', value or "none", label)
+
+
+# --- date range filter ------------------------------------------------------------
+
+
+def _parse_day(raw: str | None) -> date | None:
+    if not raw:
+        return None
+    return date.fromisoformat(raw)
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+class DateRangeFilter(admin.ListFilter):
+    """Today / last 7 days / last 30 days, or a custom from-to range of whole days.
+
+    Why not Django's DateFieldListFilter: it has no custom range, and bad input
+    there becomes a "Database error" page. Here a bad date or from > to is an
+    admin message and the list stays unfiltered, so nothing is hidden silently.
+    """
+
+    template = "admin/whalefall/date_range_filter.html"
+    field_name = ""
+    parameter_name = ""
+    PRESETS = (("today", _("Today")), ("7d", _("Past 7 days")), ("30d", _("Past 30 days")))
+
+    def __init__(self, request: HttpRequest, params: dict[str, list[str]], model: Any, model_admin: Any) -> None:
+        super().__init__(request, params, model, model_admin)
+        for name in self.expected_parameters():
+            if name in params:
+                self.used_parameters[name] = params.pop(name)[-1]
+        self.bounds, self.error = self._bounds()
+        if self.error:
+            messages.error(request, self.error)
+        self.hidden_params: list[tuple[str, str]] = []
+
+    @property
+    def from_param(self) -> str:
+        return f"{self.parameter_name}_from"
+
+    @property
+    def to_param(self) -> str:
+        return f"{self.parameter_name}_to"
+
+    def expected_parameters(self) -> list[str]:
+        return [self.parameter_name, self.from_param, self.to_param]
+
+    def _bounds(self) -> tuple[tuple[datetime | None, datetime | None], str]:
+        preset = self.used_parameters.get(self.parameter_name)
+        today = timezone.localdate()
+        if preset:
+            days = {"today": 0, "7d": 6, "30d": 29}.get(preset)
+            if days is None:
+                return (None, None), gettext("Unknown date range “%(value)s”: showing all dates.") % {"value": preset}
+            return (_day_start(today - timedelta(days=days)), None), ""
+        try:
+            start = _parse_day(self.used_parameters.get(self.from_param))
+            end = _parse_day(self.used_parameters.get(self.to_param))
+        except ValueError:
+            return (None, None), gettext("Dates must look like 2026-01-31: showing all dates.")
+        if start and end and start > end:
+            return (None, None), gettext(
+                "The date range starts (%(start)s) after it ends (%(end)s): showing all dates."
+            ) % {"start": start.isoformat(), "end": end.isoformat()}
+        return (_day_start(start) if start else None, _day_start(end + timedelta(days=1)) if end else None), ""
+
+    def has_output(self) -> bool:
+        return True
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        start, end = self.bounds
+        if start is not None:
+            queryset = queryset.filter(**{f"{self.field_name}__gte": start})
+        if end is not None:
+            queryset = queryset.filter(**{f"{self.field_name}__lt": end})
+        return queryset
+
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+        mine = set(self.expected_parameters())
+        self.hidden_params = [
+            (key, value)
+            for key, values in changelist.params.items()
+            if key not in mine and key != "p"
+            for value in (values if isinstance(values, list) else [values])
+        ]
+        preset = self.used_parameters.get(self.parameter_name)
+        custom = self.from_param in self.used_parameters or self.to_param in self.used_parameters
+        yield {
+            "selected": not preset and not custom,
+            "query_string": changelist.get_query_string(remove=list(mine)),
+            "display": gettext("Any date"),
+        }
+        for value, label in self.PRESETS:
+            yield {
+                "selected": preset == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}, remove=list(mine)),
+                "display": label,
+            }
+
+    @property
+    def value_from(self) -> str:
+        return self.used_parameters.get(self.from_param, "")
+
+    @property
+    def value_to(self) -> str:
+        return self.used_parameters.get(self.to_param, "")
+
+
+def date_range_filter(field_name: str, parameter_name: str, title: Any) -> type[DateRangeFilter]:
+    """A DateRangeFilter bound to one datetime field and query-string name."""
+    return type(
+        f"{parameter_name.title()}DateRangeFilter",
+        (DateRangeFilter,),
+        {"field_name": field_name, "parameter_name": parameter_name, "title": title},
+    )
+
+
+# --- snapshot and diff rendering --------------------------------------------------
+
+SCOPE_LABELS = {
+    "global": _("Global"),
+    "database": _("Database"),
+    "schema": _("Schema"),
+    "object": _("Object"),
+    "column": _("Column"),
+    "routine": _("Routine"),
+}
+
+
+def scope_label(scope: str) -> str:
+    """`database:sales` -> `Database sales`; the name parts are shown as the server stores them."""
+    level, parts = split_scope(scope)
+    name = ".".join(parts)
+    label = SCOPE_LABELS.get(level, level)
+    return f"{label} {name}".strip()
+
+
+def snapshot_groups(snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Privileges grouped by scope, broadest level first, for the account page."""
+    order = list(SCOPE_LEVELS)
+    groups: dict[str, dict[str, Any]] = {}
+    for priv in (snapshot or {}).get("privileges", []):
+        scope = priv["scope"]
+        group = groups.setdefault(scope, {"scope": scope, "label": scope_label(scope), "privileges": []})
+        group["privileges"].append(priv)
+    level_rank = {level: rank for rank, level in enumerate(order)}
+    return sorted(groups.values(), key=lambda g: (level_rank.get(split_scope(g["scope"])[0], len(order)), g["scope"]))
+
+
+def snapshot_context(snapshot: dict[str, Any] | None, attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Template context for `admin/whalefall/_snapshot.html` (attributes fall back to the account's)."""
+    snap = snapshot or {}
+    return {
+        "snapshot_groups": snapshot_groups(snap),
+        "snapshot_roles": snap.get("roles", []),
+        "snapshot_capabilities": snap.get("capabilities", []),
+        "snapshot_attributes": [(k, _fmt(v)) for k, v in sorted((snap.get("attributes") or attributes or {}).items())],
+        "snapshot_unknown": snap.get("unknown_scopes", []),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return gettext("yes") if value else gettext("no")
+    if value is None:
+        return "∅"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "[]"
+    return str(value)
+
+
+def diff_line(op: dict[str, Any]) -> tuple[str, str]:
+    """(css kind, text) of one diff operation: grants green, revokes red, other changes amber."""
+    kind = {"grant": "grant", "revoke": "revoke"}.get(op.get("op", ""), "set")
+    if "summary" in op:
+        return kind, f"~ {op['summary']}"
+    scope = op.get("scope", "")
+    sign = {"grant": "+", "revoke": "-"}.get(kind, "~")
+    if scope == ROLE_SCOPE:
+        text = gettext("role %(role)s") % {"role": op.get("privilege")}
+        if kind == "set":
+            text += " (" + _changes(op) + ")"
+    elif scope == CAPABILITY_SCOPE:
+        kind = "grant" if op.get("new") else "revoke"
+        sign = "+" if op.get("new") else "-"
+        text = gettext("capability %(name)s") % {"name": op.get("field")}
+    elif scope == ATTRIBUTE_SCOPE:
+        text = f"{op.get('field')}: {_fmt(op.get('old'))} → {_fmt(op.get('new'))}"
+    else:
+        entry = op.get("new") if kind == "grant" else op.get("old")
+        deny = "DENY " if (entry or {}).get("effect") == "DENY" else ""
+        text = gettext("%(deny)s%(privilege)s on %(scope)s") % {
+            "deny": deny,
+            "privilege": op.get("privilege"),
+            "scope": scope_label(scope),
+        }
+        if kind == "grant" and (entry or {}).get("grantable"):
+            text += " " + gettext("with grant option")
+        if kind == "set":
+            text += " (" + _changes(op) + ")"
+    return kind, f"{sign} {text}"
+
+
+def _changes(op: dict[str, Any]) -> str:
+    old, new = op.get("old") or {}, op.get("new") or {}
+    return ", ".join(
+        f"{key} {_fmt(old.get(key))} → {_fmt(new.get(key))}" for key in new if old.get(key) != new.get(key)
+    )
+
+
+def diff_html(ops: list[dict[str, Any]] | None, limit: int | None = None) -> str:
+    """The diff as coloured lines; `limit` keeps list rows short and says how many were left out.
+
+    Attributes that appear from nothing (a new account's auth plugin, limits, ...) are
+    folded into one line: they are the account's description, not a change to review.
+    """
+    ops = ops or []
+    initial = [op for op in ops if op.get("scope") == ATTRIBUTE_SCOPE and op.get("old") is None]
+    if initial:
+        ops = [op for op in ops if not (op.get("scope") == ATTRIBUTE_SCOPE and op.get("old") is None)]
+        names = ", ".join(str(op.get("field")) for op in initial)
+        ops.append({"op": "set", "scope": "", "summary": gettext("attributes set: %(names)s") % {"names": names}})
+    shown = ops if limit is None else ops[:limit]
+    lines = [diff_line(op) for op in shown]
+    html = format_html_join("", '<div class="wf-diff wf-diff-{}">{}</div>', lines)
+    if limit is not None and len(ops) > limit:
+        html += format_html('<div class="wf-diff-more">{}</div>', gettext("… %(n)d more") % {"n": len(ops) - limit})
+    return format_html('<div class="wf-diff-lines">{}</div>', html) if lines else ""

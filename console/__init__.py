@@ -1,0 +1,1 @@
+"""The admin composition (``console.admin``): admin pages that span layers."""

@@ -1,0 +1,43 @@
+"""The one stand-in for a remote database in engine-level tests: an adapter answering a chosen catalog.
+
+Why a registered adapter: the adapter registry is the boundary a new database family
+plugs into, so everything above it (engine, leases, sessions, hooks, findings, alerts)
+runs for real. Tests set ``accounts`` (and ``error`` to fail like a dead server);
+``digests = True`` gives equal catalogs equal source digests and, like a real adapter, answers
+``unchanged`` when the digest is the one the last applied sync stored.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from accountsync.adapters.base import ADAPTERS, AccountRecord, Catalog, ConnectionTarget
+
+
+class ChosenCatalogAdapter:
+    db_type = "mysql"
+    accounts: ClassVar[list[AccountRecord]] = []
+    error: ClassVar[Exception | None] = None
+    digests: ClassVar[bool] = False
+
+    def test_connection(self, target: ConnectionTarget) -> str:
+        return "MariaDB 10.11.6"
+
+    def fetch(self, target: ConnectionTarget) -> Catalog:
+        if self.error is not None:
+            raise self.error
+        digest = "chosen:" + repr([a.snapshot() for a in self.accounts]) if self.digests else ""
+        if digest and digest == target.known_catalog_digest:  # as a real adapter: nothing to build
+            return Catalog(accounts=[], server_version="MariaDB 10.11.6", source_digest=digest, unchanged=True)
+        return Catalog(accounts=list(self.accounts), server_version="MariaDB 10.11.6", source_digest=digest)
+
+
+@pytest.fixture
+def chosen_server(monkeypatch: pytest.MonkeyPatch) -> type[ChosenCatalogAdapter]:
+    monkeypatch.setitem(ADAPTERS, "mysql", f"{__name__}.ChosenCatalogAdapter")
+    monkeypatch.setattr(ChosenCatalogAdapter, "accounts", [])
+    monkeypatch.setattr(ChosenCatalogAdapter, "error", None)
+    monkeypatch.setattr(ChosenCatalogAdapter, "digests", False)
+    return ChosenCatalogAdapter
