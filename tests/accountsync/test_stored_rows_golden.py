@@ -231,37 +231,33 @@ def identities(instance: Any) -> dict[int, str]:
     return dict(InstanceAccount.objects.filter(instance=instance).values_list("id", "identity"))
 
 
-def stored_permissions(instance: Any, clock: Clock) -> list[dict[str, Any]]:
+def stored_rows(instance: Any, clock: Clock, sql: str, times: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One table's rows of `instance` in insert order, pks and timestamps normalised (see the module docstring)."""
     names = identities(instance)
-    rows = raw_rows(
-        f"SELECT id, account_id, instance_id, {json_cast('snapshot')} AS snapshot, digest, schema_version, "
-        "collected_at, valid_from, valid_to FROM accountsync_accountpermission WHERE instance_id = %s ORDER BY id",
-        [instance.pk],
-    )
     out = []
-    for rank, row in enumerate(rows):
+    for rank, row in enumerate(raw_rows(sql, [instance.pk])):
         assert row.pop("instance_id") == instance.pk
         row["id"], row["account"] = rank, names[row.pop("account_id")]
-        for name in ("collected_at", "valid_from", "valid_to"):
+        for name in times:
             row[name] = clock.name(row[name])
         out.append({k: scalar(v) for k, v in row.items()})
     return out
 
 
-def stored_changes(instance: Any, clock: Clock) -> list[dict[str, Any]]:
-    names = identities(instance)
-    rows = raw_rows(
-        f"SELECT id, account_id, instance_id, session_id, change_type, {json_cast('diff')} AS diff, summary, "
-        "detected_at FROM accountsync_accountchangelog WHERE instance_id = %s ORDER BY id",
-        [instance.pk],
+def stored_permissions(instance: Any, clock: Clock) -> list[dict[str, Any]]:
+    sql = (
+        f"SELECT id, account_id, instance_id, {json_cast('snapshot')} AS snapshot, digest, schema_version, "
+        "collected_at, valid_from, valid_to FROM accountsync_accountpermission WHERE instance_id = %s ORDER BY id"
     )
-    out = []
-    for rank, row in enumerate(rows):
-        assert row.pop("instance_id") == instance.pk
-        row["id"], row["account"] = rank, names[row.pop("account_id")]
-        row["detected_at"] = clock.name(row["detected_at"])
-        out.append({k: scalar(v) for k, v in row.items()})
-    return out
+    return stored_rows(instance, clock, sql, ("collected_at", "valid_from", "valid_to"))
+
+
+def stored_changes(instance: Any, clock: Clock) -> list[dict[str, Any]]:
+    sql = (
+        f"SELECT id, account_id, instance_id, session_id, change_type, {json_cast('diff')} AS diff, summary, "
+        "detected_at FROM accountsync_accountchangelog WHERE instance_id = %s ORDER BY id"
+    )
+    return stored_rows(instance, clock, sql, ("detected_at",))
 
 
 def run_scenario(instance: Any, settings: Any) -> dict[str, Any]:
