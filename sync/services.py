@@ -41,6 +41,20 @@ class SyncRequestError(ValueError):
     """A caller asked for something the decision table cannot do (a usage error, not a sync failure)."""
 
 
+class SyncBrokerError(RuntimeError):
+    """The session was created but its tasks could not be queued: nothing half-started survives.
+
+    Raised after the records that were not queued have been failed with ``error_kind="broker"``
+    and the session finalized, so the caller only has to report it (API 503, CLI exit 3,
+    an admin error message). ``session_id`` names the (now ended) session.
+    """
+
+    def __init__(self, message: str, *, session_id: str, not_queued: int) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.not_queued = not_queued
+
+
 def _failure(instance_name: str, message: str, error_kind: str, **extra: Any) -> dict[str, Any]:
     return {
         "success": False,
