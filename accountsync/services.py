@@ -13,6 +13,7 @@ field order is the order of the columns they are inserted into.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -43,6 +44,7 @@ from accountsync.adapters.base import (
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.codec import Prepared, SnapshotCodec, json_text
 from accountsync.models import AccountChangeLog, AccountPermission, ChangeType, InstanceAccount
+from config.db import on_fresh_connection
 from config.logging import log_event
 from instances.models import Instance, SyncStatus
 
@@ -54,7 +56,15 @@ ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attribut
 
 
 class SyncCancelled(Exception):
-    """Raised by a `before_apply` hook to stop a sync before anything is written."""
+    """Raised by a `before_apply` hook to stop a sync before anything is written.
+
+    ``error_kind`` "conflict" (with a message) says the caller lost its claim (its record
+    was reaped) rather than being cancelled by a user.
+    """
+
+    def __init__(self, message: str = "", *, error_kind: str = "cancelled") -> None:
+        super().__init__(message)
+        self.error_kind = error_kind
 
 
 @dataclass
@@ -87,6 +97,20 @@ class SyncResult:
 
 class _GuardTripped(Exception):
     pass
+
+
+class _Fenced(Exception):
+    """The caller lost its lease or its record while fetching: the apply rolls back."""
+
+
+class ApplyFence(Protocol):
+    """What the caller of an apply (sync's lease and record) checks and writes inside its transaction."""
+
+    def check(self) -> str:
+        """Lock and verify the caller's claim; a non-empty reason refuses the apply."""
+
+    def commit(self, result: SyncResult) -> None:
+        """Write the caller's outcome for ``result`` in the apply's transaction; raise to roll back."""
 
 
 # --- rows ----------------------------------------------------------------------------
@@ -285,8 +309,13 @@ def account_sync_apply(
     catalog: Catalog,
     session_id: uuid.UUID | None = None,
     force: bool = False,
+    fence: ApplyFence | None = None,
 ) -> SyncResult:
     """Apply a fetched catalog: inventory, then collection, in one atomic block.
+
+    ``fence`` (the caller's lease and record) is checked first inside that block and
+    its ``commit`` writes the caller's outcome in it, so the data and the history of
+    who applied it commit together or not at all.
 
     Query cost is O(1) + O(changed / BATCH_SIZE): existing accounts and open
     snapshot digests are read in two queries; old snapshot JSON is read only
@@ -297,7 +326,7 @@ def account_sync_apply(
     """
     started = time.monotonic()
     if catalog.unchanged:
-        return _apply_unchanged_catalog(instance, catalog, session_id, started)
+        return _apply_unchanged_catalog(instance, catalog, session_id, started, fence)
     now = timezone.now()
     records: dict[str, AccountRecord] = {}
     for record in catalog.accounts:
@@ -306,17 +335,38 @@ def account_sync_apply(
 
     try:
         with transaction.atomic():
+            _fence_check(instance, fence)
             outcome = _apply(instance, records, catalog_unknown, session_id, force, now)
             # what this apply is the result of; an empty digest (adapter without one) disables the shortcut
             if catalog.source_digest != instance.catalog_digest:
                 Instance.objects.filter(pk=instance.pk).update(catalog_digest=catalog.source_digest)
-                instance.catalog_digest = catalog.source_digest
+            result = _applied_result(instance, catalog, records, outcome)
+            if fence is not None:
+                fence.commit(result)
+        instance.catalog_digest = catalog.source_digest
     except _GuardTripped as exc:
         _log_apply(instance, session_id, logging.WARNING, str(exc), "guard", started)
         return SyncResult(success=False, message=str(exc), error_kind="guard", synced_count=len(records))
+    except _Fenced as exc:
+        _log_apply(instance, session_id, logging.WARNING, str(exc), "fence", started)
+        return SyncResult(success=False, message=str(exc), error_kind="conflict")
+    _log_apply(instance, session_id, logging.INFO, result.message, "apply", started)
+    return result
 
+
+def _fence_check(instance: Instance, fence: ApplyFence | None) -> None:
+    if fence is None:
+        return
+    reason = fence.check()
+    if reason:
+        raise _Fenced(f"{instance.name}: {reason}; nothing was written.")
+
+
+def _applied_result(
+    instance: Instance, catalog: Catalog, records: dict[str, AccountRecord], outcome: ApplyOutcome
+) -> SyncResult:
     inventory, collection = outcome.inventory, outcome.collection
-    result = SyncResult(
+    return SyncResult(
         success=True,
         message=(
             f"{instance.name}: synced {len(records)} accounts "
@@ -334,15 +384,22 @@ def account_sync_apply(
         },
         changed_account_ids=outcome.changed_account_ids,
     )
-    _log_apply(instance, session_id, logging.INFO, result.message, "apply", started)
-    return result
 
 
 def _apply_unchanged_catalog(
-    instance: Instance, catalog: Catalog, session_id: uuid.UUID | None, started: float
+    instance: Instance, catalog: Catalog, session_id: uuid.UUID | None, started: float, fence: ApplyFence | None
 ) -> SyncResult:
     """The adapter saw the rows of the last applied sync: report what is stored, or refuse if that moved."""
-    result = _apply_unchanged(instance, catalog, session_id)
+    try:
+        # nothing is written without a fence: then no transaction either (two reads)
+        with transaction.atomic() if fence is not None else contextlib.nullcontext():
+            _fence_check(instance, fence)
+            result = _apply_unchanged(instance, catalog, session_id)
+            if result is not None and fence is not None:
+                fence.commit(result)
+    except _Fenced as exc:
+        _log_apply(instance, session_id, logging.WARNING, str(exc), "fence", started)
+        return SyncResult(success=False, message=str(exc), error_kind="conflict")
     if result is not None:
         _log_apply(instance, session_id, logging.INFO, result.message, "apply", started)
         return result
@@ -684,8 +741,9 @@ def account_sync_run(
     session_id: uuid.UUID | None = None,
     force: bool = False,
     before_apply: Callable[[str], None] | None = None,
+    fence: ApplyFence | None = None,
 ) -> SyncResult:
-    """Fetch the instance's catalog (no local transaction open), then apply it.
+    """Fetch the instance's catalog (no local transaction open), then apply it (see ``account_sync_apply``).
 
     Classified failures never raise: they come back as success=False with an
     error_kind and a message naming the instance. The instance's sync fields
@@ -719,12 +777,15 @@ def account_sync_run(
         )
         if before_apply:
             before_apply("apply")
-        result = account_sync_apply(instance=instance, catalog=catalog, session_id=session_id, force=force)
-    except SyncCancelled:
+        result = account_sync_apply(instance=instance, catalog=catalog, session_id=session_id, force=force, fence=fence)
+    except SyncCancelled as exc:
+        cancelled = exc.error_kind == "cancelled"
         result = SyncResult(
             success=False,
-            message=f"{instance.name}: sync cancelled before applying; nothing was written.",
-            error_kind="cancelled",
+            message=f"{instance.name}: "
+            + ("sync cancelled before applying" if cancelled else str(exc))
+            + "; nothing was written.",
+            error_kind=exc.error_kind,
         )
     except AdapterError as exc:
         message = str(exc) if exc.instance_name else f"{instance.name}: {exc}"
@@ -736,7 +797,7 @@ def account_sync_run(
             "see the server log and report it.",
             secret,
         )
-        logger.error(message, exc_info=False)
+        logger.error(message, exc_info=False)  # tracebacks with secrets scrubbed: the vault issue (#17)
         result = SyncResult(success=False, message=message, error_kind=ErrorKind.INTERNAL)
 
     status = SyncStatus.COMPLETED if result.success else SyncStatus.FAILED
@@ -747,7 +808,7 @@ def account_sync_run(
     }
     if catalog is not None and catalog.server_version:
         updates["version"] = catalog.server_version[:255]
-    Instance.objects.filter(pk=instance.pk).update(**updates)
+    on_fresh_connection(lambda: Instance.objects.filter(pk=instance.pk).update(**updates), what="instance sync state")
     level = logging.INFO if result.success else logging.WARNING
     log_event(
         logger, level, result.message, phase="done" if result.success else "error", duration_ms=_ms(started), **context

@@ -187,9 +187,20 @@ WHALEFALL_CONNECT_TIMEOUT = env.float("WHALEFALL_CONNECT_TIMEOUT", default=5.0)
 WHALEFALL_QUERY_TIMEOUT = env.float("WHALEFALL_QUERY_TIMEOUT", default=300.0)
 WHALEFALL_MAX_REMOVAL_RATIO = env.float("WHALEFALL_MAX_REMOVAL_RATIO", default=0.5)
 WHALEFALL_SYNC_CRON = env("WHALEFALL_SYNC_CRON", default="0 1 * * *")
+# Sync machinery under faults (docs/architecture.md, "Faults"). A background heartbeat
+# beats a running record and renews its instance lease every HEARTBEAT seconds, in
+# every phase; a lease not renewed for LEASE seconds may be taken over.
+WHALEFALL_HEARTBEAT_SECONDS = env.float("WHALEFALL_HEARTBEAT_SECONDS", default=10.0)
+WHALEFALL_LEASE_SECONDS = env.float("WHALEFALL_LEASE_SECONDS", default=60.0)
 # A running record that has not beaten for this long is failed by the reaper
-# ("worker lost"). It must exceed the longest single phase of one sync.
+# ("worker lost"). The system check sync.E001 keeps it above the task timeout, so a
+# task django-q2 may still be running is never reaped.
 WHALEFALL_STALE_SECONDS = env.int("WHALEFALL_STALE_SECONDS", default=Q_CLUSTER["timeout"] + 60)
+# A queued record whose task has not started PENDING seconds after it was queued,
+# while no worker is busy, was lost by the broker: re-queued up to REQUEUES times,
+# then failed with error_kind "broker".
+WHALEFALL_PENDING_SECONDS = env.int("WHALEFALL_PENDING_SECONDS", default=300)
+WHALEFALL_PENDING_REQUEUES = env.int("WHALEFALL_PENDING_REQUEUES", default=3)
 
 # --- JSON API (api/, docs/api.md) -----------------------------------------
 # Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`.

@@ -8,6 +8,7 @@ class SyncConfig(AppConfig):
     verbose_name = _("Synchronisation")
 
     def ready(self) -> None:
+        from sync import checks  # noqa: F401  (registers the timing checks)
         from sync.roles import post_migrate_roles
 
         post_migrate.connect(post_migrate_roles, dispatch_uid="whalefall_roles")

@@ -4,6 +4,14 @@ Why a lease row with an expiry instead of a database lock: a worker can die
 (SIGKILL, OOM, lost host) while holding it. A row lock would pin a
 connection for the whole remote fetch, and an advisory lock does not exist on
 SQLite; an expiring row works on every backend and frees itself.
+
+Why short and renewed instead of long: a lease outliving its holder blocks the
+instance for its whole TTL (a dead API process used to block it for 16 minutes).
+A background heartbeat (``sync.heartbeat``) renews it every few seconds while the
+sync runs, during every phase; a holder that dies loses it within one TTL. A lease
+is taken over only once expired, and the taker's holder replaces ours, so the apply
+fences on the holder (``lease_fence``) inside its own transaction: an apply that lost
+its lease writes nothing.
 """
 
 from __future__ import annotations
@@ -47,8 +55,8 @@ class LeaseResult:
 
 
 def lease_ttl() -> timedelta:
-    """A lease outlives the longest task (django-q2's timeout) so a live sync never loses it."""
-    return timedelta(seconds=getattr(settings, "WHALEFALL_LEASE_SECONDS", settings.Q_CLUSTER["timeout"] + 60))
+    """How long a claim holds without renewal: a few heartbeats, so one slow beat never loses it."""
+    return timedelta(seconds=settings.WHALEFALL_LEASE_SECONDS)
 
 
 def lease_acquire(*, instance_id: int, holder: str, session_id: str | None = None) -> LeaseResult:
@@ -72,6 +80,31 @@ def lease_acquire(*, instance_id: int, holder: str, session_id: str | None = Non
             return lease_acquire(instance_id=instance_id, holder=holder, session_id=session_id)
         sid = str(current["session_id"]) if current["session_id"] else None
         return LeaseResult(False, current["holder"], sid)
+
+
+def lease_renew(*, instance_id: int, holder: str) -> bool:
+    """Push our lease's expiry forward; False means it is no longer ours (expired and taken over)."""
+    now = timezone.now()
+    return (
+        InstanceLease.objects.filter(instance_id=instance_id, holder=holder).update(expires_at=now + lease_ttl()) == 1
+    )
+
+
+def lease_fence(*, instance_id: int, holder: str) -> bool:
+    """Inside the apply's transaction: lock our lease row and prove it is still ours.
+
+    ``SELECT … FOR UPDATE`` (PostgreSQL) holds the row until the apply commits, so a
+    takeover waits for our commit instead of fetching alongside it; the renewing UPDATE
+    does the same on SQLite, whose IMMEDIATE transactions already serialize writers.
+    """
+    if transaction.get_autocommit():
+        raise RuntimeError("lease_fence must run inside the transaction it protects")
+    held = list(
+        InstanceLease.objects.select_for_update()
+        .filter(instance_id=instance_id, holder=holder)
+        .values_list("holder", flat=True)
+    )
+    return bool(held) and lease_renew(instance_id=instance_id, holder=holder)
 
 
 def lease_release(*, instance_id: int, holder: str) -> bool:

@@ -179,6 +179,10 @@ class SyncInstanceRecord(models.Model):
     details = models.JSONField(_("details"), default=dict, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
     attempt = models.PositiveIntegerField(_("attempt"), default=0)
+    # when its task was last handed to the broker, and how often: the reaper re-queues a
+    # pending record whose task never started (a broker or cluster lost it)
+    queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
+    queue_attempts = models.PositiveIntegerField(_("times queued"), default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -241,6 +245,35 @@ class SyncInstanceRecord(models.Model):
             error_kind=error_kind,
             error_message=error_message,
             details=details or {},
+        )
+
+    def fail_pending(self, *, error_kind: str, error_message: str) -> bool:
+        """pending -> failed: its task never ran (not queued, or lost by the broker)."""
+        return self._transition(
+            {SyncRecordStatusChoices.PENDING},
+            SyncRecordStatusChoices.FAILED,
+            completed_at=timezone.now(),
+            error_kind=error_kind,
+            error_message=error_message,
+        )
+
+    def fence(self) -> bool:
+        """Inside the apply's transaction: lock this record and prove it still runs in a running session.
+
+        The row lock (``SELECT … FOR UPDATE`` on PostgreSQL; the IMMEDIATE transaction on
+        SQLite) makes a reaper or canceller wait for the apply's commit; they then find the
+        record completed and leave it alone, so data and history cannot disagree.
+        """
+        return bool(
+            list(
+                SyncInstanceRecord.objects.select_for_update(of=("self",))
+                .filter(
+                    pk=self.pk,
+                    status=SyncRecordStatusChoices.RUNNING,
+                    session__status=SyncSessionStatusChoices.RUNNING,
+                )
+                .values_list("pk", flat=True)
+            )
         )
 
     def heartbeat(self) -> bool:

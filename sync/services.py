@@ -8,6 +8,7 @@ malformed requests from our own callers (bad type, missing user) raise ``SyncReq
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -17,12 +18,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from accountsync.services import SyncCancelled, account_sync_run
+from accountsync.services import ApplyFence, SyncCancelled, SyncResult, account_sync_run
+from config.db import on_fresh_connection
 from instances.models import Instance
+from sync.heartbeat import Heartbeat
 from sync.hooks import PostSyncEvent, post_sync_announce
-from sync.leases import lease_acquire, lease_release, lease_release_for_session
+from sync.leases import lease_acquire, lease_fence, lease_release, lease_release_for_session
 from sync.models import (
     SESSION_SYNC_TYPES,
     SyncInstanceRecord,
@@ -117,9 +121,16 @@ def sync_accounts(
         if not lease.acquired:
             return _failure(instance.name, _busy_message(instance.name, lease.session_id), "conflict", session_id=None)
         try:
-            result = _engine_run(instance=instance, sync_type=sync_type, session_id=None, force=force)
+            with Heartbeat(instance_id=instance.pk, holder=holder):
+                result = _engine_run(
+                    instance=instance,
+                    sync_type=sync_type,
+                    session_id=None,
+                    force=force,
+                    fence=LeaseFence(instance_id=instance.pk, holder=holder),
+                )
         finally:
-            lease_release(instance_id=instance.pk, holder=holder)
+            on_fresh_connection(lambda: lease_release(instance_id=instance.pk, holder=holder), what="lease release")
         result["session_id"] = None
         return result
 
@@ -156,6 +167,7 @@ def _engine_run(
     session_id: uuid.UUID | None,
     force: bool,
     before_apply: Callable[[str], None] | None = None,
+    fence: ApplyFence | None = None,
 ) -> dict[str, Any]:
     """account_sync_run as a result dict, announced to the post-sync hooks when it applied.
 
@@ -163,7 +175,9 @@ def _engine_run(
     logged by ``post_sync_announce`` and never fails the sync.
     """
     try:
-        outcome = account_sync_run(instance=instance, session_id=session_id, force=force, before_apply=before_apply)
+        outcome = account_sync_run(
+            instance=instance, session_id=session_id, force=force, before_apply=before_apply, fence=fence
+        )
         result = outcome.as_dict()
         if outcome.success:
             inventory = outcome.details.get("inventory") or {}
@@ -227,9 +241,10 @@ def _record_run(*, session: SyncSession, record: SyncInstanceRecord, force: bool
         session.finalize()
         return _failure(instance.name, message, "conflict", session_id=sid, record_id=record.pk)
     try:
-        return _record_run_leased(session=session, record=record, instance=instance, force=force)
+        with Heartbeat(instance_id=instance.pk, holder=holder, record_id=record.pk):
+            return _record_run_leased(session=session, record=record, instance=instance, force=force, holder=holder)
     finally:
-        lease_release(instance_id=instance.pk, holder=holder)
+        on_fresh_connection(lambda: lease_release(instance_id=instance.pk, holder=holder), what="lease release")
 
 
 def _busy_message(instance_name: str, session_id: str | None) -> str:
@@ -237,15 +252,57 @@ def _busy_message(instance_name: str, session_id: str | None) -> str:
     return f"Instance {instance_name} is already being synced by {by}; try again when it has finished."
 
 
+class LeaseFence:
+    """The apply's fence for a sync that holds an instance lease (and maybe a record).
+
+    ``check`` runs first inside the apply's transaction: it locks the lease row (and the
+    record's) and refuses when either is no longer ours. ``commit`` marks the record
+    completed in that same transaction, so a committed apply always has a completed
+    record and a rolled-back one never has.
+    """
+
+    def __init__(self, *, instance_id: int, holder: str, record: SyncInstanceRecord | None = None) -> None:
+        self.instance_id = instance_id
+        self.holder = holder
+        self.record = record
+
+    def check(self) -> str:
+        if not lease_fence(instance_id=self.instance_id, holder=self.holder):
+            return "this sync lost its lease on the instance (it expired and another sync took it over)"
+        if self.record is not None and not self.record.fence():
+            return f"sync record {self.record.pk} is no longer running (reaped or its session was cancelled)"
+        return ""
+
+    def commit(self, result: SyncResult) -> None:
+        if self.record is None:
+            return
+        done = self.record.mark_completed(
+            synced=result.synced_count,
+            created=result.added_count,
+            updated=result.modified_count,
+            deleted=result.removed_count,
+            details=dict(result.details),  # a copy: the post-sync hooks add their summaries to result.details
+        )
+        if not done:  # cannot happen under the fence's lock; refuse rather than commit a contradiction
+            raise RuntimeError(f"sync record {self.record.pk} left running before its apply committed")
+
+
 def _record_run_leased(
-    *, session: SyncSession, record: SyncInstanceRecord, instance: Instance, force: bool
+    *, session: SyncSession, record: SyncInstanceRecord, instance: Instance, force: bool, holder: str
 ) -> dict[str, Any]:
     """The body of a record run, once this worker holds the instance's lease."""
     sid = str(session.session_id)
 
     def before_apply(phase: str) -> None:
         if not record.heartbeat():
-            raise SyncCancelled(f"session {sid} was cancelled before the {phase} phase of {instance.name}")
+            record.refresh_from_db(fields=["status"])
+            if record.status == SyncRecordStatusChoices.RUNNING:  # still ours: the session was cancelled
+                raise SyncCancelled(f"session {sid} was cancelled before the {phase} phase of {instance.name}")
+            raise SyncCancelled(
+                f"sync record {record.pk} is already {record.status} (the reaper took it for a lost worker) "
+                f"before the {phase} phase",
+                error_kind="conflict",
+            )
 
     started = time.monotonic()
     result = _engine_run(
@@ -254,20 +311,22 @@ def _record_run_leased(
         session_id=session.session_id,
         force=force,
         before_apply=before_apply,
+        fence=LeaseFence(instance_id=instance.pk, holder=holder, record=record),
     )
-    if result["success"]:
-        record.mark_completed(
-            synced=result.get("synced_count", 0),
-            created=result.get("added_count", 0),
-            updated=result.get("modified_count", 0),
-            deleted=result.get("removed_count", 0),
-            details=result.get("details") or {},
-        )
+    if result["success"]:  # marked completed inside the apply's transaction; add what the post-sync hooks said
+        details = result.get("details") or {}
+        if details != record.details:
+            on_fresh_connection(
+                lambda: SyncInstanceRecord.objects.filter(pk=record.pk).update(details=details), what="record details"
+            )
     else:
-        record.mark_failed(
-            error_kind=result.get("error_kind") or "internal",
-            error_message=result.get("message") or f"Sync of instance {instance.name} failed.",
-            details=result.get("details") or {},
+        on_fresh_connection(
+            lambda: record.mark_failed(
+                error_kind=result.get("error_kind") or "internal",
+                error_message=result.get("message") or f"Sync of instance {instance.name} failed.",
+                details=result.get("details") or {},
+            ),
+            what="record outcome",
         )
     logger.info(
         "instance %s synced in session %s: %s",
@@ -282,7 +341,7 @@ def _record_run_leased(
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         ),
     )
-    session.finalize()
+    on_fresh_connection(session.finalize, what="session finalize")
     result.update(session_id=sid, record_id=record.pk, instance=instance.name, instance_id=instance.pk)
     return result
 
@@ -329,20 +388,68 @@ def sync_session_start(
 
 
 def _enqueue_records(session: SyncSession, *, force: bool = False) -> None:
-    from django_q.tasks import async_task
+    """Queue one task per pending record once the session's rows are committed.
 
+    Starting includes queueing: when the broker refuses, the records not queued are failed
+    (``error_kind="broker"``), the session is finalized and ``SyncBrokerError`` reaches the
+    caller, so no half-started session is left behind. Outside a transaction (every
+    caller's case) ``on_commit`` runs at once and the error surfaces from this call.
+    """
     record_ids = list(
         session.records.filter(status=SyncRecordStatusChoices.PENDING).order_by("pk").values_list("pk", "instance_name")
     )
-    group = str(session.session_id)
+    transaction.on_commit(lambda: _enqueue(session, record_ids, force=force))
 
-    def enqueue() -> None:
+
+def _enqueue(session: SyncSession, record_ids: list[tuple[int, str]], *, force: bool) -> None:
+    from django_q.tasks import async_task
+
+    group = str(session.session_id)
+    pending = SyncInstanceRecord.objects.filter(
+        pk__in=[pk for pk, _ in record_ids], status=SyncRecordStatusChoices.PENDING
+    )
+    pending.update(queued_at=timezone.now(), queue_attempts=F("queue_attempts") + 1)
+    queued = 0
+    try:
         for record_id, name in record_ids:
             async_task(
                 "sync.tasks.run_sync_record", record_id, force, group=group, task_name=f"sync {name} [{group[:8]}]"
             )
+            queued += 1
+    except Exception as exc:
+        _enqueue_failed(session, [pk for pk, _ in record_ids[queued:]], queued, exc)
 
-    transaction.on_commit(enqueue)
+
+def _enqueue_failed(session: SyncSession, not_queued: list[int], queued: int, exc: Exception) -> None:
+    sid = str(session.session_id)
+    reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+    message = (
+        f"the task queue (broker) refused the task: {reason}. Nothing ran for this instance; "
+        "check that the broker (Q_BROKER_URL) is reachable, then use Retry failed."
+    )
+    failed = SyncInstanceRecord.objects.filter(pk__in=not_queued, status=SyncRecordStatusChoices.PENDING).update(
+        status=SyncRecordStatusChoices.FAILED,
+        completed_at=timezone.now(),
+        updated_at=timezone.now(),
+        error_kind="broker",
+        error_message=message,
+    )
+    session.finalize()
+    logger.error(
+        "session %s: %d of %d task(s) could not be queued (%s)",
+        sid,
+        len(not_queued),
+        len(not_queued) + queued,
+        reason,
+        extra={"wf": {"module": "sync", "operation": "enqueue", "session_id": sid, "phase": "enqueue"}},
+    )
+    raise SyncBrokerError(
+        f"Sync session {sid}: the task queue is unreachable ({reason}); {failed} instance(s) were not queued "
+        f"and are marked failed{f', {queued} were queued and will run' if queued else ''}. "
+        "Check the broker, then retry the failed instances.",
+        session_id=sid,
+        not_queued=failed,
+    ) from exc
 
 
 def sync_record_execute(*, record_id: int, force: bool = False) -> dict[str, Any]:
@@ -381,12 +488,14 @@ def sync_scheduled_start() -> SyncSession | None:
     return sync_session_start(instances=instances, sync_type=SyncTypeChoices.SCHEDULED_TASK, created_by=None)
 
 
-def sync_reap(*, stale_after: int | None = None) -> int:
-    """Fail running records whose worker stopped beating; release their leases; finalize sessions.
+def sync_reap(*, stale_after: int | None = None, pending_after: int | None = None) -> int:
+    """Fail running records whose worker stopped beating; deal with pending records nobody runs.
 
-    A record beats when it starts and between phases, so one that has been silent for
-    longer than the longest phase lost its worker (killed, crashed, host gone). Each is
-    failed with one conditional UPDATE, so a record that finishes meanwhile is left alone.
+    Running: the background heartbeat beats every few seconds in every phase, so a record
+    silent for ``WHALEFALL_STALE_SECONDS`` lost its worker (killed, crashed, host gone). Each
+    is failed with one conditional UPDATE, so a record that finishes meanwhile (its apply
+    holds the row lock until it commits) is left alone. Pending: see ``_reap_pending``.
+    Returns how many records were failed or re-queued.
     """
     limit = stale_after if stale_after is not None else settings.WHALEFALL_STALE_SECONDS
     now = timezone.now()
@@ -407,26 +516,97 @@ def sync_reap(*, stale_after: int | None = None) -> int:
             reaped += 1
             if record.instance_id:
                 lease_release(instance_id=record.instance_id, holder=f"record:{record.pk}")
-            logger.warning(
-                "reaped stale record %s of %s",
-                record.pk,
-                record.instance_name,
-                extra={
-                    "wf": {
-                        "module": "sync",
-                        "operation": "reap",
-                        "instance_id": record.instance_id,
-                        "session_id": str(record.session.session_id),
-                        "phase": "reap",
-                    }
-                },
-            )
+            _reap_log(record, "reaped stale record %s of %s")
         record.session.finalize()
+    reaped += _reap_pending(now=now, stale_cutoff=cutoff, pending_after=pending_after)
     # sessions whose records all ended but that were never finalized (a worker died between the two)
     for session in SyncSession.objects.filter(status=SyncSessionStatusChoices.RUNNING, updated_at__lt=cutoff):
         if session.finalize():
             lease_release_for_session(session_id=str(session.session_id))
     return reaped
+
+
+def _reap_log(record: SyncInstanceRecord, message: str) -> None:
+    logger.warning(
+        message,
+        record.pk,
+        record.instance_name,
+        extra={
+            "wf": {
+                "module": "sync",
+                "operation": "reap",
+                "instance_id": record.instance_id,
+                "session_id": str(record.session.session_id),
+                "phase": "reap",
+            }
+        },
+    )
+
+
+def _reap_pending(*, now: Any, stale_cutoff: Any, pending_after: int | None) -> int:
+    """Pending never stays pending, whatever the broker lost.
+
+    A queued record whose task has not started ``WHALEFALL_PENDING_SECONDS`` after it was
+    queued, while no worker is busy (no record running with a fresh heartbeat, none started
+    within that time), was lost: a Redis broker hands tasks to a cluster that prefetches
+    them into memory, and a cluster that dies loses them. It is queued again (a duplicate
+    delivery is harmless: the task finds the record no longer pending), up to
+    ``WHALEFALL_PENDING_REQUEUES`` times, then failed with ``error_kind="broker"``.
+    Why "while no worker is busy": a long queue behind busy workers is not a loss.
+    A record that was never queued belongs to a session run in one process (the CLI); it
+    is failed once its session has shown no progress for the stale limit.
+    """
+    limit = pending_after if pending_after is not None else settings.WHALEFALL_PENDING_SECONDS
+    pending_cutoff = now - timedelta(seconds=limit)
+    open_pending = SyncInstanceRecord.objects.filter(
+        status=SyncRecordStatusChoices.PENDING, session__status=SyncSessionStatusChoices.RUNNING
+    )
+    done = 0
+    lost = list(open_pending.filter(queued_at__lt=pending_cutoff).select_related("session").order_by("pk"))
+    if lost and not _workers_busy(now=now, since=pending_cutoff):
+        tries = settings.WHALEFALL_PENDING_REQUEUES
+        requeue: dict[SyncSession, list[tuple[int, str]]] = {}
+        for record in lost:
+            if record.queue_attempts > tries:
+                if record.fail_pending(
+                    error_kind="broker",
+                    error_message=f"its task was queued {record.queue_attempts} times and never started: the "
+                    "broker lost it or no worker cluster is running (manage.py qcluster). Retry failed to sync it.",
+                ):
+                    done += 1
+                    _reap_log(record, "failed lost pending record %s of %s")
+                    record.session.finalize()
+            else:
+                requeue.setdefault(record.session, []).append((record.pk, record.instance_name))
+        for session, record_ids in requeue.items():
+            # a broker still down fails the records (error_kind broker) and finalizes the session
+            with contextlib.suppress(SyncBrokerError):
+                _enqueue(session, record_ids, force=False)
+            done += len(record_ids)
+    # never queued: a session run by one process that stopped
+    for record in open_pending.filter(queued_at__isnull=True, created_at__lt=stale_cutoff).select_related("session"):
+        progressed = (
+            SyncInstanceRecord.objects.filter(session=record.session)
+            .filter(Q(heartbeat_at__gte=stale_cutoff) | Q(completed_at__gte=stale_cutoff))
+            .exists()
+        )
+        if not progressed and record.fail_pending(
+            error_kind="timeout",
+            error_message="the process running this session stopped before reaching this instance. "
+            "Retry failed to sync it.",
+        ):
+            done += 1
+            _reap_log(record, "failed abandoned pending record %s of %s")
+            record.session.finalize()
+    return done
+
+
+def _workers_busy(*, now: Any, since: Any) -> bool:
+    """Some worker is running a sync now or started one since ``since``."""
+    fresh = now - timedelta(seconds=3 * settings.WHALEFALL_HEARTBEAT_SECONDS)
+    return SyncInstanceRecord.objects.filter(
+        Q(status=SyncRecordStatusChoices.RUNNING, heartbeat_at__gte=fresh) | Q(started_at__gte=since)
+    ).exists()
 
 
 def sync_session_run(*, session: SyncSession, force: bool = False, progress: Progress | None = None) -> dict[str, Any]:

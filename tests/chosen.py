@@ -4,12 +4,15 @@ Why a registered adapter: the adapter registry is the boundary a new database fa
 plugs into, so everything above it (engine, leases, sessions, hooks, findings, alerts)
 runs for real. Tests set ``accounts`` (and ``error`` to fail like a dead server);
 ``digests = True`` gives equal catalogs equal source digests and, like a real adapter, answers
-``unchanged`` when the digest is the one the last applied sync stored.
+``unchanged`` when the digest is the one the last applied sync stored. ``delay`` makes a
+fetch take that long (a slow server) and ``fetches`` records each fetch's (start, end)
+wall-clock times, so tests can prove two fetches of one instance never overlapped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import ClassVar
 
 import pytest
@@ -22,11 +25,22 @@ class ChosenCatalogAdapter:
     accounts: ClassVar[list[AccountRecord]] = []
     error: ClassVar[Exception | None] = None
     digests: ClassVar[bool] = False
+    delay: ClassVar[float] = 0.0
+    fetches: ClassVar[list[tuple[float, float]]] = []
 
     def test_connection(self, target: ConnectionTarget) -> str:
         return "MariaDB 10.11.6"
 
     def fetch(self, target: ConnectionTarget) -> Catalog:
+        started = time.time()
+        try:
+            return self._answer(target)
+        finally:
+            if self.delay:
+                time.sleep(self.delay)
+            self.fetches.append((started, time.time()))
+
+    def _answer(self, target: ConnectionTarget) -> Catalog:
         if self.error is not None:
             raise self.error
         digest = ""
@@ -43,4 +57,6 @@ def chosen_server(monkeypatch: pytest.MonkeyPatch) -> type[ChosenCatalogAdapter]
     monkeypatch.setattr(ChosenCatalogAdapter, "accounts", [])
     monkeypatch.setattr(ChosenCatalogAdapter, "error", None)
     monkeypatch.setattr(ChosenCatalogAdapter, "digests", False)
+    monkeypatch.setattr(ChosenCatalogAdapter, "delay", 0.0)
+    monkeypatch.setattr(ChosenCatalogAdapter, "fetches", [])
     return ChosenCatalogAdapter
