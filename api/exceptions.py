@@ -5,19 +5,30 @@ Both keep that shape here and gain a top-level ``code`` (``not_found``,
 ``permission_denied``, ``invalid``, ``sync_already_running``, ...) so scripts
 branch on a word that never changes instead of parsing English. docs/api.md
 lists every code.
+
+Django and service errors that come from the client's input or a dependency, not
+from a bug, are mapped here too, so they are never an HTML page or a 500: a body
+over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django raises RequestDataTooBig when DRF reads
+``request.data``, inside the view, so no middleware is needed) is 413 ``too_large``;
+a session whose tasks the broker refused (``SyncBrokerError``) is 503
+``broker_unavailable`` with ``session_id`` and ``not_queued``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from sync.services import SyncBrokerError
 
 # Field-level codes that are more useful to a script than the generic "invalid".
 SPECIFIC_VALIDATION_CODES = frozenset(
@@ -85,6 +96,33 @@ class SyncFailed(APIException):
         super().__init__(detail=result.get("message") or self.default_detail, code=code)
 
 
+class PayloadTooLarge(APIException):
+    """The body is bigger than WhaleFall reads (413): nothing was parsed or done."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+class BrokerUnavailable(APIException):
+    """The session was created but the task broker refused its tasks (503).
+
+    503, not 400: the request was right and WhaleFall's own dependency is down.
+    The service has already failed the records it could not queue (``error_kind``
+    ``broker``) and finalized the session, so the body names the session
+    (``session_id``, ``not_queued``) and retry-failed works once the broker is back.
+    """
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The task broker is unreachable; the sync session could not be queued."
+    default_code = "broker_unavailable"
+
+    def __init__(self, exc: SyncBrokerError) -> None:
+        self.session_id = str(exc.session_id)
+        self.not_queued = exc.not_queued
+        super().__init__(detail=str(exc) or self.default_detail)
+
+
 def _validation_code(codes: Any) -> str:
     """The first specific code found in a ValidationError's codes, else ``invalid``."""
     stack = [codes]
@@ -101,8 +139,14 @@ def _validation_code(codes: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus 409 for protected deletes and a ``code`` on every error body."""
-    if isinstance(exc, Http404):
+    """DRF's handler, plus 409 for protected deletes, 413, 503 and a ``code`` on every error body."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; send less at once."
+        )
+    elif isinstance(exc, SyncBrokerError):
+        exc = BrokerUnavailable(exc)
+    elif isinstance(exc, Http404):
         exc = NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = PermissionDenied()
@@ -128,5 +172,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     data = {**data, "code": code}
     if isinstance(exc, SyncFailed):
         data["result"] = exc.result
+    elif isinstance(exc, BrokerUnavailable):
+        data["session_id"] = exc.session_id
+        data["not_queued"] = exc.not_queued
     response.data = data
     return response

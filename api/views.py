@@ -213,9 +213,10 @@ class SyncSessionViewSet(
     @extend_schema(
         summary="Start a sync session on the workers",
         description='`{"instance_ids": [...]}` or `{"all": true}`; answers 202 with the new session, '
-        "whose records are pending until workers pick them up.",
+        "whose records are pending until workers pick them up. 503 `broker_unavailable` (with `session_id`) "
+        "when the task broker refused the tasks: that session has ended with its records failed.",
         request=serializers.SyncSessionCreateSerializer,
-        responses={202: serializers.SyncSessionDetailSerializer},
+        responses={202: serializers.SyncSessionDetailSerializer, 503: OpenApiResponse(serializers.ErrorSerializer)},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         params = serializers.SyncSessionCreateSerializer(data=request.data)
@@ -245,8 +246,10 @@ class SyncSessionViewSet(
 
     @extend_schema(
         summary="Retry the failed instances of a session in a new session",
+        description="Answers 202 with the new session. 503 `broker_unavailable` (with `session_id`) when the "
+        "task broker refused the tasks: that new session has ended with its records failed.",
         request=None,
-        responses={202: serializers.SyncSessionDetailSerializer},
+        responses={202: serializers.SyncSessionDetailSerializer, 503: OpenApiResponse(serializers.ErrorSerializer)},
     )
     @action(detail=True, methods=["post"], url_path="retry-failed")
     def retry_failed(self, request: Request, session_id: str | None = None) -> Response:

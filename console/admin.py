@@ -25,9 +25,9 @@ from accountsync.connection import instance_connection_test
 from adminkit.kit import badge, diff_html
 from instances.admin import InstanceAdminBase
 from instances.models import Instance
-from sync.admin import can_run_sync, refuse_without_run_sync
+from sync.admin import broker_unavailable, can_run_sync, refuse_without_run_sync
 from sync.models import SyncInstanceRecord, SyncTypeChoices
-from sync.services import SyncRequestError, sync_session_start
+from sync.services import SyncBrokerError, SyncRequestError, sync_session_start
 
 RUN_SYNC_ACTIONS = frozenset({"sync_selected"})
 RECENT_ROWS = 10
@@ -74,6 +74,8 @@ class InstanceAdmin(InstanceAdminBase):
         except SyncRequestError as exc:
             self.message_user(request, gettext("Nothing was started: %(error)s") % {"error": exc}, messages.ERROR)
             return None
+        except SyncBrokerError as exc:
+            return broker_unavailable(request, exc)
         self.message_user(
             request,
             ngettext(

@@ -35,7 +35,7 @@ from sync.models import (
     SyncSession,
     SyncSessionStatusChoices,
 )
-from sync.services import SyncRequestError, sync_session_cancel, sync_session_retry_failed
+from sync.services import SyncBrokerError, SyncRequestError, sync_session_cancel, sync_session_retry_failed
 
 POLL_INTERVAL_MS = 2000
 # sessions whose stored counts are not final: running ones, and cancelled ones (never finalized)
@@ -53,6 +53,26 @@ def refuse_without_run_sync(request: HttpRequest) -> bool:
         return False
     messages.error(request, gettext("You do not have permission to start, cancel or retry syncs; nothing was started."))
     return True
+
+
+def broker_unavailable(request: HttpRequest, exc: SyncBrokerError) -> HttpResponseRedirect:
+    """The admin's answer when the broker refused a new session's tasks: an error message, then that session.
+
+    The service has already failed the records it could not queue (error kind ``broker``),
+    so the session page lists them and its Retry failed button works once the broker is back.
+    """
+    messages.error(
+        request,
+        ngettext(
+            "The task broker is unreachable: %(n)d instance of sync session %(id)s could not be queued and is "
+            "marked failed. Check that the broker is running (Q_BROKER_URL), then use Retry failed.",
+            "The task broker is unreachable: %(n)d instances of sync session %(id)s could not be queued and are "
+            "marked failed. Check that the broker is running (Q_BROKER_URL), then use Retry failed.",
+            exc.not_queued,
+        )
+        % {"n": exc.not_queued, "id": str(exc.session_id)[:8]},
+    )
+    return HttpResponseRedirect(reverse("admin:sync_syncsession_change", args=[str(exc.session_id)]))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -375,6 +395,8 @@ class SyncSessionAdmin(ReadOnlyAdmin):
         except SyncRequestError:
             messages.error(request, gettext("This session has no failed instance that still exists; nothing to retry."))
             return None
+        except SyncBrokerError as exc:
+            return broker_unavailable(request, exc)
         messages.success(
             request,
             ngettext(

@@ -19,9 +19,12 @@ def run_sync_record(record_id: int, force: bool = False) -> dict[str, Any]:
 
 def run_scheduled_sync() -> str | None:
     """The daily `scheduled_task` session over every active instance."""
-    from sync.services import sync_scheduled_start
+    from sync.services import SyncBrokerError, sync_scheduled_start
 
-    session = sync_scheduled_start()
+    try:
+        session = sync_scheduled_start()
+    except SyncBrokerError as exc:  # the session is already ended and its records failed `broker`
+        return exc.session_id
     return str(session.session_id) if session else None
 
 

@@ -1,12 +1,16 @@
 """``manage.py sync_accounts``: sync account permissions of one, several or all instances now.
 
 Exit codes are part of the interface so cron and CI can act on them: 0 every instance
-synced, 1 at least one failed (details printed), 2 bad usage (nothing ran).
+synced, 1 at least one failed (details printed), 2 bad usage (nothing ran), 3 the task
+broker is unreachable (``--async``: the session's tasks could not be queued; the records
+not queued are failed with error kind ``broker``, so retry the session's failed instances
+once the broker is back). Errors (2, 3) are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -23,7 +27,9 @@ from sync.models import (
     SyncSessionStatusChoices,
     SyncTypeChoices,
 )
-from sync.services import SyncRequestError, sync_accounts, sync_session_run, sync_session_start
+from sync.services import SyncBrokerError, SyncRequestError, sync_accounts, sync_session_run, sync_session_start
+
+EXIT_BROKER = 3
 
 
 def _record_result(record: SyncInstanceRecord) -> dict[str, Any]:
@@ -45,6 +51,21 @@ def _record_result(record: SyncInstanceRecord) -> dict[str, Any]:
 
 def _usage(message: str) -> CommandError:
     return CommandError(message, returncode=2)
+
+
+def _text(value: str, option: str) -> str:
+    """A name from the command line that a database can compare: no NUL, no lone surrogate.
+
+    Why: bytes that are not UTF-8 in argv reach Python as lone surrogates, which no
+    database driver can encode (a traceback instead of a usage error).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _usage(f"{option} {value!r} is not valid UTF-8 text.") from None
+    if "\x00" in value:
+        raise _usage(f"{option} {value!r} contains a NUL character.")
+    return value
 
 
 class Command(BaseCommand):
@@ -74,6 +95,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["wait"] and not opts["run_async"]:
             raise _usage("--wait follows an --async session; add --async (without it the sync runs here anyway).")
+        if not math.isfinite(opts["timeout"]) or opts["timeout"] <= 0:  # float() reads "nan": it would never end
+            raise _usage(f"--timeout {opts['timeout']!r} must be a positive number of seconds.")
         instances = self._select(opts["instance"], opts["all"])
         sync_type = opts["sync_type"] or (
             SyncTypeChoices.MANUAL_TASK
@@ -119,6 +142,8 @@ class Command(BaseCommand):
             )
         except SyncRequestError as exc:
             raise _usage(f"{exc} (command line: --user USERNAME, or --type scheduled_task)") from exc
+        except SyncBrokerError as exc:
+            raise self._broker_down(exc, opts["json"]) from exc
         if not opts["wait"]:
             if opts["json"]:
                 self.stdout.write(json.dumps({"session_id": str(session.session_id), "status": session.status}))
@@ -138,6 +163,31 @@ class Command(BaseCommand):
             )
         if report["status"] != "completed":
             sys.exit(1)
+
+    def _broker_down(self, exc: SyncBrokerError, as_json: bool) -> CommandError:
+        """Exit 3 with one line on stderr: the session, that the broker is down, what to do."""
+        cause = exc.__cause__
+        why = " ".join(f"{type(cause).__name__}: {cause}".split())[:200] if cause is not None else ""
+        why = f" ({why})" if why else ""
+        if as_json:
+            session = SyncSession.objects.filter(session_id=exc.session_id).first()
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "session_id": str(exc.session_id),
+                        "status": session.status if session else None,
+                        "error_kind": "broker",
+                        "not_queued": exc.not_queued,
+                        "message": str(exc),
+                    }
+                )
+            )
+        return CommandError(
+            f"the task broker is unreachable{why}: session {exc.session_id} could not be queued, "
+            f"{exc.not_queued} instance(s) marked failed (error kind broker). "
+            "Check Q_BROKER_URL and that the broker runs, then retry the session's failed instances.",
+            returncode=EXIT_BROKER,
+        )
 
     def _wait(self, session: SyncSession, timeout: float, as_json: bool) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -177,8 +227,9 @@ class Command(BaseCommand):
             raise _usage("nothing to sync: pass --instance NAME|ID (repeatable) or --all.")
         selected: dict[int, Instance] = {}
         for value in names:
-            found = Instance.objects.filter(name=value).first()
-            if found is None and value.isdigit():
+            found = Instance.objects.filter(name=_text(value, "--instance")).first()
+            # isascii: str.isdigit() is also true for "²" (int() refuses it) and "١٢" (int() reads 12)
+            if found is None and value.isascii() and value.isdigit():
                 found = Instance.objects.filter(pk=int(value)).first()
             if found is None:
                 raise _usage(
@@ -188,7 +239,7 @@ class Command(BaseCommand):
         return list(selected.values())
 
     def _user(self, username: str) -> Any:
-        user = get_user_model().objects.filter(username=username).first()
+        user = get_user_model().objects.filter(username=_text(username, "--user")).first()
         if user is None:
             raise _usage(f"unknown --user {username!r}: give an existing username.")
         return user
