@@ -8,10 +8,14 @@ risk rules never special-case a vendor.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
 import json
+import socket
+import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -253,6 +257,48 @@ def connection_failed(target: ConnectionTarget, detail: str, *, running: str) ->
     )
 
 
+def no_answer(target: ConnectionTarget, phase: str, waited: float, detail: str | None = None) -> TimeoutFailed:
+    """A connected server (or the network to it) stopped answering a statement: a stall, not a refusal.
+
+    Why apart from `timeout_failed`: the connection was up and answering, so the port hint does not
+    apply; the limit named is the instance's query_timeout, `waited` what the client really waited.
+    """
+    cause = "" if detail is None else f"; {detail}"
+    return TimeoutFailed(
+        f"no answer from {endpoint(target)} within {target.query_timeout:g}s while trying to {phase} "
+        f"(gave up after {waited:.1f}s{cause}); check the server's load and locks and the network to it, "
+        "or raise the instance's query_timeout option",
+        instance_name=target.name,
+    )
+
+
+def connection_lost(
+    target: ConnectionTarget, phase: str, elapsed: float, detail: str, *, running: str
+) -> ConnectionFailed:
+    """An established connection ended under a statement: the server or something between closed it.
+
+    Why not `connection_failed`: "cannot connect" sends the reader to host, port and firewall, yet this
+    connection was made (and logged in); `elapsed` is how far into the statement it went.
+    """
+    detail = " ".join(detail.split())  # drivers' multi-line texts (libpq) on one line
+    return ConnectionFailed(
+        f"lost the connection to {endpoint(target)} after {elapsed:.1f}s while trying to {phase} ({detail}); "
+        f"the server or something between (proxy, firewall, failover) closed it: check that {running} "
+        "and its log, then sync again",
+        instance_name=target.name,
+    )
+
+
+def ran_out(elapsed: float, limit: float) -> bool:
+    """Whether a wait that ended after `elapsed` seconds used up a driver limit of `limit` seconds.
+
+    Why: drivers report a read timeout and a dropped connection with the same error (MySQL's
+    2013 "Lost connection"); how long the read waited tells them apart. 0.9 leaves room for
+    the driver's own rounding of the limit.
+    """
+    return elapsed >= 0.9 * limit
+
+
 def unexpected_error(target: ConnectionTarget, phase: str, detail: str, *, source: str) -> InternalError:
     """A driver error no rule classifies: still named with the step and the driver's text, so it can be acted on."""
     return InternalError(f"unexpected {source} error while trying to {phase} ({detail})", instance_name=target.name)
@@ -436,19 +482,129 @@ class Catalog:
         return self
 
 
-class QueryCounter:
-    """Wraps a DB-API cursor so every executed statement is counted.
+# --- client-side deadlines --------------------------------------------------------------
+# Why: a server-side limit (statement_timeout, max_statement_time) only helps while the server
+# still talks to us. A server, proxy or firewall that stops forwarding mid-result leaves the
+# client waiting on a socket that never closes: only a limit the client keeps itself ends it.
 
-    Why: "O(1) round trips per instance" is a claim the tests check by
-    counting; all adapter SQL goes through `execute`/`fetchall` here.
+
+def deadline_grace(target: ConnectionTarget) -> float:
+    """Extra seconds the client waits past query_timeout before it interrupts a statement itself.
+
+    Why a grace: the server's own limit (and the driver's read timeout) fire at query_timeout
+    and say more precisely what happened, so the client-side deadline must come after them.
+    10% of query_timeout, at least 1 s, at most 30 s.
+    """
+    return min(30.0, max(1.0, 0.1 * float(target.query_timeout)))
+
+
+def query_deadline(target: ConnectionTarget) -> float:
+    """Seconds one catalog statement may take, end to end, before the client interrupts it.
+
+    Why per statement and not per fetch: query_timeout is the instance's limit for one
+    statement, the way the server-side limits (statement_timeout, read_timeout, call_timeout)
+    count it; a fetch runs a fixed handful of statements (PostgreSQL: a handful per database
+    read), so bounding each bounds the fetch, while a single budget for the whole fetch would
+    need a guess at the catalog's size and would cut a healthy 10,000-account read that a
+    per-statement limit lets through. Each statement gets query_timeout plus `deadline_grace`.
+    """
+    return float(target.query_timeout) + deadline_grace(target)
+
+
+class Watchdog:
+    """Calls `on_expire(self)` from a daemon thread if the `with` block still runs after `seconds`.
+
+    Like `threading.Timer`, cancelled when the block ends; unlike it, leaving the block waits for
+    a running `on_expire` to return, so the caller never closes a connection (or reuses its socket
+    number) while `on_expire` is still interrupting it. `on_expire` must therefore be bounded;
+    it can call `finished(within=...)` to wait a little for the block to end by itself before it
+    escalates (cancel first, close the socket only if the cancel did not help). Afterwards `fired`
+    tells whether the deadline was reached, i.e. whether an error the block raised is a stall.
     """
 
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, seconds: float, on_expire: Callable[[Watchdog], None]) -> None:
+        self.seconds = float(seconds)
+        self.on_expire = on_expire
+        self.fired = False
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Watchdog:
+        self._thread = threading.Thread(target=self._run, name="whalefall-watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def finished(self, within: float) -> bool:
+        """Wait up to `within` seconds for the block to end; True if it did."""
+        return self._done.wait(within)
+
+    def _run(self) -> None:
+        if self._done.wait(self.seconds):
+            return
+        self.fired = True
+        with contextlib.suppress(Exception):  # a failed interrupt leaves the driver's own limits in charge
+            self.on_expire(self)
+
+
+def shutdown_socket(fd: int) -> None:
+    """Shut down (both ways) the TCP socket behind descriptor `fd`, from any thread.
+
+    Why shutdown and not the driver's close(): closing frees the driver's connection state while
+    the thread blocked in it still uses it; shutdown only makes that thread's read return (EOF),
+    after which the driver fails the call normally and the owner closes the connection itself.
+    The descriptor stays open (a duplicate is shut down and closed), so its number is not reused.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        sock = socket.socket(fileno=socket.dup(fd))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+
+
+class QueryCounter:
+    """Wraps a DB-API cursor so every executed statement is counted, timed and (optionally) guarded.
+
+    Why: "O(1) round trips per instance" is a claim the tests check by
+    counting; all adapter SQL goes through `execute`/`fetchall` here, so this is also where each
+    statement gets its client-side deadline: `watchdog`, when given, makes a fresh `Watchdog` per
+    statement. After a failure, `elapsed` is how long the failing statement ran and `expired`
+    whether its watchdog fired.
+    """
+
+    def __init__(self, cursor: Any, *, watchdog: Callable[[], Watchdog] | None = None) -> None:
         self.cursor = cursor
         self.count = 0
+        self.watchdog = watchdog
+        self.started = time.monotonic()
+        self._guard: Watchdog | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the last statement started."""
+        return time.monotonic() - self.started
+
+    @property
+    def expired(self) -> bool:
+        """Whether the last statement ran into its client-side deadline."""
+        return self._guard is not None and self._guard.fired
 
     def fetchall(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple[Any, ...]]:
         self.count += 1
+        self.started = time.monotonic()
+        if self.watchdog is None:
+            self._guard = None
+            return self._run(sql, params)
+        self._guard = self.watchdog()
+        with self._guard:
+            return self._run(sql, params)
+
+    def _run(self, sql: str, params: Iterable[Any] | None) -> list[tuple[Any, ...]]:
         if params is None:
             self.cursor.execute(sql)
         else:

@@ -22,6 +22,7 @@ import json
 import math
 import operator
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,14 +41,20 @@ from accountsync.adapters.base import (
     Privilege,
     QueryCounter,
     RoleGrant,
+    Watchdog,
     as_text,
     connection_failed,
+    connection_lost,
     gc_paused,
     is_yes,
     login_failed,
     make_scope,
+    no_answer,
+    query_deadline,
+    ran_out,
     rows_digest,
     scrub,
+    shutdown_socket,
     timeout_failed,
     unchanged_catalog,
     unexpected_contents,
@@ -922,10 +929,34 @@ _AUTH_ERRORS = {1045, 1698, 1044}
 _PRIVILEGE_ERRORS = {1142, 1143, 1227, 1370}
 _CONNECT_ERRORS = {2002, 2003, 2005, 2006, 2026, 1129, 1130, 1040}
 _TIMEOUT_ERRORS = {2013, 3024, 1969}
+# CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED: the client's read or write failed,
+# which the client library reports alike for a read timeout and for a connection the peer closed
+_LOST_ERRORS = {2006, 2013, 2055}
 
 
-def classify_error(exc: Exception, target: ConnectionTarget, *, phase: str) -> AdapterError:
-    """Map a mysqlclient error to the classified error users see (no password in it)."""
+def read_timeout(target: ConnectionTarget) -> int:
+    """mysqlclient's read_timeout/write_timeout (whole seconds): query_timeout, rounded up.
+
+    Why not less: MySQL's C API manual says libmysqlclient retries a timed-out read, so a read
+    could wait up to 3x this; libmariadb (which mysqlclient links here) does not: measured
+    against a silent server, a read fails after exactly read_timeout. Either way the
+    statement watchdog (`query_deadline`) bounds the whole statement, so a smaller value would
+    only cut slow but healthy reads, never shorten a stall.
+    """
+    return max(1, math.ceil(target.query_timeout))
+
+
+def classify_error(
+    exc: Exception, target: ConnectionTarget, *, phase: str, elapsed: float | None = None, expired: bool = False
+) -> AdapterError:
+    """Map a mysqlclient error to the classified error users see (no password in it).
+
+    `elapsed` is how long the failing connect or statement waited, `expired` whether the
+    statement's watchdog fired. A lost connection (2013/2006/2055) is a timeout when its wait
+    used up the limit (connect_timeout while connecting, read_timeout after), else the peer
+    closed it: "cannot connect" while connecting, "lost the connection" after. Without
+    `elapsed` a 2013 stays what the driver's text suggests, a timeout.
+    """
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     detail = scrub(as_text(exc.args[1] if len(exc.args) > 1 else exc), target.password)
     name = target.name
@@ -939,11 +970,35 @@ def classify_error(exc: Exception, target: ConnectionTarget, *, phase: str) -> A
             f"GRANT SELECT ON mysql.* TO <monitoring account> (see {MONITORING_DOC})",
             instance_name=name,
         )
+    if expired:
+        return no_answer(target, phase, elapsed or 0.0, f"the client closed the connection; {detail}")
+    if code in _LOST_ERRORS and elapsed is not None:
+        connecting = phase == "connect"
+        limit = max(1, math.ceil(target.connect_timeout)) if connecting else read_timeout(target)
+        timed_out = ran_out(elapsed, limit) or "system error: 110" in detail  # ETIMEDOUT
+        if connecting:
+            if timed_out:
+                return timeout_failed(target, phase, detail, port_of="a MySQL/MariaDB")
+            return connection_failed(target, detail, running="the server is running")
+        if timed_out:
+            return no_answer(target, phase, elapsed, detail)
+        return connection_lost(target, phase, elapsed, detail, running="the server is running")
     if code in _TIMEOUT_ERRORS or "timed out" in detail.lower() or "timeout" in detail.lower():
         return timeout_failed(target, phase, detail, port_of="a MySQL/MariaDB")
     if code in _CONNECT_ERRORS or phase == "connect":
         return connection_failed(target, detail, running="the server is running")
     return unexpected_error(target, phase, detail, source="server")
+
+
+def _counter(conn: Any, target: ConnectionTarget) -> QueryCounter:
+    """A counter whose statements each get a deadline (`query_deadline`) that shuts the socket down.
+
+    Why shut down and not KILL QUERY: a server that stopped answering would not answer a second
+    connection either; shutting our socket down ends the client's wait whatever the server does.
+    """
+    fd = conn.fileno()  # read here: mysqlclient locks the connection while a statement runs
+    seconds = query_deadline(target)
+    return QueryCounter(conn.cursor(), watchdog=lambda: Watchdog(seconds, lambda _dog: shutdown_socket(fd)))
 
 
 # --- the adapter ------------------------------------------------------------------
@@ -955,8 +1010,10 @@ class MySQLAdapter:
     db_type = "mysql"
 
     def _connect(self, target: ConnectionTarget) -> Any:
+        """Connect: connect_timeout bounds the TCP connect, greeting and login; read_timeout the init command."""
         import MySQLdb
 
+        started = time.monotonic()
         try:
             return MySQLdb.connect(
                 host=target.host,
@@ -964,14 +1021,14 @@ class MySQLAdapter:
                 user=target.username,
                 password=target.password,
                 connect_timeout=max(1, math.ceil(target.connect_timeout)),
-                read_timeout=max(1, math.ceil(target.query_timeout)),
-                write_timeout=max(1, math.ceil(target.query_timeout)),
+                read_timeout=read_timeout(target),
+                write_timeout=read_timeout(target),
                 charset="utf8mb4",
                 autocommit=True,
                 init_command="SET time_zone = '+00:00'",
             )
         except MySQLdb.Error as exc:
-            raise classify_error(exc, target, phase="connect") from None
+            raise classify_error(exc, target, phase="connect", elapsed=time.monotonic() - started) from None
 
     def _server_info(self, counter: QueryCounter) -> ServerInfo:
         variables = {as_text(name): value for name, value in counter.fetchall(_VARIABLES_SQL)}
@@ -982,10 +1039,15 @@ class MySQLAdapter:
         import MySQLdb
 
         conn = self._connect(target)
+        counter: QueryCounter | None = None
         try:
-            return self._server_info(QueryCounter(conn.cursor())).label
+            counter = _counter(conn, target)
+            return self._server_info(counter).label
         except MySQLdb.Error as exc:
-            raise classify_error(exc, target, phase="read the server version") from None
+            elapsed, expired = (None, False) if counter is None else (counter.elapsed, counter.expired)
+            raise classify_error(
+                exc, target, phase="read the server version", elapsed=elapsed, expired=expired
+            ) from None
         finally:
             conn.close()
 
@@ -996,12 +1058,14 @@ class MySQLAdapter:
 
         conn = self._connect(target)
         try:
-            counter = QueryCounter(conn.cursor())
+            counter = _counter(conn, target)
             try:
                 info = self._server_info(counter)
                 rows = read_rows(counter, info)
             except MySQLdb.Error as exc:
-                raise classify_error(exc, target, phase="read the grant tables") from None
+                raise classify_error(
+                    exc, target, phase="read the grant tables", elapsed=counter.elapsed, expired=counter.expired
+                ) from None
         finally:
             conn.close()
         digest = rows_digest(__file__, target, info, _digest_source(rows))

@@ -78,12 +78,14 @@ from accountsync.adapters.base import (
     account_at,
     as_text,
     connection_failed,
+    connection_lost,
     endpoint,
     gc_paused,
     is_yes,
     iso_timestamp,
     login_failed,
     make_scope,
+    no_answer,
     scrub,
     timeout_failed,
     unexpected_contents,
@@ -371,6 +373,9 @@ _NO_DICTIONARY = {"ORA-00942", "ORA-01031", "ORA-04043"}
 _SERVICE_CODES = {"ORA-12514", "ORA-12505", "ORA-12521", "DPY-6001", "DPY-6003", "DPY-4027"}
 _TIMEOUT_CODES = {"ORA-12170", "DPY-4024", "ORA-03136", "DPY-6006"}
 _CONNECT_CODES = {"DPY-6005", "DPY-4011", "DPY-6000", "ORA-12541", "ORA-12537", "ORA-12543", "ORA-12545", "ORA-03113"}
+# an established connection that ended: closed by the database or the network, end-of-file on the
+# channel, lost contact, or (thick mode) a call timeout that left the connection unusable
+_LOST_CODES = {"DPY-4011", "ORA-03113", "ORA-03114", "ORA-03135", "DPI-1080"}
 
 
 _LISTENER = "an Oracle listener"  # what should answer on the port, in timeout messages
@@ -397,8 +402,16 @@ def _message(exc: BaseException) -> str:
     return _text(getattr(err, "message", None) or exc)
 
 
-def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) -> AdapterError:
-    """Map an oracledb error to the classified error users see (password scrubbed)."""
+def classify_error(
+    exc: BaseException, target: ConnectionTarget, *, phase: str, elapsed: float | None = None
+) -> AdapterError:
+    """Map an oracledb error to the classified error users see (password scrubbed).
+
+    `elapsed` is given once connected (how long the failing statement ran): then a timeout is
+    the statement's (call_timeout), and a connection that ended is "lost", never "cannot connect".
+    Thin mode's own wording decides between the two when a call timeout could not be recovered
+    from: DPY-4011 "... socket timed out while recovering ..." is a stall, hence a timeout.
+    """
     codes = set(error_codes(exc))
     detail = scrub(_message(exc), target.password).strip()
     name = target.name
@@ -425,7 +438,11 @@ def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) 
         )
     lowered = detail.lower()
     if codes & _TIMEOUT_CODES or "timed out" in lowered or "timeout" in lowered:
+        if elapsed is not None and phase != "connect":
+            return no_answer(target, phase, elapsed, detail)
         return timeout_failed(target, phase, detail, port_of=_LISTENER)
+    if codes & _LOST_CODES and elapsed is not None and phase != "connect":
+        return connection_lost(target, phase, elapsed, detail, running="the database is open")
     if codes & _CONNECT_CODES or phase == "connect":
         return connection_failed(target, detail, running="the listener is running")
     return unexpected_error(target, phase, detail, source="Oracle")
@@ -440,12 +457,20 @@ class OracleAdapter:
     db_type = "oracle"
 
     def connect(self, target: ConnectionTarget) -> Any:
-        """Open a thin-mode connection, bounded by the connect timeout as a whole.
+        """Open a thin-mode connection, bounded by the connect timeout as a whole; then set call_timeout.
 
         Why a worker thread: `tcp_connect_timeout` only bounds the TCP
         handshake; a port that accepts and never speaks Oracle Net would
-        otherwise hang the sync. The abandoned attempt ends when the peer
-        closes; its connection, if it ever arrives, is closed.
+        otherwise hang the sync (python-oracledb has no overall connect
+        timeout, oracle/python-oracledb#451). The abandoned attempt ends when
+        the peer closes; its connection, if it ever arrives, is closed.
+
+        After connecting, `call_timeout` (ms) bounds every round trip client-side:
+        thin mode sets it as the socket timeout, and on expiry sends a break and
+        waits once more for the server's reset (DPY-4024, connection still usable);
+        if that wait times out too it closes the socket (DPY-4011 "socket timed out
+        while recovering"). So a silent server costs at most 2 x query_timeout per
+        round trip; a slow but live one, query_timeout.
         """
         import oracledb
 
@@ -518,7 +543,7 @@ class OracleAdapter:
             try:
                 rows = read_rows(counter)
             except oracledb.Error as exc:
-                raise classify_error(exc, target, phase="read the DBA_ views") from None
+                raise classify_error(exc, target, phase="read the DBA_ views", elapsed=counter.elapsed) from None
         finally:
             conn.close()
         include = bool((target.options or {}).get("include_oracle_maintained", False))

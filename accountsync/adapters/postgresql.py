@@ -16,7 +16,9 @@ from plain rows to a `Catalog`, so tests can feed it rows directly.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -34,14 +36,20 @@ from accountsync.adapters.base import (
     QueryCounter,
     RoleGrant,
     TimeoutFailed,
+    Watchdog,
     connection_failed,
+    connection_lost,
+    deadline_grace,
     endpoint,
     gc_paused,
     iso_timestamp,
     login_failed,
     make_scope,
+    no_answer,
+    query_deadline,
     rows_digest,
     scrub,
+    shutdown_socket,
     unchanged_catalog,
 )
 
@@ -143,14 +151,27 @@ class ServerRows:
 
 # --- connecting and classifying failures ------------------------------------------
 
+# SQLSTATEs with which the server ends the session itself (admin shutdown, crash, not accepting now)
+_SESSION_ENDED = {"57P01", "57P02", "57P03"}
 
-def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterError:
-    """Turn a psycopg error into the classified error a user can act on."""
+
+def _classify(
+    exc: Exception, target: ConnectionTarget, dbname: str, *, counter: QueryCounter | None = None, conn: Any = None
+) -> AdapterError:
+    """Turn a psycopg error into the classified error a user can act on.
+
+    `counter` is given once connected (the error came from a statement): then a statement whose
+    client-side deadline fired is a stall (timeout), and a connection that broke is a lost
+    connection, never "cannot connect".
+    """
     import psycopg
 
     text = scrub(str(exc).strip(), target.password)
     where = endpoint(target)
     lowered = text.lower()
+    phase = f"read the catalog of database {dbname!r}"
+    if counter is not None and counter.expired:
+        return no_answer(target, phase, counter.elapsed, "the client interrupted the statement")
     if isinstance(exc, psycopg.errors.QueryCanceled) or "canceling statement due to statement timeout" in lowered:
         return TimeoutFailed(
             f"a catalog query on {where} exceeded the {target.query_timeout:g}s query timeout ({text})",
@@ -163,11 +184,17 @@ def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterE
             instance_name=target.name,
         )
     if "timeout expired" in lowered or "timed out" in lowered:
+        if counter is not None:  # e.g. tcp_user_timeout: our bytes stayed unacknowledged
+            return no_answer(target, phase, counter.elapsed, text)
         return TimeoutFailed(
             f"{where} did not answer within {target.connect_timeout:g}s; check the host and firewall, "
             "or raise the instance's connect_timeout option",
             instance_name=target.name,
         )
+    if counter is not None and isinstance(exc, psycopg.OperationalError):
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate is None or sqlstate in _SESSION_ENDED or bool(getattr(conn, "broken", False)):
+            return connection_lost(target, phase, counter.elapsed, text, running="the server is running")
     if any(
         marker in lowered
         for marker in ("password authentication failed", "no password supplied", "authentication failed")
@@ -190,12 +217,31 @@ def _classify(exc: Exception, target: ConnectionTarget, dbname: str) -> AdapterE
             "to an existing maintenance database (usually postgres)",
             instance_name=target.name,
         )
-    if isinstance(exc, psycopg.OperationalError):
+    if counter is None and isinstance(exc, psycopg.OperationalError):
         return connection_failed(target, text, running="the server is running")
     return InternalError(f"unexpected database error on {where}: {text}", instance_name=target.name)
 
 
+def _network_params(target: ConnectionTarget) -> dict[str, int]:
+    """libpq's TCP-level limits, so a dead peer fails the socket even while we only wait.
+
+    Why both: `tcp_user_timeout` (ms) ends the connection when what we sent stays unacknowledged
+    that long (a peer that vanished, a black-holing route); keepalive probes make an idle wait for
+    a result send something, so a dead peer is noticed while a long statement runs. Neither helps
+    against a peer that acknowledges but never answers: that is the statement watchdog's job.
+    """
+    probe = max(1, math.ceil(target.connect_timeout))
+    return {
+        "tcp_user_timeout": max(1000, math.ceil(query_deadline(target) * 1000)),
+        "keepalives": 1,
+        "keepalives_idle": probe,
+        "keepalives_interval": probe,
+        "keepalives_count": 3,
+    }
+
+
 def _connect(target: ConnectionTarget, dbname: str) -> Any:
+    """Connect; psycopg bounds the whole connection attempt (TCP, TLS, login) by connect_timeout itself."""
     import psycopg
 
     timeout_ms = max(1, int(target.query_timeout * 1000))
@@ -212,9 +258,43 @@ def _connect(target: ConnectionTarget, dbname: str) -> Any:
             application_name="whalefall",
             options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
             sslmode=tls or "prefer",
+            **_network_params(target),
         )
     except psycopg.Error as exc:
         raise _classify(exc, target, dbname) from None
+
+
+def _watchdog(conn: Any, target: ConnectionTarget) -> Callable[[], Watchdog]:
+    """Per-statement deadline (`query_deadline`): cancel the statement, then cut the socket if that did not help.
+
+    Why both steps: statement_timeout is enforced by the server, so it cannot end a wait on a
+    server (or a proxy in front of it) that stopped sending. The cancel request (`cancel_safe`:
+    psycopg 3.2+, non-blocking with a timeout on libpq 17+, sent over a separate connection) ends
+    a statement the server still runs; if the answer still does not arrive within the grace,
+    shutting down the socket makes libpq's wait return. Worst case: query_timeout + 3 x grace
+    (the deadline's grace, the cancel attempt, the wait for its effect).
+    """
+    import psycopg
+
+    fd = conn.fileno()
+    grace = deadline_grace(target)
+    # before libpq 17, cancel_safe() falls back to the blocking PQcancel, which has no timeout of its own
+    can_cancel = psycopg.pq.version() >= 170000
+
+    def interrupt(dog: Watchdog) -> None:
+        if can_cancel:
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=grace)
+            if dog.finished(within=grace):
+                return
+        shutdown_socket(fd)
+
+    seconds = query_deadline(target)
+    return lambda: Watchdog(seconds, interrupt)
+
+
+def _counter(conn: Any, target: ConnectionTarget) -> QueryCounter:
+    return QueryCounter(conn.cursor(), watchdog=_watchdog(conn, target))
 
 
 # --- reading ------------------------------------------------------------------------
@@ -242,7 +322,7 @@ def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
     statements = 0
     conn = _connect(target, maintenance)
     try:
-        counter = QueryCounter(conn.cursor())
+        counter = _counter(conn, target)
         try:
             version, version_num, authid_readable = counter.fetchall(
                 "SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
@@ -252,14 +332,14 @@ def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
             members = counter.fetchall(MEMBERS_SQL_16 if version_num >= 160000 else MEMBERS_SQL)
             databases = counter.fetchall(DATABASES_SQL)
         except psycopg.Error as exc:
-            raise _classify(exc, target, maintenance) from None
+            raise _classify(exc, target, maintenance, counter=counter, conn=conn) from None
         statements += counter.count
         rows = ServerRows(version=version, version_num=version_num, roles=roles, members=members, databases=databases)
         if authid_readable:
             try:
                 rows.passwords = {oid: bool(has) for oid, has in counter.fetchall(PASSWORDS_SQL)}
             except psycopg.Error as exc:
-                raise _classify(exc, target, maintenance) from None
+                raise _classify(exc, target, maintenance, counter=counter, conn=conn) from None
             statements += 1
         wanted = _wanted_databases(target)
         existing = {r[0] for r in databases}
@@ -294,7 +374,7 @@ def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tup
         if isinstance(exc, TimeoutFailed | ConnectionFailed):
             raise
         return exc.message, 0
-    counter = QueryCounter(conn.cursor())
+    counter = _counter(conn, target)
     try:
         return (
             DatabaseRows(
@@ -310,7 +390,7 @@ def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tup
     except psycopg.errors.InsufficientPrivilege as exc:
         return scrub(str(exc).strip(), target.password), counter.count
     except psycopg.Error as exc:
-        raise _classify(exc, target, name) from None
+        raise _classify(exc, target, name, counter=counter, conn=conn) from None
     finally:
         if own:
             conn.close()
@@ -494,12 +574,13 @@ class PostgreSQLAdapter:
 
         dbname = target.database_name or "postgres"
         conn = _connect(target, dbname)
+        counter: QueryCounter | None = None
         try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT current_setting('server_version')")
-                return f"PostgreSQL {cur.fetchone()[0].split()[0]}"
+            counter = _counter(conn, target)
+            version = counter.fetchall("SELECT current_setting('server_version')")[0][0]
+            return f"PostgreSQL {version.split()[0]}"
         except psycopg.Error as exc:
-            raise _classify(exc, target, dbname) from None
+            raise _classify(exc, target, dbname, counter=counter, conn=conn) from None
         finally:
             conn.close()
 

@@ -38,10 +38,12 @@ from accountsync.adapters.base import (
     QueryCounter,
     RoleGrant,
     connection_failed,
+    connection_lost,
     gc_paused,
     iso_timestamp,
     login_failed,
     make_scope,
+    no_answer,
     scrub,
     timeout_failed,
     unexpected_contents,
@@ -401,8 +403,29 @@ def read_rows(counter: QueryCounter, *, batch_size: int = DEFAULT_BATCH) -> tupl
 # --- errors -----------------------------------------------------------------------
 
 
-def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) -> AdapterError:
-    """Map an mssql-python error (SQLSTATE text + server message) to a classified error."""
+# the driver's words for an established connection that ended (08S01 "Communication link failure",
+# TCP Provider errors, a session the server killed)
+_LOST_MARKERS = (
+    "communication link",
+    "connection is broken",
+    "closed the connection",
+    "forcibly closed",
+    "connection reset",
+    "broken pipe",
+    "tcp provider: error code",
+    "kill state",
+)
+
+
+def classify_error(
+    exc: BaseException, target: ConnectionTarget, *, phase: str, elapsed: float | None = None
+) -> AdapterError:
+    """Map an mssql-python error (SQLSTATE text + server message) to a classified error.
+
+    `elapsed` is given once connected (how long the failing statement ran): then a timeout is
+    the statement's (the driver's query timeout, HYT00), and a broken link is "lost the
+    connection", never "cannot connect".
+    """
     detail = scrub(str(getattr(exc, "message", None) or exc), target.password).strip()
     lowered = detail.lower()
     name = target.name
@@ -413,7 +436,11 @@ def classify_error(exc: BaseException, target: ConnectionTarget, *, phase: str) 
     if "login failed" in lowered or "18456" in detail or "invalid authorization specification" in lowered:
         return login_failed(target, detail, check="that the login is enabled and allowed to connect")
     if "timeout" in lowered or "timed out" in lowered:
+        if elapsed is not None and phase != "connect":
+            return no_answer(target, phase, elapsed, detail)
         return timeout_failed(target, phase, detail, port_of="a SQL Server")
+    if elapsed is not None and phase != "connect" and any(marker in lowered for marker in _LOST_MARKERS):
+        return connection_lost(target, phase, elapsed, detail, running="SQL Server is running")
     if "permission" in lowered or "not able to access the database" in lowered or "denied" in lowered:
         return PermissionDenied(
             f"the monitoring login {target.username!r} cannot {phase} ({detail}); grant it the permissions in "
@@ -447,7 +474,15 @@ class SQLServerAdapter:
     db_type = "sqlserver"
 
     def connect(self, target: ConnectionTarget) -> Any:
-        """Login timeout is the driver's own (whole seconds, at least 1)."""
+        """Connect within connect_timeout; every statement then within query_timeout (both whole seconds, at least 1).
+
+        Why these two: `timeout=` is SQL_ATTR_LOGIN_TIMEOUT, the driver's client-side bound on the
+        whole connection attempt (TCP, pre-login, TLS, login): a port that accepts and never answers
+        fails with "TCP Provider: Timeout error [258]" after it. `conn.timeout` is
+        SQL_ATTR_QUERY_TIMEOUT, applied to every cursor: the driver cancels a statement that
+        has not answered within it (HYT00 "Query timeout expired"); it counts from the last packet
+        received, so a statement's answer is bounded per wait, not as a whole.
+        """
         import mssql_python
 
         try:
@@ -463,10 +498,13 @@ class SQLServerAdapter:
         import mssql_python
 
         conn = self.connect(target)
+        counter: QueryCounter | None = None
         try:
-            rows = QueryCounter(conn.cursor()).fetchdicts(VERSION_SQL)
+            counter = QueryCounter(conn.cursor())
+            rows = counter.fetchdicts(VERSION_SQL)
         except mssql_python.Error as exc:
-            raise classify_error(exc, target, phase="read the server version") from None
+            elapsed = None if counter is None else counter.elapsed
+            raise classify_error(exc, target, phase="read the server version", elapsed=elapsed) from None
         finally:
             conn.close()
         return str(rows[0]["product_version"]) if rows else ""
@@ -482,7 +520,7 @@ class SQLServerAdapter:
             try:
                 rows, unknown = read_rows(counter, batch_size=batch)
             except mssql_python.Error as exc:
-                raise classify_error(exc, target, phase="read the sys catalog views") from None
+                raise classify_error(exc, target, phase="read the sys catalog views", elapsed=counter.elapsed) from None
         finally:
             conn.close()
         try:
