@@ -5,13 +5,15 @@ plugs into, so everything above it (engine, leases, sessions, hooks, findings, a
 runs for real. Tests set ``accounts`` (and ``error`` to fail like a dead server);
 ``digests = True`` gives equal catalogs equal source digests and, like a real adapter, answers
 ``unchanged`` when the digest is the one the last applied sync stored. ``delay`` makes a
-fetch take that long (a slow server) and ``fetches`` records each fetch's (start, end)
-wall-clock times, so tests can prove two fetches of one instance never overlapped.
+fetch take that long (a slow server), ``gate`` holds every fetch until the test sets it,
+and ``fetches`` records each fetch's (start, end) wall-clock times, so tests can prove
+two fetches of one instance never overlapped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from typing import ClassVar
 
@@ -26,6 +28,7 @@ class ChosenCatalogAdapter:
     error: ClassVar[Exception | None] = None
     digests: ClassVar[bool] = False
     delay: ClassVar[float] = 0.0
+    gate: ClassVar[threading.Event | None] = None
     fetches: ClassVar[list[tuple[float, float]]] = []
 
     def test_connection(self, target: ConnectionTarget) -> str:
@@ -38,6 +41,8 @@ class ChosenCatalogAdapter:
         finally:
             if self.delay:
                 time.sleep(self.delay)
+            if self.gate is not None:  # a fetch that lasts until the test lets it end
+                self.gate.wait(60)
             self.fetches.append((started, time.time()))
 
     def _answer(self, target: ConnectionTarget) -> Catalog:
@@ -59,4 +64,5 @@ def chosen_server(monkeypatch: pytest.MonkeyPatch) -> type[ChosenCatalogAdapter]
     monkeypatch.setattr(ChosenCatalogAdapter, "digests", False)
     monkeypatch.setattr(ChosenCatalogAdapter, "delay", 0.0)
     monkeypatch.setattr(ChosenCatalogAdapter, "fetches", [])
+    monkeypatch.setattr(ChosenCatalogAdapter, "gate", None)
     return ChosenCatalogAdapter

@@ -76,6 +76,13 @@ class Reaper(threading.Thread):
         self.join(10)
 
 
+def wait_until(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
 def single_sync_in_thread(inst, results: dict[str, dict], key: str) -> threading.Thread:
     """A manual single sync on its own thread (a second worker), its result put in ``results[key]``."""
 
@@ -130,13 +137,13 @@ def test_heartbeat_renews_the_lease_during_the_fetch(slow_server, fast_beats, ma
 
 def test_a_second_sync_is_refused_while_the_first_fetches(slow_server, fast_beats, make_instance):
     inst = make_instance()
+    slow_server.delay, slow_server.gate = 0.0, threading.Event()
     results: dict[str, dict] = {}
     thread = single_sync_in_thread(inst, results, "first")
-    deadline = time.monotonic() + 10
-    while not InstanceLease.objects.filter(instance=inst).exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(1.2)  # past one lease TTL: only the heartbeat keeps the first sync's claim alive
+    wait_until(lambda: len(InstanceLease.objects.filter(instance=inst)) == 1)
+    time.sleep(1.5)  # past one lease TTL: only the heartbeat keeps the first sync's claim alive
     results["second"] = sync_accounts(instance=inst, sync_type="manual_single")
+    slow_server.gate.set()
     thread.join()
     assert results["first"]["success"], results["first"]["message"]
     assert results["second"]["error_kind"] == "conflict"
@@ -169,11 +176,15 @@ def test_an_expired_lease_taken_over_fences_off_the_first_apply(slow_server, set
     settings.WHALEFALL_HEARTBEAT_SECONDS = 60
     settings.WHALEFALL_LEASE_SECONDS = 0.5
     inst = make_instance()
+    gate = threading.Event()
+    slow_server.delay, slow_server.gate = 0.0, gate
     results: dict[str, dict] = {}
     thread = single_sync_in_thread(inst, results, "first")
-    time.sleep(1.0)  # the first sync's lease expired mid-fetch
-    slow_server.delay = 0.0
+    wait_until(lambda: len(InstanceLease.objects.filter(instance=inst)) == 1)
+    time.sleep(1.0)  # the first sync's lease (0.5 s) expired mid-fetch
+    slow_server.gate = None  # the second sync's fetch answers at once
     results["second"] = sync_accounts(instance=inst, sync_type="manual_single")
+    gate.set()  # now the first fetch ends, and its apply finds the lease taken
     thread.join()
     assert results["second"]["success"], results["second"]["message"]
     assert results["first"]["success"] is False
