@@ -422,7 +422,7 @@ def _enqueue(session: SyncSession, record_ids: list[tuple[int, str]], *, force: 
 
 def _enqueue_failed(session: SyncSession, not_queued: list[int], queued: int, exc: Exception) -> None:
     sid = str(session.session_id)
-    reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+    reason = f"{type(exc).__name__}: {str(exc)[:300].rstrip('. ')}"
     message = (
         f"the task queue (broker) refused the task: {reason}. Nothing ran for this instance; "
         "check that the broker (Q_BROKER_URL) is reachable, then use Retry failed."
