@@ -10,9 +10,10 @@ available as a live server here) go through exactly the code live rows do:
 `read_rows()` talks to the server and returns plain dicts, `build_catalog()`
 is a pure function from those dicts to a `Catalog`.
 
-Password hashes are not wanted: the MariaDB query strips them server-side,
-and the row parsers drop any hash column as soon as a row is read, keeping
-only whether it was empty.
+Password hashes are not wanted, and never read: the queries name their
+columns, the server says whether a secret is empty, and JSON documents lose
+their hash keys in SQL (see `_GLOBAL_PRIV_SQL` and `user_sql`). The row
+parsers still drop any hash column a row might carry, as a second guard.
 """
 
 from __future__ import annotations
@@ -370,32 +371,48 @@ def _int_or_none(value: Any) -> int | None:
 _SSL_TYPES = ("", "ANY", "X509", "SPECIFIED")
 
 
-def _split_priv(priv_text: str) -> tuple[dict[str, Any], Any]:
+def _split_priv(priv_text: str | None) -> tuple[dict[str, Any], Any]:
     """The Priv JSON without any hash, and its password_last_changed taken out."""
+    if priv_text is None:  # _GLOBAL_PRIV_SQL sends no Priv for too many alternatives
+        raise ValueError(f"an account has more than {MAX_AUTH_ALTERNATIVES} authentication alternatives")
     priv = json.loads(priv_text or "{}")
     priv.pop("authentication_string", None)
     return priv, priv.pop("password_last_changed", None)
 
 
-def _global_priv_shape(priv_text: str, auth_empty: Any, version: tuple[int, int, int]) -> _Shape:
-    """Parse the Priv JSON (without the top-level hash) and the server's auth_empty flag."""
+def _global_priv_shape(
+    priv_text: str | None, auth_empty: Any, version: tuple[int, int, int], auth_or_empty: Any = ""
+) -> _Shape:
+    """Parse the Priv JSON (without hashes) and the server's auth_empty and auth_or_empty flags."""
     priv, last_changed = _split_priv(priv_text)
-    return _with_password_change(_global_priv_base(priv, auth_empty, version), last_changed)
+    return _with_password_change(_global_priv_base(priv, auth_empty, version, auth_or_empty), last_changed)
 
 
-def _global_priv_base(priv: dict[str, Any], auth_empty: Any, version: tuple[int, int, int]) -> _Shape:
-    """The shape of a parsed Priv JSON taken apart from its password_last_changed."""
+def _global_priv_base(
+    priv: dict[str, Any], auth_empty: Any, version: tuple[int, int, int], auth_or_empty: Any = ""
+) -> _Shape:
+    """The shape of a parsed Priv JSON taken apart from its password_last_changed.
+
+    `auth_empty` (0/1) says whether the top-level secret is empty, `auth_or_empty` ("1101...")
+    the same for each auth_or entry by position; both are the server's, since no secret is read.
+    An entry without a plugin stands for the top-level one.
+    """
     access = int(priv.get("access", 0))
     names, all_set = _decode_access(access, version)
     main_plugin = priv.get("plugin", "") or ""
     main_empty = bool(int(auth_empty or 0))
+    alt_empty = as_text(auth_or_empty)
     # auth_or lists the alternatives in order; `{}` stands for the top-level plugin.
     alternatives: list[tuple[str, bool]] = []
-    for alt in priv.get("auth_or") or [{}]:
-        if alt.get("plugin") is None and "authentication_string" not in alt:
+    for i, alt in enumerate(priv.get("auth_or") or [{}]):
+        if alt.get("plugin") is None:
             alternatives.append((main_plugin, main_empty))
         else:
-            alternatives.append((alt.get("plugin", "") or "", not alt.get("authentication_string")))
+            # the server's flag; a row not read by _GLOBAL_PRIV_SQL may carry the secret itself
+            flag = alt_empty[i : i + 1]
+            alternatives.append(
+                (alt.get("plugin", "") or "", flag == "1" if flag else not alt.get("authentication_string"))
+            )
     is_role = bool(priv.get("is_role", False))
     lifetime = priv.get("password_lifetime")
     attributes = {
@@ -438,7 +455,8 @@ def _with_password_change(shape: _Shape, last_changed: Any) -> _Shape:
 def _parse_global_priv_row(row: Mapping[str, Any], memo: _Memo) -> _User:
     """A MariaDB >= 10.4 mysql.global_priv row (Priv JSON without the top-level hash)."""
     user, host = as_text(row["User"]), as_text(row["Host"])
-    shape = memo.global_priv(as_text(row["Priv"]), row.get("auth_empty"))
+    priv = row["Priv"]
+    shape = memo.global_priv(None if priv is None else as_text(priv), row.get("auth_empty"), row.get("auth_or_empty"))
     return _User(user, host, account_identity(user, host, is_role=shape.is_role), shape)
 
 
@@ -614,12 +632,12 @@ class _Memo:
         self.global_names = functools.cache(_global_names)
         self.global_capabilities = functools.cache(_global_capabilities)
         self.role_grant = functools.cache(RoleGrant)
-        self._priv_texts: dict[tuple[str, Any], _Shape] = {}
-        self._priv_rests: dict[tuple[str, Any], _Shape] = {}
+        self._priv_texts: dict[tuple[str | None, Any, Any], _Shape] = {}
+        self._priv_rests: dict[tuple[str, Any, Any], _Shape] = {}
         self._flags: dict[tuple[_PrivPlan, tuple[Any, ...]], tuple[tuple[str, ...], bool, bool]] = {}
         self._set_values: dict[str, tuple[tuple[str, ...], bool]] = {}
 
-    def global_priv(self, priv_text: str, auth_empty: Any) -> _Shape:
+    def global_priv(self, priv_text: str | None, auth_empty: Any, auth_or_empty: Any = "") -> _Shape:
         """`_global_priv_shape`, shared at two levels.
 
         Accounts created by one script in the same second have identical Priv JSON: the
@@ -629,17 +647,17 @@ class _Memo:
         equal types, e.g. 1, 1.0 and true all differ), and only the two password-change
         attributes are worked out per account.
         """
-        key = (priv_text, auth_empty)
+        key = (priv_text, auth_empty, auth_or_empty)
         try:
             shape = self._priv_texts.get(key)
         except TypeError:  # an unhashable auth_empty: nothing to share
-            return _global_priv_shape(priv_text, auth_empty, self.version)
+            return _global_priv_shape(priv_text, auth_empty, self.version, auth_or_empty)
         if shape is None:
             priv, last_changed = _split_priv(priv_text)
-            rest = (repr(priv), auth_empty)
+            rest = (repr(priv), auth_empty, auth_or_empty)
             base = self._priv_rests.get(rest)
             if base is None:
-                base = self._priv_rests[rest] = _global_priv_base(priv, auth_empty, self.version)
+                base = self._priv_rests[rest] = _global_priv_base(priv, auth_empty, self.version, auth_or_empty)
             shape = self._priv_texts[key] = _with_password_change(base, last_changed)
         return shape
 
@@ -876,12 +894,70 @@ def _has_wildcard(host: str) -> bool:
 _VARIABLES_SQL = (
     "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version', 'version_comment', 'default_password_lifetime')"
 )
+# Least data on the wire: named columns only, never a password hash. Whether a secret is
+# empty is worked out by the server (a 0/1 column), and JSON documents lose their hash keys
+# in SQL, so no hash of any account crosses the network (tests/live/test_mysql_least_data.py).
+
+# MariaDB >= 10.4: the Priv JSON keeps the first alternative's secret at the top level and
+# the others in auth_or (`{}` standing for the top-level one). JSON_REMOVE takes no
+# wildcards, so the alternatives are named one by one, up to this many; an account with
+# more gets Priv NULL (no secret sent) and the build reports it as unexpected contents.
+MAX_AUTH_ALTERNATIVES = 8
+_AUTH_OR = range(MAX_AUTH_ALTERNATIVES)
 _GLOBAL_PRIV_SQL = (
-    "SELECT User, Host, JSON_REMOVE(Priv, '$.authentication_string') AS Priv, "
-    "IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '' AS auth_empty FROM mysql.global_priv"
+    "SELECT User, Host, CASE WHEN IFNULL(JSON_LENGTH(Priv, '$.auth_or'), 0) <= "
+    f"{MAX_AUTH_ALTERNATIVES} THEN JSON_REMOVE(Priv, '$.authentication_string', "
+    + ", ".join(f"'$.auth_or[{i}].authentication_string'" for i in _AUTH_OR)
+    + ") END AS Priv, "
+    "IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '' AS auth_empty, "
+    "CONCAT("
+    + ", ".join(f"IFNULL(JSON_VALUE(Priv, '$.auth_or[{i}].authentication_string'), '') = ''" for i in _AUTH_OR)
+    + ") AS auth_or_empty FROM mysql.global_priv"
 )
-_USER_SQL = "SELECT u.*, u.authentication_string = '' AS auth_empty FROM mysql.user u"
-_USER_SQL_OLD_MARIADB = "SELECT u.*, (u.authentication_string = '' AND u.Password = '') AS auth_empty FROM mysql.user u"
+
+# mysql.user (MySQL 5.7/8, MariaDB < 10.4): the columns `_parse_user_table_row` reads, by version.
+_USER_PRIV_COLUMNS = (
+    "Select_priv", "Insert_priv", "Update_priv", "Delete_priv", "Create_priv", "Drop_priv", "Reload_priv",
+    "Shutdown_priv", "Process_priv", "File_priv", "Grant_priv", "References_priv", "Index_priv", "Alter_priv",
+    "Show_db_priv", "Super_priv", "Create_tmp_table_priv", "Lock_tables_priv", "Execute_priv", "Repl_slave_priv",
+    "Repl_client_priv", "Create_view_priv", "Show_view_priv", "Create_routine_priv", "Alter_routine_priv",
+    "Create_user_priv", "Event_priv", "Trigger_priv", "Create_tablespace_priv",
+)  # fmt: skip
+_USER_LIMIT_COLUMNS = (
+    "ssl_type", "ssl_cipher", "x509_issuer", "x509_subject",
+    "max_questions", "max_updates", "max_connections", "max_user_connections", "plugin",
+)  # fmt: skip
+_USER_PASSWORD_COLUMNS = ("password_expired", "password_last_changed", "password_lifetime", "account_locked")
+# MySQL >= 8.0.14 User_attributes may hold a secondary password (RETAIN CURRENT PASSWORD) and,
+# from 8.0.27, the secrets of further authentication factors: removed in SQL.
+_USER_ATTRIBUTES = (
+    "JSON_REMOVE(u.User_attributes, '$.additional_password', "
+    "'$.multi_factor_authentication[0].authentication_string', "
+    "'$.multi_factor_authentication[1].authentication_string') AS User_attributes"
+)
+
+
+def user_sql(info: ServerInfo) -> str:
+    """The mysql.user select for this server: named columns, auth_empty computed by the server."""
+    columns = ["Host", "User", *_USER_PRIV_COLUMNS]
+    if info.is_mariadb:
+        if info.version >= (10, 3, 4):
+            columns.append("Delete_history_priv")
+        columns += _USER_LIMIT_COLUMNS
+        if info.version >= (10, 0, 5):
+            columns.append("is_role")
+        if info.version >= (10, 1, 1):
+            columns.append("default_role")
+        empty = "(u.authentication_string = '' AND u.Password = '')"
+    else:
+        if info.version >= (8, 0, 0):
+            columns += ["Create_role_priv", "Drop_role_priv"]
+        columns += [*_USER_LIMIT_COLUMNS, *_USER_PASSWORD_COLUMNS]
+        empty = "u.authentication_string = ''"
+    named = ", ".join(f"u.{c}" for c in columns)
+    if not info.is_mariadb and info.version >= (8, 0, 14):
+        named += ", " + _USER_ATTRIBUTES
+    return f"SELECT {named}, {empty} AS auth_empty FROM mysql.user u"
 
 
 def read_rows(counter: QueryCounter, info: ServerInfo) -> MySQLRows:
@@ -895,12 +971,7 @@ def read_rows(counter: QueryCounter, info: ServerInfo) -> MySQLRows:
         rows.raw.append((name, columns, tuples))
         return list(map(dict, map(zip, repeat(columns), tuples)))  # [dict(zip(columns, row)) ...], in C
 
-    if info.uses_global_priv:
-        rows.users = read("users", _GLOBAL_PRIV_SQL)
-    elif info.is_mariadb:
-        rows.users = read("users", _USER_SQL_OLD_MARIADB)
-    else:
-        rows.users = read("users", _USER_SQL)
+    rows.users = read("users", _GLOBAL_PRIV_SQL if info.uses_global_priv else user_sql(info))
     rows.db = read("db", "SELECT * FROM mysql.db")
     rows.tables = read("tables", "SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv")
     rows.columns = read(

@@ -87,15 +87,24 @@ class RecordedCursor:
             return
         table = re.search(r"FROM mysql\.(\w+)", sql)[1]
         rows = self.tables[table]
-        columns = list(rows[0]) if rows else []
         wanted = re.match(r"SELECT (.*) FROM mysql\.", sql)[1]
-        if not wanted.startswith("u.*") and wanted != "*":
-            columns = [c.strip() for c in wanted.split(",")]
+        columns = list(rows[0]) if rows and wanted == "*" else select_names(wanted)
         self.description = [(c,) for c in columns]
-        self._rows = [tuple(row[c] for c in columns) for row in rows]
+        self._rows = [tuple(row[c] for c in columns) for row in rows]  # a column not recorded: KeyError
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._rows
+
+
+def select_names(select_list: str) -> list[str]:
+    """The column names a select list gives its rows: `u.Host` -> Host, `expr AS name` -> name."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(select_list + ","):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(select_list[start:i].strip())
+            start = i + 1
+    return [re.split(r" AS ", item)[-1].split(".")[-1] for item in items]
 
 
 def recorded_catalog(version: str = "8.0.36", comment: str = "MySQL Community Server - GPL"):
@@ -258,6 +267,91 @@ def test_mysql8_anonymous_ops_and_session_accounts() -> None:
     session = accounts["'mysql.session'@'localhost'"]
     assert session["capabilities"] == ["LOCKED", "SUPERUSER"]
     assert [x["scope"] for x in session["privileges"]].count("global") == 3
+
+
+def test_mysql8_user_select_names_columns_and_reads_no_hash() -> None:
+    """Least data: named columns, the server's auth_empty flag, User_attributes without secrets."""
+    _, cursor = recorded_catalog()
+    users = next(s for s in cursor.statements if "FROM mysql.user" in s)
+    assert "*" not in users and ", u.authentication_string = '' AS auth_empty FROM" in users
+    assert users.count("authentication_string") == 3  # the flag and the two factor secrets removed
+    assert "JSON_REMOVE(u.User_attributes, '$.additional_password'" in users
+    names = select_names(re.match(r"SELECT (.*) FROM", users)[1])
+    assert not {"authentication_string", "Password"} & set(names)
+    assert set(names) == set(FIXTURE["user"][0])  # the recording has exactly the columns asked for
+    assert "$A$005$" not in json.dumps(FIXTURE)
+    _, cursor57 = recorded_catalog(version="5.7.44-log", comment="MySQL Community Server (GPL)")
+    users57 = next(s for s in cursor57.statements if "FROM mysql.user" in s)
+    assert "User_attributes" not in users57 and "Create_role_priv" not in users57
+
+
+def test_mariadb_103_user_select_computes_empty_from_both_hash_columns() -> None:
+    info = parse_server_info({"version": "10.3.39-MariaDB", "version_comment": "MariaDB Server"})
+    sql = mysql_adapter.user_sql(info)
+    assert "(u.authentication_string = '' AND u.Password = '') AS auth_empty" in sql
+    names = select_names(re.match(r"SELECT (.*) FROM", sql)[1])
+    assert {"is_role", "default_role", "Delete_history_priv"} <= set(names)
+    assert not {"authentication_string", "Password", "password_last_changed"} & set(names)
+
+
+# Rows exactly as MariaDB 10.11.19 answered _GLOBAL_PRIV_SQL for accounts made with
+#   CREATE USER 'wfprobe1'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('x')
+#     OR unix_socket OR mysql_native_password USING PASSWORD('') OR mysql_native_password USING PASSWORD('y');
+#   CREATE USER 'wfprobe2'@'%' IDENTIFIED BY 'abc';  CREATE USER 'wfprobe3'@'%';
+MARIADB_GLOBAL_PRIV_ROWS = [
+    (
+        "wfprobe1",
+        "%",
+        '{"access": 0, "version_id": 101119, "plugin": "mysql_native_password", "auth_or": [{}, '
+        '{"plugin": "unix_socket"}, {"plugin": "mysql_native_password"}, {"plugin": "mysql_native_password"}], '
+        '"password_last_changed": 1796132396}',
+        0,
+        "11101111",
+    ),
+    (
+        "wfprobe2",
+        "%",
+        '{"access": 0, "version_id": 101119, "plugin": "mysql_native_password", "password_last_changed": 1796132396}',
+        0,
+        "11111111",
+    ),
+    (
+        "wfprobe3",
+        "%",
+        '{"access": 0, "version_id": 101119, "plugin": "mysql_native_password", "password_last_changed": 1796132396}',
+        1,
+        "11111111",
+    ),
+]
+
+
+def test_mariadb_global_priv_rows_carry_flags_not_hashes() -> None:
+    """The server removes every secret from Priv and says per alternative whether it was empty."""
+    sql = mysql_adapter._GLOBAL_PRIV_SQL
+    assert sql.count("JSON_REMOVE(") == 1 and "'$.auth_or[7].authentication_string'" in sql
+    assert re.match(
+        r"SELECT User, Host, CASE .* END AS Priv, .* AS auth_empty, CONCAT\(.*\) AS auth_or_empty FROM", sql
+    )
+    columns = ("User", "Host", "Priv", "auth_empty", "auth_or_empty")
+    rows = MySQLRows(users=[dict(zip(columns, row, strict=True)) for row in MARIADB_GLOBAL_PRIV_ROWS])
+    accounts = {a.username: a for a in build_catalog(MARIADB_1011, rows).finalize().accounts}
+    # an empty native password as third alternative is an open door, whatever the first says
+    assert "NO_PASSWORD" in accounts["wfprobe1"].capabilities
+    assert accounts["wfprobe1"].attributes["auth_plugin"] == (
+        "mysql_native_password OR unix_socket OR mysql_native_password OR mysql_native_password"
+    )
+    assert "NO_PASSWORD" not in accounts["wfprobe2"].capabilities
+    assert "NO_PASSWORD" in accounts["wfprobe3"].capabilities
+    only_hashed = dict(rows.users[0], auth_or_empty="11001111")  # as if the 3rd had a secret
+    alone = build_catalog(MARIADB_1011, MySQLRows(users=[only_hashed])).finalize().accounts[0]
+    assert "NO_PASSWORD" not in alone.capabilities  # every password alternative has a secret
+
+
+def test_mariadb_too_many_alternatives_is_unexpected_contents() -> None:
+    """Beyond MAX_AUTH_ALTERNATIVES the server sends no Priv at all; the build refuses it."""
+    row = {"User": "many", "Host": "%", "Priv": None, "auth_empty": 0, "auth_or_empty": "00000000"}
+    with pytest.raises(ValueError, match="more than 8 authentication alternatives"):
+        build_catalog(MARIADB_1011, MySQLRows(users=[row]))
 
 
 def test_no_password_hash_survives_parsing() -> None:

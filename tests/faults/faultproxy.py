@@ -18,6 +18,10 @@ sees its peer go); `stall` stops forwarding in both directions but keeps both
 sockets open, so the client's kernel still acknowledges and nothing times out below
 the driver: exactly a server (or middlebox) that stopped answering.
 
+`FaultProxy(..., capture=True)` also keeps a copy of every byte it forwarded from the
+server to the client, per connection (`conn.captured`) and for all of them
+(`proxy.received()`): what crossed the wire, for tests that assert what never did.
+
 `SilentServer` accepts connections and never sends a byte; `ClosingServer` accepts
 and closes at once. Both stand in for "something listens there, but it is not (or no
 longer) the database" when no real server of that family is available.
@@ -51,6 +55,7 @@ class ProxiedConnection:
         self.mode: Mode = "pass"
         self.budget: int | None = None  # answer bytes still to forward before `mode` applies
         self.closed = threading.Event()
+        self.captured = bytearray()  # server -> client bytes forwarded, when the proxy captures
         self._threads: list[threading.Thread] = []
 
     def set_mode(self, mode: Mode, n_bytes: int | None) -> None:
@@ -120,6 +125,8 @@ class ProxiedConnection:
                 if self.mode != "pass" and self.budget is not None:
                     self.budget = max(0, self.budget - len(data))
                 self.bytes_down += len(data)
+                if self.proxy.capture:
+                    self.captured += data
             try:
                 self.client.sendall(data)
             except OSError:
@@ -155,13 +162,16 @@ class FaultProxy:
     """A threaded loopback TCP proxy in front of `upstream_host:upstream_port`, with switchable faults.
 
     `port` is where clients connect. `connections` lists every connection accepted so far
-    (`bytes_down`, `bytes_up`, `closed`). The mode set last also applies to connections
-    accepted later, with a fresh budget each.
+    (`bytes_down`, `bytes_up`, `closed`, and `captured` with `capture=True`). The mode set
+    last also applies to connections accepted later, with a fresh budget each.
     """
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, connect_timeout: float = 5.0, capture: bool = False
+    ) -> None:
         self.upstream = (upstream_host, int(upstream_port))
         self.connect_timeout = connect_timeout
+        self.capture = capture
         self.connections: list[ProxiedConnection] = []
         self._lock = threading.Lock()
         self._mode: Mode = "pass"
@@ -190,6 +200,24 @@ class FaultProxy:
     @property
     def mode(self) -> Mode:
         return self._mode
+
+    # --- capturing -----------------------------------------------------------------------
+
+    def received(self) -> bytes:
+        """Every byte the server sent and the proxy forwarded, connection after connection (needs `capture=True`).
+
+        Bytes still in flight are not in it: read it after the client has its answer.
+        """
+        if not self.capture:
+            raise RuntimeError("FaultProxy(..., capture=True) captures; this proxy does not")
+        with self._lock:
+            return b"".join(bytes(conn.captured) for conn in self.connections)
+
+    def clear_received(self) -> None:
+        """Forget what was captured so far (connections keep capturing)."""
+        with self._lock:
+            for conn in self.connections:
+                conn.captured.clear()
 
     # --- lifecycle -----------------------------------------------------------------------
 
