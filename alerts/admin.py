@@ -1,8 +1,13 @@
 """Alert channels (managed by operators and admins) and the read-only delivery history.
 
 Deliveries are written only by alerts.services; the admin shows every attempt's
-outcome so a failed notification is visible, and offers two actions that call a
-service: send a test alert to a channel, and resend failed deliveries.
+outcome so a failed notification is visible, and offers actions that call a
+service: send a test alert to a channel, rotate a channel's signing secret, and
+resend failed deliveries.
+
+Secrets stay hidden: a webhook URL is write-only (the form starts empty; empty keeps
+the stored one) and every page shows only its mask, to admins too; a signing secret
+is shown once, in the message after the channel is created or its secret rotated.
 """
 
 from __future__ import annotations
@@ -18,19 +23,30 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from adminkit.kit import ReadOnlyAdmin, badge
-from alerts.models import AlertChannel, AlertDelivery, DeliveryStatusChoices
-from alerts.services import alert_deliveries_resend, alert_send_test
+from alerts.models import AlertChannel, AlertDelivery, DeliveryStatusChoices, webhook_url_validator
+from alerts.services import (
+    alert_channel_create,
+    alert_channel_rotate_secret,
+    alert_deliveries_resend,
+    alert_send_test,
+)
 from instances.models import DbType, Environment
 
 
 class AlertChannelForm(forms.ModelForm):
-    """Filters as checkboxes (stored as JSON lists); the model's clean() checks kind vs target."""
+    """Filters as checkboxes (stored as JSON lists); the model's clean() checks kind vs target.
+
+    The webhook URL is write-only: the field never shows the stored URL, an empty field keeps
+    it, a new URL replaces it (encrypted before the model is validated and saved).
+    """
 
     webhook_url = forms.URLField(
         label=_("webhook URL"),
         required=False,
         max_length=1000,
         assume_scheme="https",
+        validators=[webhook_url_validator],
+        widget=forms.URLInput(attrs={"autocomplete": "off", "size": 80}),
         help_text=_("http:// or https:// URL that receives a JSON POST per escalation."),
     )
     db_types = forms.MultipleChoiceField(
@@ -63,6 +79,20 @@ class AlertChannelForm(forms.ModelForm):
         ]
         widgets = {"email_recipients": forms.Textarea(attrs={"rows": 3})}
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.has_webhook_url and "webhook_url" in self.fields:
+            self.fields["webhook_url"].help_text = _(
+                "Stored: %(mask)s (hidden). Leave empty to keep it; enter a new URL to replace it."
+            ) % {"mask": self.instance.webhook_url_mask}
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        url = cleaned.get("webhook_url")
+        if url:
+            self.instance.set_webhook_url(url)
+        return cleaned
+
 
 @admin.register(AlertChannel)
 class AlertChannelAdmin(admin.ModelAdmin):
@@ -70,11 +100,57 @@ class AlertChannelAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "target", "filters", "min_severity", "is_active", "updated_at"]
     list_filter = ["kind", "is_active", "min_severity"]
     search_fields = ["name", "description"]
-    actions = ["send_test_alert"]
+    actions = ["send_test_alert", "rotate_signing_secret"]
+    readonly_fields = ["target", "signing"]
+    edit_fields = [
+        "name",
+        "kind",
+        "webhook_url",
+        "email_recipients",
+        "db_types",
+        "environments",
+        "min_severity",
+        "is_active",
+        "description",
+    ]
+
+    def get_fields(self, request: HttpRequest, obj: AlertChannel | None = None) -> list[str]:
+        """Editors get the write-only URL field; the view-only page shows the mask in its place."""
+        if obj is None:
+            return self.edit_fields
+        if not self.has_change_permission(request, obj):
+            return [("target" if f == "webhook_url" else f) for f in self.edit_fields] + ["signing"]
+        return [*self.edit_fields, "signing"]
 
     @admin.display(description=_("target"))
     def target(self, obj: AlertChannel) -> str:
         return obj.target_display
+
+    @admin.display(description=_("webhook signature"))
+    def signing(self, obj: AlertChannel) -> str:
+        if obj.has_signing_secret:
+            return str(_("signed with the channel's own secret"))
+        if obj.signing_key():
+            return str(_("signed with the environment key WHALEFALL_ALERT_SIGNING_KEY (rotate to give it its own)"))
+        return str(_("unsigned (rotate the signing secret to sign it)"))
+
+    def save_model(self, request: HttpRequest, obj: AlertChannel, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        secret = alert_channel_create(channel=obj)
+        self.message_user(request, self._secret_message(obj, secret), messages.WARNING)
+
+    @staticmethod
+    def _secret_message(channel: AlertChannel, secret: str) -> str:
+        text = _("Signing secret of channel %(name)s, shown only this once; store it with the receiver: %(secret)s")
+        return text % {"name": channel.name, "secret": secret}
+
+    @admin.action(description=_("Rotate the signing secret"), permissions=["change"])
+    def rotate_signing_secret(self, request: HttpRequest, queryset: QuerySet[AlertChannel]) -> None:
+        for channel in queryset.order_by("name"):
+            secret = alert_channel_rotate_secret(channel=channel)
+            self.message_user(request, self._secret_message(channel, secret), messages.WARNING)
 
     @admin.display(description=_("filters"))
     def filters(self, obj: AlertChannel) -> str:

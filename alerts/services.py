@@ -38,11 +38,11 @@ from alerts.models import (
     ChannelKindChoices,
     DeliveryStatusChoices,
     EventKindChoices,
-    safe_url,
 )
 from config.logging import log_event
 from findings.models import SEVERITY_RANK, Finding, SeverityChoices
 from findings.rules import RULES_BY_CODE
+from instances.crypto import CredentialDecryptError
 from instances.models import Instance
 from sync.hooks import PostSyncEvent
 
@@ -483,9 +483,20 @@ def webhook_signature_headers(key: str, body: bytes, *, timestamp: int | None = 
 
 
 def _post_webhook(channel: AlertChannel, delivery: AlertDelivery, timeout: float) -> None:
+    where = channel.webhook_url_mask or "(no URL)"
+    try:
+        url = channel.get_webhook_url()
+        key = channel.signing_key()
+    except CredentialDecryptError:
+        raise AlertSendError(
+            f"the webhook URL or signing secret of channel {channel.name} cannot be decrypted "
+            "(WHALEFALL_FIELD_KEYS does not hold the key it was encrypted with)"
+        ) from None
+    if not url:
+        raise AlertSendError(f"channel {channel.name} has no webhook URL")
     body = json.dumps({**delivery.payload, "delivery_id": delivery.pk}, ensure_ascii=False).encode()
     request = urllib.request.Request(  # noqa: S310 - the URL's scheme is validated to http/https
-        channel.webhook_url,
+        url,
         data=body,
         method="POST",
         headers={
@@ -495,18 +506,16 @@ def _post_webhook(channel: AlertChannel, delivery: AlertDelivery, timeout: float
             "X-WhaleFall-Delivery": str(delivery.pk),
         },
     )
-    key = getattr(settings, "WHALEFALL_ALERT_SIGNING_KEY", "") or ""
     if key:
         for name, value in webhook_signature_headers(key, body).items():
             request.add_header(name, value)
-    where = safe_url(channel.webhook_url)
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         raise AlertSendError(f"HTTP {exc.code} from {where}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = str(getattr(exc, "reason", exc)).replace(channel.webhook_url, where)
+        reason = str(getattr(exc, "reason", exc)).replace(url, where)
         raise AlertSendError(f"cannot reach {where}: {type(exc).__name__}: {reason}") from None
     if not 200 <= status < 300:
         raise AlertSendError(f"HTTP {status} from {where}")
@@ -715,6 +724,29 @@ def alert_send_test(*, channel: AlertChannel) -> AlertDelivery:
         )
         enqueue_on_commit([delivery.pk])
     return delivery
+
+
+def alert_channel_create(*, channel: AlertChannel) -> str:
+    """Save a new channel and return its signing secret, the only time anyone sees it."""
+    channel.new_signing_secret = None
+    if not channel.signing_secret_encrypted:
+        channel.rotate_signing_secret()
+    channel.save()
+    return str(channel.new_signing_secret or "")
+
+
+def alert_channel_rotate_secret(*, channel: AlertChannel) -> str:
+    """Give `channel` a new signing secret (the environment key no longer applies to it); return it once."""
+    secret = channel.rotate_signing_secret()
+    channel.save(update_fields=["signing_secret_encrypted", "updated_at"])
+    _log(
+        logging.INFO,
+        f"alert channel {channel.name}: signing secret rotated",
+        phase="rotate_secret",
+        operation="alert_channel",
+        channel_id=channel.pk,
+    )
+    return secret
 
 
 def alert_deliveries_resend(*, deliveries: Iterable[AlertDelivery]) -> int:

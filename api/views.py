@@ -90,6 +90,12 @@ class CredentialViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "created_at"]
 
 
+class CanTestConnection(CanRunSync):
+    """A connection test connects out with the production credential and records the version: ``sync.run_sync``."""
+
+    message = "You do not have permission to test connections (sync.run_sync)."
+
+
 @extend_schema_view(
     list=extend_schema(summary="List instances"),
     create=extend_schema(summary="Register an instance"),
@@ -104,7 +110,7 @@ class InstanceViewSet(viewsets.ModelViewSet):
         if self.action == "sync":
             return [CanRunSync()]
         if self.action == "test_connection":
-            return [ViewModelPermission()]
+            return [ViewModelPermission(), CanTestConnection()]
         if self.action == "changes":
             return [ViewModelPermission(), ViewChangeLogs()]
         return super().get_permissions()
@@ -140,7 +146,8 @@ class InstanceViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Test the connection to an instance",
-        description="Always 200 when the test ran: `ok` says whether the instance answered.",
+        description="Always 200 when the test ran: `ok` says whether the instance answered. "
+        "Needs `sync.run_sync` (operators and admins): 403 for viewers.",
         request=None,
         responses={200: serializers.ConnectionTestSerializer},
     )

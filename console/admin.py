@@ -29,7 +29,9 @@ from sync.admin import broker_unavailable, can_run_sync, refuse_without_run_sync
 from sync.models import SyncInstanceRecord, SyncTypeChoices
 from sync.services import SyncBrokerError, SyncRequestError, sync_session_start
 
-RUN_SYNC_ACTIONS = frozenset({"sync_selected"})
+# actions that need sync.run_sync: a sync, and a connection test (outbound, with the production
+# credential, and it records the server version)
+RUN_SYNC_ACTIONS = frozenset({"sync_selected", "test_connection"})
 RECENT_ROWS = 10
 
 
@@ -133,8 +135,12 @@ class InstanceAdmin(InstanceAdminBase):
         return self._start_batch(request, instances) or back
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        if request.method == "POST" and request.POST.get("action") in RUN_SYNC_ACTIONS and not can_run_sync(request):
-            refuse_without_run_sync(request)
+        action = request.POST.get("action") if request.method == "POST" else None
+        if action in RUN_SYNC_ACTIONS and not can_run_sync(request):
+            if action == "test_connection":
+                refuse_connection_test(request)
+            else:
+                refuse_without_run_sync(request)
             return HttpResponseRedirect(request.get_full_path())
         return super().changelist_view(request, {"can_run_sync": can_run_sync(request), **(extra_context or {})})
 
@@ -160,8 +166,11 @@ class InstanceAdmin(InstanceAdminBase):
             )
         return super().change_view(request, object_id, form_url, extra)
 
-    @admin.action(description=_("Test connection"), permissions=["view"])
+    @admin.action(description=_("Test connection"), permissions=["run_sync"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
+        if not can_run_sync(request):
+            refuse_connection_test(request)
+            return
         ok = 0
         for instance in queryset.select_related("credential"):
             result = instance_connection_test(instance=instance)
@@ -183,6 +192,13 @@ class InstanceAdmin(InstanceAdminBase):
             % {"ok": ok, "total": total},
             level=messages.SUCCESS if ok == total else messages.WARNING,
         )
+
+
+def refuse_connection_test(request: HttpRequest) -> None:
+    """The admin's answer to a connection test by someone without ``sync.run_sync`` (a viewer)."""
+    messages.error(
+        request, gettext("You do not have permission to test connections (sync.run_sync); nothing was tested.")
+    )
 
 
 def timesince_short(value: Any) -> str:

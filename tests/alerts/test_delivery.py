@@ -269,22 +269,39 @@ def test_nothing_is_sent_when_the_surrounding_transaction_rolls_back(
     assert callbacks == [] and receiver.requests == [] and AlertDelivery.objects.count() == 0
 
 
-def test_webhooks_are_signed_when_a_key_is_set(receiver, q_sync, escalate, settings):
+def _signature(key: str, hit) -> str:
     import hashlib
     import hmac
 
+    stamp = hit.headers["x-whalefall-timestamp"]
+    return "sha256=" + hmac.new(key.encode(), stamp.encode() + b"." + hit.raw, hashlib.sha256).hexdigest()
+
+
+def test_webhooks_are_signed_with_the_channels_own_secret(receiver, q_sync, escalate, settings):
     settings.WHALEFALL_ALERT_SIGNING_KEY = "sign-me-7f3a"
-    AlertChannel.objects.create(name="signed", kind="webhook", webhook_url=receiver.url)
+    channel = AlertChannel.objects.create(name="signed", kind="webhook", webhook_url=receiver.url)
+    secret = channel.new_signing_secret
+    assert secret and len(secret) >= 40
     escalate()
     hit = receiver.requests[0]
     stamp = hit.headers["x-whalefall-timestamp"]
     assert abs(int(stamp) - timezone.now().timestamp()) < 60
-    expected = hmac.new(b"sign-me-7f3a", stamp.encode() + b"." + hit.raw, hashlib.sha256).hexdigest()
-    assert hit.headers["x-whalefall-signature"] == f"sha256={expected}"
-    assert "sign-me-7f3a" not in str(hit.headers) + str(hit.body)
+    assert hit.headers["x-whalefall-signature"] == _signature(secret, hit)
+    assert hit.headers["x-whalefall-signature"] != _signature("sign-me-7f3a", hit)  # not the environment's
+    assert secret not in str(hit.headers) + str(hit.body) and "sign-me-7f3a" not in str(hit.headers)
 
 
-def test_webhooks_are_unsigned_without_a_key(receiver, q_sync, escalate):
-    AlertChannel.objects.create(name="plain", kind="webhook", webhook_url=receiver.url)
+def test_a_channel_without_its_own_secret_signs_with_the_environment_key(receiver, q_sync, escalate, settings):
+    settings.WHALEFALL_ALERT_SIGNING_KEY = "sign-me-7f3a"
+    channel = AlertChannel.objects.create(name="old", kind="webhook", webhook_url=receiver.url)
+    AlertChannel.objects.filter(pk=channel.pk).update(signing_secret_encrypted="")  # as migrated from before
+    escalate()
+    hit = receiver.requests[0]
+    assert hit.headers["x-whalefall-signature"] == _signature("sign-me-7f3a", hit)
+
+
+def test_webhooks_are_unsigned_without_any_key(receiver, q_sync, escalate):
+    channel = AlertChannel.objects.create(name="plain", kind="webhook", webhook_url=receiver.url)
+    AlertChannel.objects.filter(pk=channel.pk).update(signing_secret_encrypted="")
     escalate()
     assert "x-whalefall-signature" not in receiver.requests[0].headers

@@ -124,9 +124,9 @@ def test_unknown_instance_is_404_json(api_client, alice):
         assert response.json()["code"] == "not_found"
 
 
-def test_test_connection_reports_a_classified_failure(api_client, charlie, unreachable_instance):
+def test_test_connection_reports_a_classified_failure(api_client, bob, unreachable_instance):
     instance = unreachable_instance()
-    response = api_client(charlie).post(f"/api/v1/instances/{instance.pk}/test-connection/")
+    response = api_client(bob).post(f"/api/v1/instances/{instance.pk}/test-connection/")
     assert response.status_code == 200
     body = response.json()
     assert body["ok"] is False

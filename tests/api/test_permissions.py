@@ -86,8 +86,9 @@ def test_starting_cancelling_and_retrying_need_run_sync(api_client, charlie, unr
         assert response.status_code == 403, url
         assert "sync.run_sync" in response.json()["detail"]
     assert SyncSession.objects.count() == 1
-    # a viewer may still test a connection: it reads, it changes nothing
-    assert viewer.post(f"/api/v1/instances/{instance.pk}/test-connection/").status_code == 200
+    # nor test a connection: it connects out with the production credential and records the version
+    response = viewer.post(f"/api/v1/instances/{instance.pk}/test-connection/")
+    assert response.status_code == 403 and "sync.run_sync" in response.json()["detail"]
 
 
 def test_anonymous_cannot_start_anything(api_client, unreachable_instance):
