@@ -797,7 +797,7 @@ def account_sync_run(
             "see the server log and report it.",
             secret,
         )
-        logger.error(message, exc_info=False)  # tracebacks with secrets scrubbed: the vault issue (#17)
+        log_event(logger, logging.ERROR, message, exc_info=True, secrets=(secret,), phase="error", **context)
         result = SyncResult(success=False, message=message, error_kind=ErrorKind.INTERNAL)
 
     status = SyncStatus.COMPLETED if result.success else SyncStatus.FAILED

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from adminkit.kit import ReadOnlyAdmin, badge
+from adminkit.kit import KitAdminMixin, ReadOnlyAdmin, badge
 from alerts.models import AlertChannel, AlertDelivery, DeliveryStatusChoices, webhook_url_validator
 from alerts.services import (
     alert_channel_create,
@@ -95,7 +95,7 @@ class AlertChannelForm(forms.ModelForm):
 
 
 @admin.register(AlertChannel)
-class AlertChannelAdmin(admin.ModelAdmin):
+class AlertChannelAdmin(KitAdminMixin, admin.ModelAdmin):
     form = AlertChannelForm
     list_display = ["name", "kind", "target", "filters", "min_severity", "is_active", "updated_at"]
     list_filter = ["kind", "is_active", "min_severity"]

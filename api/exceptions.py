@@ -12,23 +12,38 @@ over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django raises RequestDataTooBig when DRF r
 ``request.data``, inside the view, so no middleware is needed) is 413 ``too_large``;
 a session whose tasks the broker refused (``SyncBrokerError``) is 503
 ``broker_unavailable`` with ``session_id`` and ``not_queued``.
+
+Anything else a view raises is a bug: it is logged with its traceback (secrets
+scrubbed by config.logging) and answered 500 ``internal`` in the same JSON shape,
+with a ``reference`` that is also in the log line, never Django's HTML debug page
+(not even with DEBUG on). ``server_error`` (config/urls.py ``handler500``) does the
+same for a failure outside DRF (a middleware) on an ``/api/`` path when DEBUG is off.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import ProtectedError, RestrictedError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import server_error as django_server_error
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
+from config.logging import log_event
 from sync.services import SyncBrokerError
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_DETAIL = "Internal server error. It was logged; report it with this reference."
 
 # Field-level codes that are more useful to a script than the generic "invalid".
 SPECIFIC_VALIDATION_CODES = frozenset(
@@ -44,6 +59,7 @@ SPECIFIC_VALIDATION_CODES = frozenset(
         "invalid_datetime",
         "invalid_range",
         "invalid_format",
+        "query_too_long",
     }
 )
 
@@ -123,14 +139,20 @@ class BrokerUnavailable(APIException):
         super().__init__(detail=str(exc) or self.default_detail)
 
 
-def _validation_code(codes: Any) -> str:
-    """The first specific code found in a ValidationError's codes, else ``invalid``."""
+def _validation_code(codes: Any, *, query: bool = False) -> str:
+    """The first specific code found in a ValidationError's codes, else ``invalid``.
+
+    ``query``: the errors are about query parameters (a GET, HEAD or OPTIONS has no
+    body), so a field's ``max_length`` is a free-text parameter over its bound.
+    """
     stack = [codes]
     while stack:
         item = stack.pop(0)
         if isinstance(item, str):
             if item in SPECIFIC_VALIDATION_CODES:
                 return item
+            if query and item == "max_length":
+                return "query_too_long"
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
@@ -158,9 +180,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        return _internal_error(exc, context)
     if isinstance(exc, ValidationError):
-        code = _validation_code(exc.get_codes())
+        request = context.get("request")
+        safe = request is not None and request.method in ("GET", "HEAD", "OPTIONS")
+        code = _validation_code(exc.get_codes(), query=safe)
     elif isinstance(exc, APIException):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code
@@ -177,3 +201,42 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         data["not_queued"] = exc.not_queued
     response.data = data
     return response
+
+
+def _internal_body(reference: str | None) -> dict[str, str]:
+    if reference is None:
+        return {"detail": "Internal server error. It was logged.", "code": "internal"}
+    return {"detail": INTERNAL_DETAIL, "code": "internal", "reference": reference}
+
+
+def _internal_error(exc: Exception, context: dict[str, Any]) -> Response:
+    """A bug in a view: logged with its traceback, answered 500 ``internal`` (the transaction rolled back).
+
+    Called by DRF inside its ``except`` block, so the current exception is ``exc``.
+    """
+    reference = uuid.uuid4().hex[:12]
+    request = context.get("request")
+    view = context.get("view")
+    log_event(
+        logger,
+        logging.ERROR,
+        f"internal error answering {getattr(request, 'method', '?')} {getattr(request, 'path', '?')}: "
+        f"{type(exc).__name__} (reference {reference})",
+        exc_info=True,
+        module=__name__,
+        operation=type(view).__name__ if view is not None else "api",
+        phase="error",
+        reference=reference,
+    )
+    set_rollback()
+    return Response(_internal_body(reference), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 handler (DEBUG off): JSON ``internal`` under /api/, the usual page elsewhere.
+
+    Django's own ``django.request`` logger has already logged the traceback.
+    """
+    if request.path.startswith("/api/"):
+        return JsonResponse(_internal_body(None), status=500)
+    return django_server_error(request)

@@ -1,18 +1,61 @@
 """django-filter FilterSets for the list endpoints (NetBox naming: ``<Model>FilterSet``).
 
 A value that does not parse (a date that is not a date, an unknown choice)
-makes the list answer 400 with the filter's name and message.
+makes the list answer 400 with the filter's name and message. Every free-text
+filter is a ``TextFilter``: a value longer than ``MAX_QUERY_LENGTH`` is a 400
+``query_too_long`` before any query runs.
 """
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from accountsync.models import AccountChangeLog, AccountKind, AccountPermission, ChangeType, InstanceAccount
+from api.querying import MAX_QUERY_LENGTH, validate_query_length
 from findings.models import Finding, SeverityChoices
 from instances.models import DbType, Environment, Instance, SyncStatus
 from sync.models import SyncSession, SyncSessionStatusChoices, SyncTypeChoices
+
+
+class TextFilter(django_filters.CharFilter):
+    """A free-text filter bounded to MAX_QUERY_LENGTH characters (400 ``query_too_long`` beyond)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("validators", [validate_query_length])
+        help_text = kwargs.get("help_text")
+        if help_text:
+            kwargs["help_text"] = f"{help_text} At most {MAX_QUERY_LENGTH} characters."
+        super().__init__(*args, **kwargs)
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC.
+
+    PostgreSQL refuses an offset beyond ±15:59 (``-16:00`` is valid ISO 8601) with a
+    DataError; in UTC it is an ordinary instant. One that has no UTC form (year 1 at
+    +15:00) is a 400 ``invalid_datetime`` naming the parameter.
+    """
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value is not None and value.tzinfo is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:
+                message = "Out of the supported date-time range (years 1 to 9999 in UTC)."
+                raise DjangoValidationError(message, code="invalid_datetime") from None
+        return value
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time filter that queries in UTC (see UtcIsoDateTimeField)."""
+
+    field_class = UtcIsoDateTimeField
 
 
 def _search(fields: tuple[str, ...]):
@@ -40,8 +83,8 @@ class InstanceFilterSet(django_filters.FilterSet):
     environment = django_filters.ChoiceFilter(choices=Environment.choices)
     is_active = django_filters.BooleanFilter()
     last_sync_status = django_filters.ChoiceFilter(choices=[c for c in SyncStatus.choices if c[0]])
-    tag = django_filters.CharFilter(field_name="tags__name", distinct=True, help_text="Tag name.")
-    search = django_filters.CharFilter(method=_search(("name", "host", "description")), help_text="Name or host.")
+    tag = TextFilter(field_name="tags__name", distinct=True, help_text="Tag name.")
+    search = TextFilter(method=_search(("name", "host", "description")), help_text="Name or host.")
 
     class Meta:
         model = Instance
@@ -51,10 +94,10 @@ class InstanceFilterSet(django_filters.FilterSet):
 class SyncSessionFilterSet(django_filters.FilterSet):
     sync_type = django_filters.ChoiceFilter(choices=SyncTypeChoices.choices)
     status = django_filters.ChoiceFilter(choices=SyncSessionStatusChoices.choices)
-    started_after = django_filters.IsoDateTimeFilter(
+    started_after = UtcDateTimeFilter(
         field_name="started_at", lookup_expr="gte", help_text="ISO 8601 date-time, inclusive."
     )
-    started_before = django_filters.IsoDateTimeFilter(
+    started_before = UtcDateTimeFilter(
         field_name="started_at", lookup_expr="lt", help_text="ISO 8601 date-time, exclusive."
     )
 
@@ -70,7 +113,7 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
     active = django_filters.BooleanFilter(field_name="is_active")
     superuser = django_filters.BooleanFilter(field_name="is_superuser")
     locked = django_filters.BooleanFilter(field_name="is_locked")
-    search = django_filters.CharFilter(method=_search(("username", "identity")), help_text="Account name.")
+    search = TextFilter(method=_search(("username", "identity")), help_text="Account name.")
 
     class Meta:
         model = InstanceAccount
@@ -82,10 +125,10 @@ class AccountChangeLogFilterSet(django_filters.FilterSet):
     account = _id_filter("account_id", "Account")
     change_type = django_filters.ChoiceFilter(choices=ChangeType.choices)
     session_id = django_filters.UUIDFilter()
-    detected_after = django_filters.IsoDateTimeFilter(
+    detected_after = UtcDateTimeFilter(
         field_name="detected_at", lookup_expr="gte", help_text="ISO 8601 date-time, inclusive."
     )
-    detected_before = django_filters.IsoDateTimeFilter(
+    detected_before = UtcDateTimeFilter(
         field_name="detected_at", lookup_expr="lt", help_text="ISO 8601 date-time, exclusive."
     )
 
@@ -99,7 +142,7 @@ class FindingFilterSet(django_filters.FilterSet):
     account = _id_filter("account_id", "Account")
     db_type = django_filters.ChoiceFilter(field_name="instance__db_type", choices=DbType.choices)
     severity = django_filters.ChoiceFilter(choices=SeverityChoices.choices)
-    rule_code = django_filters.CharFilter(help_text="Rule code, e.g. SUPERUSER (docs/findings.md).")
+    rule_code = TextFilter(help_text="Rule code, e.g. SUPERUSER (docs/findings.md).")
     is_open = django_filters.BooleanFilter()
 
     class Meta:
@@ -117,9 +160,7 @@ class AccountPermissionFilterSet(django_filters.FilterSet):
     active = django_filters.BooleanFilter(field_name="account__is_active")
     superuser = django_filters.BooleanFilter(field_name="account__is_superuser")
     locked = django_filters.BooleanFilter(field_name="account__is_locked")
-    search = django_filters.CharFilter(
-        method=_search(("account__username", "account__identity")), help_text="Account name."
-    )
+    search = TextFilter(method=_search(("account__username", "account__identity")), help_text="Account name.")
 
     class Meta:
         model = AccountPermission

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -26,6 +27,29 @@ from api.serializers import ErrorSerializer
 from exports.columns import KINDS
 from exports.http import export_response
 from exports.writers import FORMATS
+
+# The longest free-text query value (a search, a name filter) any list runs: longer is
+# never a real name (account names are at most 255 characters, like the account search's
+# ``q``) and reaches the database as a pattern it may refuse (SQLite: "LIKE or GLOB
+# pattern too complex"), so it is a 400 ``query_too_long`` naming the parameter.
+MAX_QUERY_LENGTH = 255
+
+
+def query_too_long_message(length: int) -> str:
+    return f"At most {MAX_QUERY_LENGTH} characters; this value has {length}. Search for a shorter part of the name."
+
+
+def validate_query_length(value: str) -> None:
+    """A form-field validator (django-filter): a free-text value over MAX_QUERY_LENGTH is refused."""
+    if value is not None and len(value) > MAX_QUERY_LENGTH:
+        raise DjangoValidationError(query_too_long_message(len(value)), code="query_too_long")
+
+
+def bounded_query(name: str, raw: str | None) -> str | None:
+    """A free-text query parameter read by a view: 400 ``query_too_long`` when over MAX_QUERY_LENGTH."""
+    if raw is not None and len(raw) > MAX_QUERY_LENGTH:
+        raise ValidationError({name: [query_too_long_message(len(raw))]}, code="query_too_long")
+    return raw
 
 
 def reject_nul(name: str, raw: str) -> str:

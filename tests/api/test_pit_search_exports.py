@@ -188,7 +188,7 @@ def test_search_includes_removed_accounts_unless_asked_for_active_ones(api_clien
         ({"q": "*"}, "q", "empty"),
         ({"q": "host="}, "q", "empty"),
         ({"q": "app", "mode": "fuzzy"}, "mode", "invalid"),
-        ({"q": "x" * 300}, "q", "invalid"),
+        ({"q": "x" * 300}, "q", "query_too_long"),
     ],
 )
 def test_search_refuses_bad_input_with_a_field_message(params, field, code, api_client, charlie, fleet):
