@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     # in layer order, bottom first (docs/architecture.md); import-linter checks the arrows
     "adminkit",
     "instances",
@@ -97,6 +99,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: turns a lockout flagged during the login into its 429 response
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -136,6 +140,29 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_whalefall_{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- sign-in lockout (django-axes; README.md, "Sign-in lockout") ---------------------
+# LOGIN_FAILURE_LIMIT failed logins of one username from one address lock that pair out for
+# LOGIN_COOLOFF_MINUTES (0: until `manage.py axes_reset_username` / `axes_reset_ip`). Every password
+# login (the admin's form; any later password endpoint) calls authenticate(request=...), which the first
+# backend below checks; API tokens come from `drf_create_token`, never from a password. Failures and
+# lockouts are logged by api/lockout.py.
+AUTHENTICATION_BACKENDS = [
+    "api.lockout.LockoutBackend",  # axes.backends.AxesStandaloneBackend, request-less calls let through
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("WHALEFALL_LOGIN_FAILURE_LIMIT", default=5)
+_cooloff_minutes = env.float("WHALEFALL_LOGIN_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes) if _cooloff_minutes > 0 else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "api.lockout.lockout_response"
+# The counted address is REMOTE_ADDR; behind N trusted reverse proxies that each append to
+# X-Forwarded-For, set WHALEFALL_LOGIN_PROXY_COUNT=N (never more than really stand in front:
+# the client writes the rest of the header).
+WHALEFALL_LOGIN_PROXY_COUNT = env.int("WHALEFALL_LOGIN_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "api.lockout.client_ip"
+AXES_VERBOSE = False  # no start-up banner on every manage.py command
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -257,7 +284,8 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env("WHALEFALL_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes' own text lines would repeat api/lockout.py's structured login_failed/login_locked_out events
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "ERROR"}},
 }
 
 # --- production hardening -------------------------------------------------
