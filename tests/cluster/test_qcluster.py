@@ -129,6 +129,8 @@ def test_sigkilled_worker_is_reaped_and_rerun_succeeds_without_duplicates(mariad
         cluster = qcluster(workers=1)
         record = session.records.get()
         wait_for(lambda: type(record).objects.get(pk=record.pk).status == "running", 60, "the record to start", cluster)
+        # the lease is taken just after the record starts: kill once both are in place
+        wait_for(lambda: InstanceLease.objects.filter(instance=slow).exists(), 30, "the lease", cluster)
         os.killpg(cluster.proc.pid, signal.SIGKILL)  # the whole cluster dies mid-fetch
         cluster.proc.wait(timeout=10)
         record.refresh_from_db()
