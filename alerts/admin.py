@@ -102,17 +102,7 @@ class AlertChannelAdmin(KitAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "description"]
     actions = ["send_test_alert", "rotate_signing_secret"]
     readonly_fields = ["target", "signing"]
-    edit_fields = [
-        "name",
-        "kind",
-        "webhook_url",
-        "email_recipients",
-        "db_types",
-        "environments",
-        "min_severity",
-        "is_active",
-        "description",
-    ]
+    edit_fields = AlertChannelForm.Meta.fields  # the form's fields, in its order
 
     def get_fields(self, request: HttpRequest, obj: AlertChannel | None = None) -> list[str]:
         """Editors get the write-only URL field; the view-only page shows the mask in its place."""

@@ -583,14 +583,15 @@ def _reap_pending(*, now: Any, stale_cutoff: Any, pending_after: int | None) -> 
             with contextlib.suppress(SyncBrokerError):
                 _enqueue(session, record_ids, force=False)
             done += len(record_ids)
-    # never queued: a session run by one process that stopped
-    for record in open_pending.filter(queued_at__isnull=True, created_at__lt=stale_cutoff).select_related("session"):
-        progressed = (
-            SyncInstanceRecord.objects.filter(session=record.session)
-            .filter(Q(heartbeat_at__gte=stale_cutoff) | Q(completed_at__gte=stale_cutoff))
-            .exists()
-        )
-        if not progressed and record.fail_pending(
+    # never queued: a session run by one process that stopped (one progress check per session, not per record)
+    unqueued = open_pending.filter(queued_at__isnull=True, created_at__lt=stale_cutoff)
+    progressed = set(
+        SyncInstanceRecord.objects.filter(session__in=unqueued.values("session"))
+        .filter(Q(heartbeat_at__gte=stale_cutoff) | Q(completed_at__gte=stale_cutoff))
+        .values_list("session_id", flat=True)
+    )
+    for record in unqueued.exclude(session__in=progressed).select_related("session"):
+        if record.fail_pending(
             error_kind="timeout",
             error_message="the process running this session stopped before reaching this instance. "
             "Retry failed to sync it.",
