@@ -801,11 +801,14 @@ def account_sync_run(
         result = SyncResult(success=False, message=message, error_kind=ErrorKind.INTERNAL)
 
     status = SyncStatus.COMPLETED if result.success else SyncStatus.FAILED
+    finished = timezone.now()
     updates: dict[str, Any] = {
-        "last_sync_at": timezone.now(),
+        "last_sync_at": finished,
         "last_sync_status": status,
         "sync_count": F("sync_count") + 1,
     }
+    if result.success:
+        updates["last_success_at"] = finished
     if catalog is not None and catalog.server_version:
         updates["version"] = catalog.server_version[:255]
     on_fresh_connection(lambda: Instance.objects.filter(pk=instance.pk).update(**updates), what="instance sync state")

@@ -136,6 +136,9 @@ class Instance(models.Model):
         _("last sync status"), max_length=16, choices=SyncStatus.choices, blank=True, default="", db_index=True
     )
     sync_count = models.PositiveIntegerField(_("sync count"), default=0)
+    # when a sync last succeeded: what every active account was last seen at (InstanceAccount.last_seen_at
+    # is only the fallback for accounts no longer listed), and the "last known at" of a scope that became unreadable
+    last_success_at = models.DateTimeField(_("last successful sync"), null=True, blank=True, editable=False)
     # sha256 of the raw catalog rows the last applied sync read (with the reading code's fingerprint);
     # an identical next read cannot change anything, so its apply is skipped
     catalog_digest = models.CharField(_("catalog digest"), max_length=64, blank=True, default="", editable=False)

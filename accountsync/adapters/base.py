@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Protocol
 
 from django.utils.module_loading import import_string
 
+from config.scopes import split_scope
+
 SCHEMA_VERSION = 1
 
 # --- errors ------------------------------------------------------------------
@@ -437,13 +439,71 @@ def snapshot_digest(snapshot: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(snapshot).encode("utf-8")).hexdigest()
 
 
+class GapKind:
+    UNREADABLE = "unreadable"  # the monitoring login could not read it: the last known grants stand
+    OUT_OF_SCOPE = "out_of_scope"  # the instance's options leave it out: its grants are no longer audited
+
+    ALL = (UNREADABLE, OUT_OF_SCOPE)
+
+
+@dataclass(frozen=True)
+class CoverageGap:
+    """A part of an instance's catalog that one fetch did not read, why, and how to close it.
+
+    Why a value of the catalog and not of each account: losing sight of a database is one
+    fact about the instance. The engine keeps every account's last known grants under an
+    unreadable gap (no revoke, no change entry) and drops those under an out-of-scope gap
+    silently (no longer audited, never a revoke); the instance's coverage history records
+    when each gap opened and closed.
+
+    `scope` is a privilege scope (``database:sales``) or a bare level (``routine``: every
+    routine-level grant, e.g. MySQL's unreadable ``mysql.procs_priv``; ``role``: role
+    memberships). `inclusive` False means only what lies beneath the scope is unknown, not
+    the scope's own grants (PostgreSQL reads database ACLs server-wide from ``pg_database``).
+    """
+
+    scope: str
+    reason: str
+    fix: str = ""
+    kind: str = GapKind.UNREADABLE
+    inclusive: bool = True
+
+    def covers(self, scope: str) -> bool:
+        """Whether a privilege on `scope` lies in this gap (by parsed name parts, so `sales` never covers `sales2`)."""
+        if ":" not in self.scope:
+            return scope.split(":", 1)[0] == self.scope
+        if scope == self.scope:
+            return self.inclusive
+        level, parts = split_scope(self.scope)
+        if level not in ("database", "schema"):
+            return False
+        _other, other_parts = split_scope(scope)
+        return len(other_parts) > len(parts) and other_parts[: len(parts)] == parts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "kind": self.kind,
+            "reason": self.reason,
+            "fix": self.fix,
+            "inclusive": self.inclusive,
+        }
+
+
+def gaps_cover(gaps: Iterable[CoverageGap], scope: str) -> bool:
+    return any(gap.covers(scope) for gap in gaps)
+
+
 @dataclass
 class Catalog:
     """Everything read from one instance in one fetch."""
 
     accounts: list[AccountRecord] = field(default_factory=list)
     server_version: str = ""
+    # scopes not read, as plain strings (inclusive, unreadable); `coverage` is the full form with reasons.
+    # finalize() turns each one not already in `coverage` into a gap there.
     unknown_scopes: list[str] = field(default_factory=list)
+    coverage: list[CoverageGap] = field(default_factory=list)
     round_trips: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     # sha256 of the raw rows read (see rows_digest); `unchanged` when it equals the target's known digest,
@@ -452,11 +512,16 @@ class Catalog:
     unchanged: bool = False
 
     def finalize(self) -> Catalog:
-        """Resolve role inheritance into effective capabilities (cycle-safe).
+        """Resolve role inheritance into effective capabilities (cycle-safe); complete `coverage`.
 
         A role is matched by its identity, or by its username for role
         accounts, so adapters can name roles the way the server shows them.
         """
+        known = {gap.scope for gap in self.coverage}
+        for scope in self.unknown_scopes:
+            if scope not in known:
+                self.coverage.append(CoverageGap(scope=scope, reason="not readable by the monitoring login"))
+                known.add(scope)
         by_name: dict[str, AccountRecord] = {}
         for acc in self.accounts:
             if acc.kind == "role":
@@ -660,21 +725,51 @@ def _code_fingerprint(*module_files: str) -> bytes:
     return digest.digest()
 
 
-def rows_digest(adapter_module: str, target: ConnectionTarget, *parts: Any) -> str:
+# Every module that shapes what an apply stores from the rows: a fix in any of them must reach
+# instances whose catalog did not change, so each is part of the fingerprint (with the adapter's own).
+_PACKAGE = Path(__file__).resolve().parent.parent
+SNAPSHOT_CODE = tuple(
+    str(path)
+    for path in (
+        Path(__file__).resolve(),
+        _PACKAGE / "codec.py",
+        _PACKAGE / "diff.py",
+        _PACKAGE / "services.py",
+        _PACKAGE / "bulk.py",
+        _PACKAGE.parent / "config" / "scopes.py",
+    )
+)
+
+
+def rows_digest(
+    adapter_module: str, target: ConnectionTarget, *parts: Any, moments: Iterable[datetime | None] = ()
+) -> str:
     """sha256 over the raw catalog rows, the instance's options and the code that turns rows into snapshots.
 
     Why: at 10,000 accounts building and comparing snapshots costs more than reading
     the rows; when the rows, the options and the code are all the same as at the last
     applied sync, the result would be the same too, so the apply can be skipped. A
     changed row order only costs a full sync (a different digest), never a missed change.
+
+    `moments` are the times in the rows at which an account's state changes by time alone
+    (a password's expiry): which of them have passed is part of the digest, so the first
+    sync after one passes applies and sees the account expired, even though no row changed.
     """
-    digest = hashlib.sha256(_code_fingerprint(adapter_module, __file__))
+    digest = hashlib.sha256(_code_fingerprint(adapter_module, *SNAPSHOT_CODE))
     digest.update(repr(sorted((target.options or {}).items(), key=lambda kv: str(kv[0]))).encode())
     digest.update(str(SCHEMA_VERSION).encode())
+    now = datetime.now(UTC)
+    passed = [m is not None and _aware(m) <= now for m in moments]
+    digest.update(repr(passed).encode())
     for part in parts:
         digest.update(repr(part).encode("utf-8", errors="surrogatepass"))
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def _aware(moment: datetime) -> datetime:
+    """Naive driver times are UTC (every adapter sets its session to UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def unchanged_catalog(target: ConnectionTarget, digest: str) -> bool:
