@@ -381,6 +381,11 @@ class AccountRecord:
     capabilities: set[str] = field(default_factory=set)
     unknown_scopes: list[str] = field(default_factory=list)
     effective_capabilities: set[str] = field(default_factory=set)
+    # why the account has a capability that is not obvious from one grant (an escalation route):
+    # capability -> reasons, e.g. {"SUPERUSER": ["member of pg_execute_server_program: ..."]}.
+    # finalize() adds "via role ..." reasons for inherited ones and stores them in the attribute
+    # `capability_reasons`, so they are part of the snapshot, its diff and the findings' detail.
+    capability_reasons: dict[str, list[str]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         """The canonical snapshot: sorted, upper-cased, explicit, deduplicated."""
@@ -531,19 +536,29 @@ class Catalog:
 
         for acc in self.accounts:
             inherited: set[str] = set()
+            reasons: dict[str, list[str]] = {cap: list(why) for cap, why in acc.capability_reasons.items() if why}
             seen: set[str] = {acc.identity}
-            stack = [r.role for r in acc.roles]
+            stack: list[tuple[str, tuple[str, ...]]] = [(r.role, ()) for r in acc.roles]
             while stack:
-                role_name = stack.pop()
+                role_name, path = stack.pop()
                 role = by_name.get(role_name)
                 if role is None or role.identity in seen:
                     continue
                 seen.add(role.identity)
-                inherited |= role.capabilities & INHERITABLE_CAPABILITIES
-                stack.extend(r.role for r in role.roles)
+                path = (*path, role.username)
+                for cap in sorted(role.capabilities & INHERITABLE_CAPABILITIES):
+                    if cap not in acc.capabilities:
+                        inherited.add(cap)
+                        why = role.capability_reasons.get(cap)
+                        reasons.setdefault(cap, []).append(
+                            "via role " + " → ".join(path) + (f" ({'; '.join(why)})" if why else "")
+                        )
+                stack.extend((r.role, path) for r in role.roles)
             acc.effective_capabilities = set(acc.capabilities) | inherited
             if "SUPERUSER" in acc.effective_capabilities:
                 acc.is_superuser = True
+            if reasons:
+                acc.attributes["capability_reasons"] = {cap: sorted(set(why)) for cap, why in sorted(reasons.items())}
         return self
 
 
