@@ -108,13 +108,12 @@ class SnapshotCodec:
 
     # --- snapshots ---------------------------------------------------------------
 
-    def prepare(self, record: AccountRecord, extra_unknown: list[str] | None = None) -> Prepared:
-        """The snapshot `record.snapshot()` would give (plus `extra_unknown` scopes), its canonical text and digest."""
+    def prepare(self, record: AccountRecord) -> Prepared:
+        """The snapshot `record.snapshot()` gives, its canonical text and digest."""
         privileges = self._privileges_part(tuple(record.privileges))
         roles = self._roles_part(tuple(record.roles))
         capabilities = self._capabilities_part(frozenset(record.effective_capabilities or record.capabilities))
         attributes, plain = self._attributes(record.attributes)
-        unknown = sorted(set(record.unknown_scopes) | set(extra_unknown or ()))
         attributes_text = _CANONICAL.encode(attributes)
         snapshot = {
             "schema_version": SCHEMA_VERSION,
@@ -122,13 +121,13 @@ class SnapshotCodec:
             "roles": roles.items,
             "attributes": attributes,
             "capabilities": capabilities.items,
-            "unknown_scopes": unknown,
+            "unknown_scopes": [],  # kept for the schema; coverage is the instance's (see AccountRecord.snapshot)
         }
         # json.dumps with sort_keys writes the keys in this order; each value is encoded the same way.
         text = (
             f'{{"attributes":{attributes_text},"capabilities":{capabilities.text},'
             f'"privileges":{privileges.text},"roles":{roles.text},"schema_version":{SCHEMA_VERSION},'
-            f'"unknown_scopes":{_CANONICAL.encode(unknown) if unknown else "[]"}}}'
+            f'"unknown_scopes":[]}}'
         )
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return Prepared(snapshot, text, digest, attributes_text, plain, (privileges, roles, capabilities))
@@ -193,15 +192,6 @@ class SnapshotCodec:
             if value is not None:
                 op = cached((name, type(value), value)) if type(value) in _HASHABLE_SCALARS else None
                 ops.append(op or self._attribute_op(name, value))
-        if snapshot["unknown_scopes"]:
-            unknown = {
-                "op": "set",
-                "scope": ATTRIBUTE_SCOPE,
-                "field": "unknown_scopes",
-                "old": [],
-                "new": snapshot["unknown_scopes"],
-            }
-            ops.append(_Op.of(unknown))
         shown = ops[: snapdiff.SUMMARY_MAX_ITEMS]
         privs = ", ".join(op.description for op in shown if op.is_privilege)
         attrs = ", ".join(op.description for op in shown if not op.is_privilege)

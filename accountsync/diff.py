@@ -8,10 +8,17 @@ have the canonical shape of docs/architecture.md (`AccountRecord.snapshot()`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from accountsync.adapters.base import INHERITABLE_CAPABILITIES, snapshot_digest
-from config.scopes import ATTRIBUTE_SCOPE, CAPABILITY_SCOPE, ROLE_SCOPE, split_scope
+from accountsync.adapters.base import (
+    INHERITABLE_CAPABILITIES,
+    CoverageGap,
+    GapKind,
+    gaps_cover,
+    snapshot_digest,
+)
+from config.scopes import ATTRIBUTE_SCOPE, CAPABILITY_SCOPE, ROLE_SCOPE
 
 PRIVILEGES_CHANGED = "privileges_changed"
 ATTRIBUTES_CHANGED = "attributes_changed"
@@ -27,52 +34,71 @@ EMPTY_SNAPSHOT: dict[str, Any] = {
 }
 
 
-def scope_is_unknown(scope: str, unknown_scopes: list[str] | set[str]) -> bool:
-    """True when `scope` equals an unknown scope or lies under one.
+def scope_is_unknown(scope: str, gaps: Iterable[CoverageGap]) -> bool:
+    """True when a privilege on `scope` lies in one of the `gaps` (see CoverageGap.covers)."""
+    return gaps_cover(gaps, scope)
 
-    Containment is by leading name parts: `database:sales` covers
-    `object:sales.orders` and `schema:sales.public`; `schema:sales.public`
-    covers `object:sales.public.orders`. Matching on parsed parts (not string
-    prefixes) keeps `database:sales` from covering `database:sales2`.
+
+def _privilege_order(p: dict[str, Any]) -> tuple[Any, ...]:
+    return (p["scope"], p["privilege"], p.get("grantable", False), p.get("effect", "GRANT"))
+
+
+def carry_forward(old: dict[str, Any] | None, new: dict[str, Any], gaps: Sequence[CoverageGap]) -> dict[str, Any]:
+    """Return `new` with `old`'s entries restored where this sync could not read (`gaps` of kind unreadable).
+
+    "Could not read" is not "revoked": a privilege in an unreadable gap keeps its last
+    known value, so no revoke is reported, the capabilities it gave stay (a grantable
+    privilege still means GRANT_ADMIN) and the findings whose evidence lies there stay
+    open; once the scope is readable again, what is read is compared with what was
+    known, so only a real difference becomes a change. Role memberships (and the
+    capabilities that flow through them) are carried the same way under a `role` gap.
     """
-    if scope in unknown_scopes:
-        return True
-    _level, parts = split_scope(scope)
-    for unknown in unknown_scopes:
-        u_level, u_parts = split_scope(unknown)
-        if u_level in ("database", "schema") and len(parts) > len(u_parts) and parts[: len(u_parts)] == u_parts:
-            return True
-    return False
-
-
-def carry_forward(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """Return `new` with `old`'s entries restored where `new` could not read.
-
-    "Could not read" is not "revoked": a privilege whose scope is unknown in
-    the new snapshot keeps its last known value, so no revoke is reported and
-    it reappears as a real revoke only once the scope is readable again.
-    Role memberships are carried the same way when `role` is unknown.
-    """
-    unknown = set(new.get("unknown_scopes") or [])
-    if not old or not unknown:
+    unreadable = [gap for gap in gaps if gap.kind == GapKind.UNREADABLE]
+    if not old or not unreadable:
         return new
     result = dict(new)
     keys = {(p["scope"], p["privilege"]) for p in new["privileges"]}
-    kept = [p for p in old.get("privileges", []) if scope_is_unknown(p["scope"], unknown)]
-    extra = [p for p in kept if (p["scope"], p["privilege"]) not in keys]
+    extra = [
+        p
+        for p in old.get("privileges", [])
+        if (p["scope"], p["privilege"]) not in keys and gaps_cover(unreadable, p["scope"])
+    ]
+    capabilities = set(new.get("capabilities") or ())
     if extra:
-        merged = list(new["privileges"]) + extra
-        result["privileges"] = sorted(
-            merged, key=lambda p: (p["scope"], p["privilege"], p.get("grantable", False), p.get("effect", "GRANT"))
-        )
-    if ROLE_SCOPE in unknown:
+        result["privileges"] = sorted([*new["privileges"], *extra], key=_privilege_order)
+        if any(p.get("grantable") and p.get("effect", "GRANT") == "GRANT" for p in extra):
+            capabilities.add("GRANT_ADMIN")
+    if any(gap.scope == ROLE_SCOPE for gap in unreadable):
         names = {r["role"] for r in new["roles"]}
         old_roles = [r for r in old.get("roles", []) if r["role"] not in names]
         if old_roles:
             result["roles"] = sorted(
                 list(new["roles"]) + old_roles, key=lambda r: (r["role"], r["admin_option"], r["default"])
             )
+        capabilities |= set(old.get("capabilities") or ()) & INHERITABLE_CAPABILITIES
+    if capabilities != set(new.get("capabilities") or ()):
+        result["capabilities"] = sorted(capabilities)
     return result
+
+
+def without_out_of_scope(old: dict[str, Any] | None, gaps: Sequence[CoverageGap]) -> dict[str, Any] | None:
+    """`old` without its privileges in out-of-scope gaps: what a new snapshot is diffed against.
+
+    Why: a database the instance's options no longer include is no longer audited. Its
+    grants leave the new snapshot, but they were not revoked, so the diff must not say so.
+    """
+    dropped = [gap for gap in gaps if gap.kind == GapKind.OUT_OF_SCOPE]
+    if not old or not dropped:
+        return old
+    kept = [p for p in old.get("privileges", []) if not gaps_cover(dropped, p["scope"])]
+    if len(kept) == len(old.get("privileges", [])):
+        return old
+    view = {**old, "privileges": kept}
+    # the grant option that only the dropped grants gave is no longer audited either, not given up
+    gone = [p for p in old.get("privileges", []) if gaps_cover(dropped, p["scope"])]
+    if any(p.get("grantable") for p in gone) and not any(p.get("grantable") for p in kept):
+        view["capabilities"] = [c for c in old.get("capabilities", []) if c != "GRANT_ADMIN"]
+    return view
 
 
 def digest(snapshot: dict[str, Any]) -> str:
@@ -131,10 +157,8 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict
             ops.append(
                 {"op": "set", "scope": ATTRIBUTE_SCOPE, "field": name, "old": old_a.get(name), "new": new_a.get(name)}
             )
-
-    old_u, new_u = sorted(old.get("unknown_scopes", [])), sorted(new.get("unknown_scopes", []))
-    if old_u != new_u:
-        ops.append({"op": "set", "scope": ATTRIBUTE_SCOPE, "field": "unknown_scopes", "old": old_u, "new": new_u})
+    # `unknown_scopes` is never diffed: what a sync could see is the instance's coverage, not a change of the
+    # account (snapshots written before coverage was tracked may still carry it)
     return ops
 
 

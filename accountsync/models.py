@@ -167,3 +167,60 @@ class AccountChangeLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.change_type} {self.account_id}"
+
+
+class GapKindChoices(models.TextChoices):
+    UNREADABLE = "unreadable", _("Unreadable")
+    OUT_OF_SCOPE = "out_of_scope", _("Out of scope")
+
+
+class CoverageGapEpisode(models.Model):
+    """One stretch of time during which a sync could not read (or was told not to read) part of an instance.
+
+    Why instance-level rows and not a mark on every account: losing sight of a database
+    is one fact. The episode opens with the first sync that misses the scope and closes
+    with the first that reads it again; `last_read_at` is when it was last read (the
+    "last known at" of every grant under it while the episode is open). History is kept:
+    an episode is closed, never deleted.
+    """
+
+    instance = models.ForeignKey(
+        "instances.Instance",
+        on_delete=models.PROTECT,
+        related_name="coverage_gaps",
+        verbose_name=_("instance"),
+        db_index=False,
+    )
+    scope = models.CharField(_("scope"), max_length=512)
+    kind = models.CharField(_("kind"), max_length=16, choices=GapKindChoices.choices)
+    inclusive = models.BooleanField(_("scope itself unknown"), default=True)
+    reason = models.TextField(_("reason"), blank=True)
+    fix = models.TextField(_("how to fix"), blank=True)
+    opened_at = models.DateTimeField(_("since"))
+    last_read_at = models.DateTimeField(_("last read"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("readable again"), null=True, blank=True)
+    opened_session_id = models.UUIDField(_("opened in session"), null=True, blank=True)
+    closed_session_id = models.UUIDField(_("closed in session"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["instance_id", "-opened_at", "scope"]
+        verbose_name = _("coverage gap")
+        verbose_name_plural = _("coverage gaps")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "scope", "kind"],
+                condition=Q(closed_at__isnull=True),
+                name="accountsync_one_open_gap",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["instance", "closed_at"], name="gap_instance_open_idx"),
+            models.Index(fields=["opened_at"], name="gap_opened_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} ({self.kind})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None

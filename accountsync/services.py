@@ -35,7 +35,9 @@ from accountsync.adapters.base import (
     AdapterError,
     Catalog,
     ConnectionTarget,
+    CoverageGap,
     ErrorKind,
+    GapKind,
     canonical_json,
     gc_paused,
     get_adapter,
@@ -43,7 +45,13 @@ from accountsync.adapters.base import (
 )
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.codec import Prepared, SnapshotCodec, json_text
-from accountsync.models import AccountChangeLog, AccountPermission, ChangeType, InstanceAccount
+from accountsync.models import (
+    AccountChangeLog,
+    AccountPermission,
+    ChangeType,
+    CoverageGapEpisode,
+    InstanceAccount,
+)
 from config.db import on_fresh_connection
 from config.logging import log_event
 from instances.models import Instance, SyncStatus
@@ -80,6 +88,11 @@ class SyncResult:
     # Accounts given a change-log row by this apply, for work that follows a sync without re-reading the log.
     # Not in as_dict(): that dict is stored in the sync records and its shape is fixed.
     changed_account_ids: list[int] = field(default_factory=list)
+
+    @property
+    def coverage_gaps(self) -> int:
+        """How many scopes this sync could not read or was told to leave out (0: it saw everything)."""
+        return len((self.details.get("coverage") or {}).get("gaps") or ())
 
     def as_dict(self) -> dict[str, Any]:
         """The seed's result dict, plus `error_kind` for classified failures."""
@@ -251,6 +264,7 @@ class ApplyOutcome:
     inventory: dict[str, int]
     collection: dict[str, int]
     changed_account_ids: list[int]
+    coverage: dict[str, Any]
 
 
 def _ms(start: float) -> int:
@@ -331,12 +345,12 @@ def account_sync_apply(
     records: dict[str, AccountRecord] = {}
     for record in catalog.accounts:
         records.setdefault(record.identity, record)
-    catalog_unknown = sorted(set(catalog.unknown_scopes))
+    gaps = _distinct_gaps(catalog.coverage)
 
     try:
         with transaction.atomic():
             _fence_check(instance, fence)
-            outcome = _apply(instance, records, catalog_unknown, session_id, force, now)
+            outcome = _apply(instance, records, gaps, session_id, force, now)
             # what this apply is the result of; an empty digest (adapter without one) disables the shortcut
             if catalog.source_digest != instance.catalog_digest:
                 Instance.objects.filter(pk=instance.pk).update(catalog_digest=catalog.source_digest)
@@ -362,6 +376,35 @@ def _fence_check(instance: Instance, fence: ApplyFence | None) -> None:
         raise _Fenced(f"{instance.name}: {reason}; nothing was written.")
 
 
+def _distinct_gaps(gaps: list[CoverageGap]) -> list[CoverageGap]:
+    """One gap per (scope, kind), the first an adapter gave; scopes cut to what an episode row holds."""
+    seen: dict[tuple[str, str], CoverageGap] = {}
+    for gap in gaps:
+        seen.setdefault((gap.scope[:GAP_SCOPE_MAX], gap.kind), gap)
+    return list(seen.values())
+
+
+GAP_SCOPE_MAX = CoverageGapEpisode._meta.get_field("scope").max_length
+
+
+def _gaps_message(coverage: dict[str, Any]) -> str:
+    """ " — completed with gaps: …" naming the scopes, or "" when the sync saw everything."""
+    gaps = coverage.get("gaps") or []
+    if not gaps:
+        return ""
+    unreadable = [g["scope"] for g in gaps if g["kind"] == GapKind.UNREADABLE]
+    dropped = [g["scope"] for g in gaps if g["kind"] == GapKind.OUT_OF_SCOPE]
+    parts = []
+    if unreadable:
+        parts.append(
+            f"{len(unreadable)} unreadable ({', '.join(unreadable[:5])}{', …' if len(unreadable) > 5 else ''})"
+        )
+    if dropped:
+        parts.append(f"{len(dropped)} out of scope ({', '.join(dropped[:5])}{', …' if len(dropped) > 5 else ''})")
+    kept = "; last known grants kept where unreadable" if unreadable else ""
+    return "; completed with gaps: " + ", ".join(parts) + kept
+
+
 def _applied_result(
     instance: Instance, catalog: Catalog, records: dict[str, AccountRecord], outcome: ApplyOutcome
 ) -> SyncResult:
@@ -371,6 +414,7 @@ def _applied_result(
         message=(
             f"{instance.name}: synced {len(records)} accounts "
             f"({inventory['added']} added, {collection['modified']} modified, {inventory['removed']} removed)"
+            + _gaps_message(outcome.coverage)
         ),
         synced_count=len(records),
         added_count=inventory["added"],
@@ -379,6 +423,7 @@ def _applied_result(
         details={
             "inventory": inventory,
             "collection": collection,
+            "coverage": outcome.coverage,
             # server-wide facts that belong to no account, for the findings and the record
             **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details},
         },
@@ -439,13 +484,16 @@ def _apply_unchanged(instance: Instance, catalog: Catalog, session_id: uuid.UUID
         "attributes_changed": 0,
         "reactivated": 0,
     }
+    coverage = {"gaps": _open_gaps(instance), "opened": [], "closed": []}
     return SyncResult(
         success=True,
-        message=f"{instance.name}: synced {active} accounts (catalog unchanged since the last sync: nothing written)",
+        message=f"{instance.name}: synced {active} accounts (catalog unchanged since the last sync: nothing written)"
+        + _gaps_message(coverage),
         synced_count=active,
         details={
             "inventory": inventory,
             "collection": collection,
+            "coverage": coverage,
             **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details},
         },
     )
@@ -454,7 +502,7 @@ def _apply_unchanged(instance: Instance, catalog: Catalog, session_id: uuid.UUID
 def _apply(
     instance: Instance,
     records: dict[str, AccountRecord],
-    catalog_unknown: list[str],
+    gaps: list[CoverageGap],
     session_id: uuid.UUID | None,
     force: bool,
     now: datetime,
@@ -476,13 +524,17 @@ def _apply(
     removed = _guard(instance, existing, records, active_before, force)
 
     codec = SnapshotCodec()
-    prepared = {identity: codec.prepare(record, catalog_unknown) for identity, record in records.items()}
+    prepared = {identity: codec.prepare(record) for identity, record in records.items()}
     stamp = Stamp.of(now, session_id)
     inventory = _inventory(instance, records, prepared, existing, removed, stamp)
-    collection = _collection(instance, prepared, inventory, codec, stamp)
+    collection = _collection(instance, prepared, inventory, codec, stamp, gaps)
     changes = _change_log(instance, collection.changes, inventory, removed, stamp)
+    coverage = _coverage(instance, gaps, stamp, session_id)
 
-    modified = (collection.snapshot_account_ids - inventory.added_ids) | inventory.reactivated_ids
+    # an account is modified when something about it changed (an entry), not when only its stored form did
+    modified = {
+        change.account_id for change in collection.changes if change.account_id not in inventory.added_ids
+    } | inventory.reactivated_ids
     added = len(inventory.added_ids)
     counted = dict.fromkeys(_COUNTED_CHANGES, 0)
     for change in changes:
@@ -507,6 +559,7 @@ def _apply(
             "reactivated": counted[ChangeType.REACTIVATED.value],
         },
         changed_account_ids=[change.account for change in changes],
+        coverage=coverage,
     )
 
 
@@ -593,8 +646,10 @@ def _inventory(
         InstanceAccount.objects.bulk_update(
             updated, ["is_active", "deactivated_at", "last_seen_at", *ROW_FIELDS], batch_size=BATCH_SIZE
         )
+    # a removed account was last seen by the last successful sync before this one (it listed it)
+    seen: dict[str, Any] = {"last_seen_at": instance.last_success_at} if instance.last_success_at else {}
     for batch in batches([account.id for account in removed]):
-        InstanceAccount.objects.filter(id__in=batch).update(is_active=False, deactivated_at=stamp.now)
+        InstanceAccount.objects.filter(id__in=batch).update(is_active=False, deactivated_at=stamp.now, **seen)
         AccountPermission.objects.filter(account_id__in=batch, valid_to__isnull=True).update(valid_to=stamp.now)
     return InventoryOutcome(account_ids, added_ids, reactivated_ids, len(updated))
 
@@ -618,13 +673,17 @@ def _collection(
     inventory: InventoryOutcome,
     codec: SnapshotCodec,
     stamp: Stamp,
+    gaps: list[CoverageGap],
 ) -> CollectionOutcome:
     """Write a new snapshot for every account whose permissions moved (closing the old one); say what moved.
 
-    Only accounts whose digest differs from the open snapshot's, or whose read was partial
-    (unknown scopes: the old grants there are carried forward), have their old snapshot
-    read and diffed; the rest cost nothing beyond the one query for open digests.
+    Only accounts whose digest differs from the open snapshot's, or all of them while part
+    of the catalog is unreadable (the old grants there are carried forward), have their old
+    snapshot read and diffed; the rest cost nothing beyond the one query for open digests.
+    A snapshot whose stored form changed while nothing in it did (a carried grant, a scope
+    no longer audited, an older shape) is written without a change entry.
     """
+    carrying = any(gap.kind == GapKind.UNREADABLE for gap in gaps)
     account_ids, added_ids = inventory.account_ids, inventory.added_ids
     open_rows = {
         row.account_id: row
@@ -638,7 +697,7 @@ def _collection(
     candidates: dict[str, Prepared] = {}
     for identity, item in prepared.items():
         current = open_rows.get(account_ids[identity])
-        if current is not None and current.digest == item.digest and not item.snapshot["unknown_scopes"]:
+        if current is not None and current.digest == item.digest and not carrying:
             continue
         candidates[identity] = item
     old_snapshots: dict[int, dict[str, Any]] = {}
@@ -664,7 +723,7 @@ def _collection(
         # What is diffed must equal what is stored: attributes that are not plain JSON (dates) take a round trip.
         snapshot, digest, text = codec.stored_snapshot(item), item.digest, item.text
         old = old_snapshots.get(account_id)
-        merged = snapdiff.carry_forward(old, snapshot)
+        merged = snapdiff.carry_forward(old, snapshot, gaps)
         if merged is not snapshot:
             snapshot, digest, text = merged, snapdiff.digest(merged), canonical_json(merged)
         if current is not None and current.digest == digest:
@@ -673,7 +732,9 @@ def _collection(
             to_close.append(current.id)
         version = snapshot.get("schema_version", 1)
         new_rows.append(SnapshotRow(account_id, instance.pk, text, digest, version, db_now, db_now))
-        ops = snapdiff.diff_snapshots(old, snapshot)
+        ops = snapdiff.diff_snapshots(snapdiff.without_out_of_scope(old, gaps), snapshot)
+        if not ops and account_id not in added_ids:
+            continue  # nothing an auditor would call a change: no entry (an empty diff is never logged)
         changes.append(
             DetectedChange(account_id, identity, _change_type(account_id, ops, inventory), ops, snapdiff.summarize(ops))
         )
@@ -682,6 +743,103 @@ def _collection(
         AccountPermission.objects.filter(id__in=batch).update(valid_to=stamp.now)
     insert_rows(AccountPermission, PERMISSION_COLUMNS, new_rows)
     return CollectionOutcome({row.account for row in new_rows}, changes)
+
+
+def _open_gaps(instance: Instance) -> list[dict[str, Any]]:
+    """The instance's open coverage episodes, as the result and the record show them."""
+    return [
+        _gap_dict(row)
+        for row in CoverageGapEpisode.objects.filter(instance=instance, closed_at__isnull=True).order_by(
+            "scope", "kind"
+        )
+    ]
+
+
+def _gap_dict(row: CoverageGapEpisode) -> dict[str, Any]:
+    return {
+        "scope": row.scope,
+        "kind": row.kind,
+        "reason": row.reason,
+        "fix": row.fix,
+        "inclusive": row.inclusive,
+        "since": row.opened_at.isoformat() if row.opened_at else None,
+        "last_read_at": row.last_read_at.isoformat() if row.last_read_at else None,
+    }
+
+
+def _coverage(
+    instance: Instance, gaps: list[CoverageGap], stamp: Stamp, session_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """Open an episode for each gap first seen now, close those read again; what this sync could not see.
+
+    Why episodes: "nc_sales unreadable since …" and its return are two instance-level
+    events, whatever the number of accounts; the rows are the coverage history.
+    """
+    current = {(gap.scope[:GAP_SCOPE_MAX], gap.kind): gap for gap in gaps}
+    open_rows = {
+        (row.scope, row.kind): row
+        for row in CoverageGapEpisode.objects.filter(instance=instance, closed_at__isnull=True)
+    }
+    opened: list[CoverageGapEpisode] = []
+    changed: list[CoverageGapEpisode] = []
+    for key, gap in current.items():
+        row = open_rows.get(key)
+        if row is None:
+            opened.append(
+                CoverageGapEpisode(
+                    instance=instance,
+                    scope=key[0],
+                    kind=gap.kind,
+                    inclusive=gap.inclusive,
+                    reason=gap.reason,
+                    fix=gap.fix,
+                    opened_at=stamp.now,
+                    # the last successful sync before this one read it (or this gap would be open already)
+                    last_read_at=instance.last_success_at if gap.kind == GapKind.UNREADABLE else None,
+                    opened_session_id=session_id,
+                )
+            )
+        elif (row.reason, row.fix, row.inclusive) != (gap.reason, gap.fix, gap.inclusive):
+            row.reason, row.fix, row.inclusive = gap.reason, gap.fix, gap.inclusive
+            changed.append(row)
+    closed = [row for key, row in open_rows.items() if key not in current]
+    if opened:
+        CoverageGapEpisode.objects.bulk_create(opened)
+    if changed:
+        CoverageGapEpisode.objects.bulk_update(changed, ["reason", "fix", "inclusive"])
+    if closed:
+        CoverageGapEpisode.objects.filter(pk__in=[row.pk for row in closed]).update(
+            closed_at=stamp.now, closed_session_id=session_id
+        )
+    for row in opened:
+        _log_gap(instance, session_id, f"{instance.name}: {row.scope} {row.kind} since now ({row.reason})", "opened")
+    for row in closed:
+        _log_gap(
+            instance,
+            session_id,
+            f"{instance.name}: {row.scope} read again ({row.kind} since {row.opened_at})",
+            "closed",
+        )
+    rows = [*[r for k, r in open_rows.items() if k in current], *opened]
+    return {
+        "gaps": [_gap_dict(row) for row in sorted(rows, key=lambda r: (r.scope, r.kind))],
+        "opened": sorted(row.scope for row in opened),
+        "closed": sorted(row.scope for row in closed),
+    }
+
+
+def _log_gap(instance: Instance, session_id: uuid.UUID | None, message: str, what: str) -> None:
+    log_event(
+        logger,
+        logging.WARNING if what == "opened" else logging.INFO,
+        message,
+        module=MODULE,
+        operation="coverage",
+        instance_id=instance.pk,
+        db_type=instance.db_type,
+        session_id=session_id,
+        phase=f"coverage_{what}",
+    )
 
 
 def _change_type(account_id: int, ops: list[dict[str, Any]], inventory: InventoryOutcome) -> str:

@@ -74,6 +74,7 @@ class AlertChannelForm(forms.ModelForm):
             "db_types",
             "environments",
             "min_severity",
+            "coverage_events",
             "is_active",
             "description",
         ]

@@ -43,6 +43,8 @@ class EventKindChoices(models.TextChoices):
     CAPABILITY_GAINED = "capability_gained", _("Capability gained")
     NEW_PRIVILEGED_ACCOUNT = "new_privileged_account", _("New privileged account")
     DIGEST = "escalation_digest", _("Many escalations in one sync")
+    COVERAGE_LOST = "coverage_lost", _("Coverage lost")
+    COVERAGE_REGAINED = "coverage_regained", _("Coverage regained")
     TEST = "test", _("Test alert")
 
 
@@ -94,6 +96,14 @@ class AlertChannel(models.Model):
     )
     min_severity = models.CharField(
         _("minimum severity"), max_length=8, choices=MinSeverityChoices.choices, default=MinSeverityChoices.HIGH
+    )
+    coverage_events = models.BooleanField(
+        _("coverage lost / regained"),
+        default=False,
+        help_text=_(
+            "Also tell when a sync can no longer read part of an instance (a database, a grant table) "
+            "and when it can again. Sent whatever the minimum severity."
+        ),
     )
     is_active = models.BooleanField(_("active"), default=True)
     description = models.TextField(_("description"), blank=True)

@@ -299,6 +299,9 @@ def alerts_after_sync(
         if not channels:
             return None
         details = result.get("details") or {}
+        coverage_queued = _coverage_deliveries(
+            instance=instance, session_id=session_id, coverage=details.get("coverage") or {}, channels=channels
+        )
         inventory = details.get("inventory") or {}
         baseline = inventory.get("active_before") == 0 and inventory.get("added", 0) > 0
         if baseline and not settings.WHALEFALL_ALERT_ON_FIRST_SYNC:
@@ -309,13 +312,16 @@ def alerts_after_sync(
                 session_id=session_id,
                 phase="baseline",
             )
+            escalations, queued = [], []
+        else:
+            escalations = alerts_detect(instance=instance, session_id=session_id, result=result)
+            queued = (
+                _deliveries_create(instance=instance, session_id=session_id, escalations=escalations, channels=channels)
+                if escalations
+                else []
+            )
+        if not escalations and not coverage_queued:
             return None
-        escalations = alerts_detect(instance=instance, session_id=session_id, result=result)
-        if not escalations:
-            return None
-        queued = _deliveries_create(
-            instance=instance, session_id=session_id, escalations=escalations, channels=channels
-        )
     except Exception as exc:
         _log(
             logging.ERROR,
@@ -325,7 +331,7 @@ def alerts_after_sync(
             phase="error",
         )
         return None
-    summary = {"escalations": len(escalations), "deliveries": len(queued)}
+    summary = {"escalations": len(escalations), "deliveries": len(queued) + len(coverage_queued)}
     _log(
         logging.INFO,
         f"{instance.name}: {len(escalations)} escalation(s), {len(queued)} alert deliveries queued",
@@ -335,9 +341,99 @@ def alerts_after_sync(
         duration_ms=int((time.monotonic() - started) * 1000),
         **summary,
     )
-    if queued and isinstance(result.get("details"), dict):
+    if (queued or coverage_queued) and isinstance(result.get("details"), dict):
         result["details"]["alerts"] = summary
     return summary
+
+
+def coverage_payload(
+    *, instance: Instance, kind: str, gaps: list[dict[str, Any]], session_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """The body of a coverage lost/regained alert: which scopes, why and the fix (no credential, no grant)."""
+    base = (getattr(settings, "WHALEFALL_ALERT_BASE_URL", "") or "").rstrip("/")
+    return {
+        "event": "coverage",
+        "kind": kind,
+        "severity": SeverityChoices.HIGH if kind == EventKindChoices.COVERAGE_LOST else SeverityChoices.LOW,
+        "instance": {
+            "id": instance.pk,
+            "name": instance.name,
+            "db_type": instance.db_type,
+            "environment": instance.environment,
+        },
+        "gaps": gaps[:DIGEST_ITEMS],
+        "count": len(gaps),
+        "session_id": str(session_id) if session_id else None,
+        "instance_url": f"{base}{reverse('admin:instances_instance_change', args=[instance.pk])}",
+    }
+
+
+def _coverage_deliveries(
+    *, instance: Instance, session_id: uuid.UUID | str | None, coverage: dict[str, Any], channels: list[AlertChannel]
+) -> list[int]:
+    """One delivery per subscribed channel for the scopes this sync lost sight of, one for those it sees again.
+
+    Why one per sync and not per scope: losing a server's grant tables is one event to act
+    on, whatever the number of scopes; the payload lists them with their fixes.
+    """
+    opened = set(coverage.get("opened") or ())
+    closed = list(coverage.get("closed") or ())
+    if not opened and not closed:
+        return []
+    subscribed = [
+        c
+        for c in channels
+        if c.coverage_events
+        and (not c.db_types or instance.db_type in c.db_types)
+        and (not c.environments or instance.environment in c.environments)
+    ]
+    if not subscribed:
+        return []
+    session = uuid.UUID(str(session_id)) if session_id else None
+    events = []
+    if opened:
+        lost = [g for g in coverage.get("gaps") or [] if g.get("scope") in opened]
+        events.append(
+            coverage_payload(instance=instance, kind=EventKindChoices.COVERAGE_LOST, gaps=lost, session_id=session)
+        )
+    if closed:
+        back = [{"scope": scope} for scope in closed]
+        events.append(
+            coverage_payload(instance=instance, kind=EventKindChoices.COVERAGE_REGAINED, gaps=back, session_id=session)
+        )
+    rows = [
+        AlertDelivery(
+            channel=channel,
+            channel_name=channel.name,
+            event_kind=payload["kind"],
+            severity=payload["severity"],
+            instance=instance,
+            account_identity=f"{payload['count']} scope(s)",
+            session_id=session,
+            payload=payload,
+        )
+        for channel in subscribed
+        for payload in events
+    ]
+    with transaction.atomic():
+        created = AlertDelivery.objects.bulk_create(rows, batch_size=BATCH_SIZE)
+        ids = [row.pk for row in created if row.pk is not None]
+        if len(ids) != len(rows):  # backends that do not return ids from a bulk insert
+            ids = list(
+                AlertDelivery.objects.filter(
+                    instance=instance, session_id=session, event_kind__in=[p["kind"] for p in events], attempts=0
+                ).values_list("id", flat=True)
+            )
+        enqueue_on_commit(ids)
+    _log(
+        logging.INFO,
+        f"{instance.name}: coverage {'lost' if opened else ''}{' and ' if opened and closed else ''}"
+        f"{'regained' if closed else ''}: {len(ids)} alert deliveries queued",
+        instance=instance,
+        session_id=session_id,
+        phase="coverage",
+    )
+    return ids
 
 
 def _deliveries_create(
@@ -548,6 +644,28 @@ def alert_email_text(payload: dict[str, Any]) -> tuple[str, str]:
     if kind == EventKindChoices.TEST:
         subject = "[WhaleFall] test alert"
         lines = [str((payload.get("change") or {}).get("summary", "Test alert"))]
+    elif kind in (EventKindChoices.COVERAGE_LOST, EventKindChoices.COVERAGE_REGAINED):
+        lost = kind == EventKindChoices.COVERAGE_LOST
+        subject = f"[WhaleFall] {inst.get('name', '?')}: " + (
+            f"{payload.get('count')} scope(s) no longer readable"
+            if lost
+            else f"{payload.get('count')} scope(s) readable again"
+        )
+        where = f"{inst.get('name')} ({inst.get('db_type')}, {inst.get('environment')})"
+        lines = [
+            f"WhaleFall could not read part of {where}. The last known grants there are kept and shown "
+            "as such; nothing is reported as revoked."
+            if lost
+            else f"WhaleFall reads these parts of {where} again.",
+            f"Instance:    {payload.get('instance_url')}",
+            f"Session:     {payload.get('session_id') or '-'}",
+        ]
+        for gap in payload.get("gaps") or []:
+            lines += ["", f"Scope:       {gap.get('scope')}"]
+            if gap.get("reason"):
+                lines.append(f"Reason:      {gap.get('reason')}")
+            if gap.get("fix"):
+                lines.append(f"Fix:         {gap.get('fix')}")
     elif kind == EventKindChoices.DIGEST:
         subject = f"[WhaleFall] {severity}: {payload.get('count')} privilege escalations on {inst.get('name', '?')}"
         lines = [

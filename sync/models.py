@@ -75,6 +75,8 @@ class SyncSession(models.Model):
     total_instances = models.PositiveIntegerField(_("total instances"), default=0)
     successful_instances = models.PositiveIntegerField(_("successful instances"), default=0)
     failed_instances = models.PositiveIntegerField(_("failed instances"), default=0)
+    # completed instances whose sync could not read everything: the session "completed with gaps"
+    gapped_instances = models.PositiveIntegerField(_("instances with coverage gaps"), default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -134,13 +136,23 @@ class SyncSession(models.Model):
             open=Count("pk", filter=~Q(status__in=RECORD_TERMINAL)),
             ok=Count("pk", filter=Q(status=SyncRecordStatusChoices.COMPLETED)),
             failed=Count("pk", filter=Q(status=SyncRecordStatusChoices.FAILED)),
+            gapped=Count("pk", filter=Q(status=SyncRecordStatusChoices.COMPLETED, coverage_gaps__gt=0)),
         )
         if agg["open"]:
             return False
         to = SyncSessionStatusChoices.FAILED if agg["failed"] else SyncSessionStatusChoices.COMPLETED
         return self._transition(
-            to, total_instances=agg["total"], successful_instances=agg["ok"], failed_instances=agg["failed"]
+            to,
+            total_instances=agg["total"],
+            successful_instances=agg["ok"],
+            failed_instances=agg["failed"],
+            gapped_instances=agg["gapped"],
         )
+
+    @property
+    def with_gaps(self) -> bool:
+        """Completed, but at least one instance could not be read entirely (shown as "completed with gaps")."""
+        return self.status == SyncSessionStatusChoices.COMPLETED and self.gapped_instances > 0
 
 
 class SyncInstanceRecord(models.Model):
@@ -174,6 +186,8 @@ class SyncInstanceRecord(models.Model):
     items_created = models.PositiveIntegerField(_("accounts added"), default=0)
     items_updated = models.PositiveIntegerField(_("accounts modified"), default=0)
     items_deleted = models.PositiveIntegerField(_("accounts removed"), default=0)
+    # scopes the completed sync could not read or left out (details["coverage"] lists them)
+    coverage_gaps = models.PositiveIntegerField(_("coverage gaps"), default=0)
     error_kind = models.CharField(_("error kind"), max_length=32, blank=True)
     error_message = models.TextField(_("error message"), blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
@@ -201,6 +215,10 @@ class SyncInstanceRecord(models.Model):
     def __str__(self) -> str:
         return f"{self.instance_name} ({self.status})"
 
+    @property
+    def with_gaps(self) -> bool:
+        return self.status == SyncRecordStatusChoices.COMPLETED and self.coverage_gaps > 0
+
     def _transition(self, frm: set[str], to: str, **fields: Any) -> bool:
         fields["updated_at"] = timezone.now()
         done = SyncInstanceRecord.objects.filter(pk=self.pk, status__in=frm).update(status=to, **fields) == 1
@@ -222,7 +240,8 @@ class SyncInstanceRecord(models.Model):
         )
 
     def mark_completed(self, *, synced: int, created: int, updated: int, deleted: int, details: dict) -> bool:
-        """running -> completed with the sync's counts."""
+        """running -> completed with the sync's counts (and its coverage gaps, from the details)."""
+        gaps = len(((details or {}).get("coverage") or {}).get("gaps") or ())
         return self._transition(
             {SyncRecordStatusChoices.RUNNING},
             SyncRecordStatusChoices.COMPLETED,
@@ -231,6 +250,7 @@ class SyncInstanceRecord(models.Model):
             items_created=created,
             items_updated=updated,
             items_deleted=deleted,
+            coverage_gaps=gaps,
             details=details,
             error_kind="",
             error_message="",

@@ -19,12 +19,13 @@ from typing import ClassVar
 
 import pytest
 
-from accountsync.adapters.base import ADAPTERS, AccountRecord, Catalog, ConnectionTarget
+from accountsync.adapters.base import ADAPTERS, AccountRecord, Catalog, ConnectionTarget, CoverageGap
 
 
 class ChosenCatalogAdapter:
     db_type = "mysql"
     accounts: ClassVar[list[AccountRecord]] = []
+    coverage: ClassVar[list[CoverageGap]] = []  # what the fetch could not read
     error: ClassVar[Exception | None] = None
     digests: ClassVar[bool] = False
     delay: ClassVar[float] = 0.0
@@ -50,16 +51,22 @@ class ChosenCatalogAdapter:
             raise self.error
         digest = ""
         if self.digests:  # what a real adapter's rows_digest is: 64 hex digits over what was read
-            digest = hashlib.sha256(repr([a.snapshot() for a in self.accounts]).encode()).hexdigest()
+            digest = hashlib.sha256(repr(([a.snapshot() for a in self.accounts], self.coverage)).encode()).hexdigest()
         if digest and digest == target.known_catalog_digest:  # as a real adapter: nothing to build
             return Catalog(accounts=[], server_version="MariaDB 10.11.6", source_digest=digest, unchanged=True)
-        return Catalog(accounts=list(self.accounts), server_version="MariaDB 10.11.6", source_digest=digest)
+        return Catalog(
+            accounts=list(self.accounts),
+            server_version="MariaDB 10.11.6",
+            source_digest=digest,
+            coverage=list(self.coverage),
+        )
 
 
 @pytest.fixture
 def chosen_server(monkeypatch: pytest.MonkeyPatch) -> type[ChosenCatalogAdapter]:
     monkeypatch.setitem(ADAPTERS, "mysql", f"{__name__}.ChosenCatalogAdapter")
     monkeypatch.setattr(ChosenCatalogAdapter, "accounts", [])
+    monkeypatch.setattr(ChosenCatalogAdapter, "coverage", [])
     monkeypatch.setattr(ChosenCatalogAdapter, "error", None)
     monkeypatch.setattr(ChosenCatalogAdapter, "digests", False)
     monkeypatch.setattr(ChosenCatalogAdapter, "delay", 0.0)

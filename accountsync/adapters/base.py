@@ -383,8 +383,9 @@ class AccountRecord:
     effective_capabilities: set[str] = field(default_factory=set)
     # why the account has a capability that is not obvious from one grant (an escalation route):
     # capability -> reasons, e.g. {"SUPERUSER": ["member of pg_execute_server_program: ..."]}.
-    # finalize() adds "via role ..." reasons for inherited ones and stores them in the attribute
-    # `capability_reasons`, so they are part of the snapshot, its diff and the findings' detail.
+    # finalize() adds "via role ..." reasons for ones inherited from a role that has a reason, and
+    # stores them in the attribute `capability_reasons`, so they are part of the snapshot, its diff
+    # and the findings' detail.
     capability_reasons: dict[str, list[str]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
@@ -396,13 +397,25 @@ class AccountRecord:
             "roles": canonical_roles(self.roles),
             "attributes": canonical_attributes(self.attributes),
             "capabilities": sorted(caps),
-            "unknown_scopes": sorted(set(self.unknown_scopes)),
+            # kept in the shape of schema version 1, always empty: what a sync could not read is the
+            # instance's coverage (Catalog.coverage; finalize() turns `unknown_scopes` into gaps there)
+            "unknown_scopes": [],
         }
 
 
 def canonical_privileges(privileges: Iterable[Privilege]) -> list[dict[str, Any]]:
-    """Snapshot privileges: deduplicated, upper-cased, sorted (shared by `snapshot()` and the codec)."""
-    rows = sorted({(p.scope, p.privilege.upper(), bool(p.grantable), p.effect.upper()) for p in privileges})
+    """Snapshot privileges: one per (scope, privilege, effect), upper-cased, sorted (`snapshot()` and the codec).
+
+    Why merged: the same privilege can be held several times, e.g. from two grantors (PostgreSQL
+    `b=r/postgres, b=r*/a`); what the account can do is the privilege, grantable when any copy is.
+    Listing each copy made one privilege two entries and revoking one copy look like a change of both.
+    Sorted as before (scope, privilege, grantable, effect), so unmerged lists keep their stored order.
+    """
+    grantable: dict[tuple[str, str, str], bool] = {}
+    for p in privileges:
+        key = (p.scope, p.privilege.upper(), p.effect.upper())
+        grantable[key] = grantable.get(key, False) or bool(p.grantable)
+    rows = sorted((s, p, g, e) for (s, p, e), g in grantable.items())
     return [{"scope": s, "privilege": p, "grantable": g, "effect": e} for s, p, g, e in rows]
 
 
@@ -523,7 +536,7 @@ class Catalog:
         accounts, so adapters can name roles the way the server shows them.
         """
         known = {gap.scope for gap in self.coverage}
-        for scope in self.unknown_scopes:
+        for scope in sorted({*self.unknown_scopes, *(s for acc in self.accounts for s in acc.unknown_scopes)}):
             if scope not in known:
                 self.coverage.append(CoverageGap(scope=scope, reason="not readable by the monitoring login"))
                 known.add(scope)
@@ -546,13 +559,13 @@ class Catalog:
                     continue
                 seen.add(role.identity)
                 path = (*path, role.username)
-                for cap in sorted(role.capabilities & INHERITABLE_CAPABILITIES):
-                    if cap not in acc.capabilities:
-                        inherited.add(cap)
-                        why = role.capability_reasons.get(cap)
-                        reasons.setdefault(cap, []).append(
-                            "via role " + " → ".join(path) + (f" ({'; '.join(why)})" if why else "")
-                        )
+                for cap in role.capabilities & INHERITABLE_CAPABILITIES:
+                    inherited.add(cap)
+                    # a route worth explaining (an escalation) is named with its role path; plain inheritance
+                    # is what the role grants already show
+                    why = role.capability_reasons.get(cap)
+                    if why and cap not in acc.capabilities:
+                        reasons.setdefault(cap, []).append("via role " + " → ".join(path) + f" ({'; '.join(why)})")
                 stack.extend((r.role, path) for r in role.roles)
             acc.effective_capabilities = set(acc.capabilities) | inherited
             if "SUPERUSER" in acc.effective_capabilities:

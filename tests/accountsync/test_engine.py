@@ -85,6 +85,7 @@ def test_first_sync_adds_accounts_snapshots_and_logs(instance):
                 "attributes_changed": 0,
                 "reactivated": 0,
             },
+            "coverage": {"gaps": [], "opened": [], "closed": []},
         },
         "error_kind": None,
     }
@@ -212,55 +213,6 @@ def test_guard_ratio_and_force(instance, settings):
     assert account_sync_apply(instance=instance, catalog=two).success
 
 
-def test_partial_read_never_revokes(instance):
-    account_sync_apply(instance=instance, catalog=base_catalog())
-    partial = catalog(
-        acct("alice", ("database:sales", "SELECT"), unknown_scopes=["database:sales"]),
-        acct("bob", ("global", "PROCESS")),
-        acct("carol", ("database:hr", "SELECT")),
-    )
-    result = account_sync_apply(instance=instance, catalog=partial)
-    assert result.success
-    alice = AccountPermission.objects.get(account__username="alice", valid_to__isnull=True)
-    scopes = [(p["scope"], p["privilege"]) for p in alice.snapshot["privileges"]]
-    assert scopes == [("database:sales", "SELECT"), ("object:sales.orders", "INSERT")]
-    assert alice.snapshot["unknown_scopes"] == ["database:sales"]
-    log = AccountChangeLog.objects.get(account__username="alice", change_type="attributes_changed")
-    assert [op["op"] for op in log.diff] == ["set"]  # only unknown_scopes changed, no revoke
-    assert not [op for log in AccountChangeLog.objects.all() for op in log.diff if op["op"] == "revoke"]
-
-    # the same partial read again is a no-change sync
-    with CaptureQueriesContext(connection) as ctx:
-        again = account_sync_apply(instance=instance, catalog=partial)
-    assert again.modified_count == 0 and writes(ctx) == []
-
-    # catalog-level unknown database also protects its objects
-    whole = catalog(
-        acct("alice", ("database:sales", "SELECT")),
-        acct("bob", ("global", "PROCESS")),
-        acct("carol"),
-        unknown=("database:hr",),
-    )
-    account_sync_apply(instance=instance, catalog=whole)
-    carol = AccountPermission.objects.get(account__username="carol", valid_to__isnull=True)
-    assert [p["scope"] for p in carol.snapshot["privileges"]] == ["database:hr"]
-    # once readable again, the real revoke is reported
-    account_sync_apply(
-        instance=instance,
-        catalog=catalog(acct("alice", ("database:sales", "SELECT")), acct("bob", ("global", "PROCESS")), acct("carol")),
-    )
-    assert (
-        AccountChangeLog.objects.filter(
-            account__username="alice", summary__contains="-INSERT on object:sales.orders"
-        ).count()
-        == 1
-    )
-    assert (
-        AccountChangeLog.objects.filter(account__username="carol", summary__contains="-SELECT on database:hr").count()
-        == 1
-    )
-
-
 def many(n: int) -> Catalog:
     return catalog(
         *(
@@ -288,8 +240,8 @@ def batches(model, n: int, fields: list[str] | None = None) -> int:
 def test_apply_query_count_is_o_n_over_batch(instance, n, django_assert_max_num_queries):
     # Inserts are one executemany per INSERT_CHUNK rows for each of the three tables.
     inserts = 3 * -(-n // INSERT_CHUNK)
-    # savepoint + release, account load, new-id load, open-snapshot load, plus the inserts
-    with django_assert_max_num_queries(5 + inserts):
+    # savepoint + release, account load, new-id load, open-snapshot load, open coverage gaps, plus the inserts
+    with django_assert_max_num_queries(6 + inserts):
         first = account_sync_apply(instance=instance, catalog=many(n))
     assert first.added_count == n
     assert inserts == 3
@@ -315,10 +267,10 @@ def test_apply_query_count_is_o_n_over_batch(instance, n, django_assert_max_num_
         + -(-n // 1000) * 2  # old-snapshot loads and snapshot closes (id lists of 1000)
         + 2 * -(-n // INSERT_CHUNK)  # snapshot and change-log executemany
     )
-    with django_assert_max_num_queries(4 + changed_cost):
+    with django_assert_max_num_queries(5 + changed_cost):
         second = account_sync_apply(instance=instance, catalog=changed)
     assert second.modified_count == n
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         third = account_sync_apply(instance=instance, catalog=changed)
     assert third.details["collection"]["unchanged"] == n
 
@@ -392,7 +344,8 @@ def test_unchanged_catalog_writes_nothing_and_reports_what_is_stored(instance, d
     instance.refresh_from_db()
     assert instance.catalog_digest == "a" * 64
     active = InstanceAccount.objects.filter(instance=instance, is_active=True).count()
-    with CaptureQueriesContext(connection) as ctx, django_assert_max_num_queries(2):
+    # the stored digest, the active count, the open coverage gaps
+    with CaptureQueriesContext(connection) as ctx, django_assert_max_num_queries(3):
         result = account_sync_apply(instance=instance, catalog=Catalog(source_digest="a" * 64, unchanged=True))
     assert result.success and writes(ctx) == [] and not any(q["sql"].startswith("UPDATE") for q in ctx.captured_queries)
     assert (result.synced_count, result.added_count, result.modified_count, result.removed_count) == (active, 0, 0, 0)

@@ -100,11 +100,13 @@ def r_app(step: int) -> AccountRecord:
 
 
 def r_admin(step: int) -> AccountRecord:
-    return role("r_admin", capabilities={"GRANT_ADMIN"}, attributes={"can_login": False})
+    """From step 3 an attribute alone changes (an attributes_changed entry)."""
+    attributes = {"can_login": False} | ({"comment": "reviewed"} if step >= 3 else {})
+    return role("r_admin", capabilities={"GRANT_ADMIN"}, attributes=attributes)
 
 
 def carol(step: int) -> AccountRecord:
-    """database:hr is never readable: its grants are carried forward, never revoked."""
+    """database:hr is never readable (a gap of the whole catalog): its grants are carried forward, never revoked."""
     privs = [Privilege("database:hr", "SELECT"), Privilege("object:hr.salaries", "SELECT")]
     if step >= 2:
         privs = [Privilege("database:hr", "SELECT"), Privilege("global", "PROCESS")]
@@ -271,10 +273,13 @@ def run_scenario(instance: Any, settings: Any) -> dict[str, Any]:
         result = account_sync_apply(instance=instance, catalog=catalog, session_id=session_id, force=force)
         clock.windows.append((start, timezone.now(), f"apply {n}"))
         instance.refresh_from_db(fields=["catalog_digest"])
+        outcome = result.as_dict()
+        for gap in (outcome["details"].get("coverage") or {}).get("gaps") or []:
+            gap["since"], gap["last_read_at"] = clock.name(gap["since"]), clock.name(gap["last_read_at"])
         steps.append(
             {
                 "step": f"{n}: {label}",
-                "result": result.as_dict(),
+                "result": outcome,
                 "catalog_digest": instance.catalog_digest,
                 "accounts": stored_accounts(instance, clock),
                 "permission_rows": AccountPermission.objects.filter(instance=instance).count(),

@@ -1,10 +1,13 @@
 """``manage.py sync_accounts``: sync account permissions of one, several or all instances now.
 
 Exit codes are part of the interface so cron and CI can act on them: 0 every instance
-synced, 1 at least one failed (details printed), 2 bad usage (nothing ran), 3 the task
-broker is unreachable (``--async``: the session's tasks could not be queued; the records
-not queued are failed with error kind ``broker``, so retry the session's failed instances
-once the broker is back). Errors (2, 3) are one line on stderr, never a traceback.
+synced and read entirely, 1 at least one failed (details printed), 2 bad usage (nothing
+ran), 3 the task broker is unreachable (``--async``: the session's tasks could not be
+queued; the records not queued are failed with error kind ``broker``, so retry the
+session's failed instances once the broker is back), 4 every instance synced but at least
+one completed with coverage gaps (a scope the monitoring login could not read, or one the
+options leave out: its last known grants are kept; each result lists its ``gaps`` with the
+fix). Errors (2, 3) are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from sync.models import (
 from sync.services import SyncBrokerError, SyncRequestError, sync_accounts, sync_session_run, sync_session_start
 
 EXIT_BROKER = 3
+EXIT_GAPS = 4
+
+
+def _gaps(details: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return list(((details or {}).get("coverage") or {}).get("gaps") or ())
 
 
 def _record_result(record: SyncInstanceRecord) -> dict[str, Any]:
@@ -46,6 +54,8 @@ def _record_result(record: SyncInstanceRecord) -> dict[str, Any]:
         "added_count": record.items_created,
         "modified_count": record.items_updated,
         "removed_count": record.items_deleted,
+        "coverage_gaps": record.coverage_gaps,
+        "gaps": _gaps(record.details),
     }
 
 
@@ -123,17 +133,30 @@ class Command(BaseCommand):
                 session=session, force=opts["force"], progress=None if opts["json"] else self._progress
             )
         report["sync_type"] = sync_type
+        self._finish(report, opts["json"])
+
+    def _finish(self, report: dict[str, Any], as_json: bool) -> None:
+        """Print the report; exit 1 if an instance failed, else 4 if one completed with coverage gaps."""
+        for result in report["results"]:
+            if "gaps" not in result:
+                result["gaps"] = _gaps(result.get("details"))
+                result["coverage_gaps"] = len(result["gaps"])
         failed = sum(1 for r in report["results"] if not r["success"])
-        if opts["json"]:
+        gapped = sum(1 for r in report["results"] if r["success"] and r["coverage_gaps"])
+        report["with_gaps"] = gapped
+        if as_json:
             self.stdout.write(json.dumps(report, default=str, indent=2))
         else:
             where = f" in session {report['session_id']}" if report.get("session_id") else ""
-            self.stdout.write(f"{len(report['results']) - failed} ok, {failed} failed{where}")
+            with_gaps = f" ({gapped} with coverage gaps)" if gapped else ""
+            self.stdout.write(f"{len(report['results']) - failed} ok{with_gaps}, {failed} failed{where}")
         if failed:
             sys.exit(1)
+        if gapped:
+            sys.exit(EXIT_GAPS)
 
     def _run_async(self, instances: list[Instance], sync_type: str, user: Any, opts: dict[str, Any]) -> None:
-        """Enqueue a session for the workers; with --wait, poll it to the end (exit 0/1 like a local run)."""
+        """Enqueue a session for the workers; with --wait, poll it to the end (exit 0/1/4 like a local run)."""
         if sync_type == SyncTypeChoices.MANUAL_SINGLE:
             raise _usage("--async runs a session; use --type manual_task, manual_batch or scheduled_task.")
         try:
@@ -154,15 +177,20 @@ class Command(BaseCommand):
                 )
             return
         report = self._wait(session, opts["timeout"], opts["json"])
+        gapped = sum(1 for r in report["results"] if r["success"] and r["coverage_gaps"])
+        report["with_gaps"] = gapped
         if opts["json"]:
             self.stdout.write(json.dumps(report, default=str, indent=2))
         else:
+            with_gaps = f" ({gapped} with coverage gaps)" if gapped else ""
             self.stdout.write(
-                f"session {session.session_id} {report['status']}: {report['successful_instances']} ok, "
+                f"session {session.session_id} {report['status']}: {report['successful_instances']} ok{with_gaps}, "
                 f"{report['failed_instances']} failed"
             )
         if report["status"] != "completed":
             sys.exit(1)
+        if gapped:
+            sys.exit(EXIT_GAPS)
 
     def _broker_down(self, exc: SyncBrokerError, as_json: bool) -> CommandError:
         """Exit 3 with one line on stderr: the session, that the broker is down, what to do."""
@@ -268,9 +296,16 @@ class Command(BaseCommand):
                 self.stdout.flush()
             return
         if result["success"]:
-            text = self.style.SUCCESS(
-                f"{prefix} ok: {result['synced_count']} accounts, +{result['added_count']} "
-                f"~{result['modified_count']} -{result['removed_count']}"
+            gaps = result.get("gaps")
+            if gaps is None:
+                gaps = _gaps(result.get("details"))
+            text = (self.style.WARNING if gaps else self.style.SUCCESS)(
+                f"{prefix} ok{' with gaps' if gaps else ''}: {result['synced_count']} accounts, "
+                f"+{result['added_count']} ~{result['modified_count']} -{result['removed_count']}"
+                + "".join(
+                    f"\n    {g['kind']}: {g['scope']}: {g['reason']}" + (f" (fix: {g['fix']})" if g["fix"] else "")
+                    for g in gaps
+                )
             )
         else:
             text = self.style.ERROR(f"{prefix} FAILED ({result.get('error_kind')}): {result['message']}")
