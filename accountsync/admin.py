@@ -13,11 +13,12 @@ from datetime import datetime, time
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_value
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -84,7 +85,7 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
         "is_superuser",
         "is_locked",
         "capabilities",
-        "last_seen_at",
+        "last_seen",
     ]
     list_filter = [
         ("instance__db_type", admin.ChoicesFieldListFilter),
@@ -114,13 +115,14 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
         "is_superuser",
         "is_locked",
         "first_seen_at",
-        "last_seen_at",
+        "last_seen",
         "deactivated_at",
     ]
+    readonly_fields = ["last_seen"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InstanceAccount]:
         current = AccountPermission.objects.filter(account=OuterRef("pk"), valid_to__isnull=True)
-        return (
+        return selectors.with_last_seen(
             super()
             .get_queryset(request)
             .annotate(current_capabilities=Subquery(current.values(caps=KT("snapshot__capabilities"))[:1]))
@@ -143,6 +145,12 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
     @admin.display(description=_("database type"), ordering="instance__db_type")
     def db_type(self, obj: InstanceAccount) -> str:
         return obj.instance.get_db_type_display()
+
+    @admin.display(description=_("last seen"), ordering=selectors.LAST_SEEN)
+    def last_seen(self, obj: InstanceAccount) -> str:
+        """The last successful sync that saw the account (selectors.last_seen_expression), not the row's write time."""
+        value = selectors.account_last_seen(obj)
+        return format_html('<span class="nowrap">{}</span>', display_for_value(value, self.get_empty_value_display()))
 
     @admin.display(description=_("capabilities"))
     def capabilities(self, obj: InstanceAccount) -> str:

@@ -24,9 +24,11 @@ class InstanceAccount(models.Model):
     """One account (user, role or login) ever seen on an instance.
 
     `last_seen_at` moves only when the row itself is written (added, changed,
-    reactivated): an unchanged account costs no write. While an account is
-    active it was, by construction, seen by the instance's last successful
-    sync (`Instance.last_sync_at`); selectors use that for "seen as of".
+    reactivated, and on removal: the last successful sync that still listed it),
+    so an unchanged account costs no write. While an account is active it was,
+    by construction, seen by the instance's last successful sync
+    (`Instance.last_success_at`): `selectors.last_seen_expression()` is the one
+    true "last seen" the admin, API and exports show.
     """
 
     # db_index=False on foreign keys here and below: a composite index leads with the same column

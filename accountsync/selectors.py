@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, DateTimeField, F, Q, QuerySet, When
+from django.db.models.functions import Greatest
 
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from instances.models import Instance
@@ -22,6 +23,62 @@ def account_list(*, instance: Instance | None = None, active: bool | None = True
     if active is not None:
         qs = qs.filter(is_active=active)
     return qs.order_by("instance__name", "identity")
+
+
+# --- last seen (issue 16): the last successful sync that saw the account ----------------
+
+# the annotation ``with_last_seen`` adds; filter and order on it, never on the stored column
+LAST_SEEN = "last_seen"
+
+
+def last_seen_expression() -> Case:
+    """When each account was last seen, as a database expression (the one rule for admin, API and exports).
+
+    Why not the stored ``last_seen_at``: an unchanged account costs the sync no
+    write, so that column keeps the time the row was last written. An active
+    account was, by construction, seen by its instance's last successful sync,
+    so its last seen is ``Instance.last_success_at`` (or the stored time if that
+    is later, a row written by a sync whose success was not recorded). The
+    stored time alone is the answer for a removed account (the engine sets it
+    to the last successful sync that still listed it) and for an instance with
+    no recorded success yet (never synced since the upgrade that added it).
+    """
+    return Case(
+        When(
+            is_active=True,
+            instance__last_success_at__isnull=False,
+            then=Greatest(F("instance__last_success_at"), F("last_seen_at")),
+        ),
+        default=F("last_seen_at"),
+        output_field=DateTimeField(),
+    )
+
+
+def with_last_seen(queryset: QuerySet[InstanceAccount]) -> QuerySet[InstanceAccount]:
+    """Accounts annotated with their true last seen as ``last_seen`` (see ``last_seen_expression``).
+
+    An annotation on the instance join, not a lookup per row: a list, a page or
+    an export of any size keeps its query count. A queryset that already has it
+    is returned as it is.
+    """
+    if LAST_SEEN in queryset.query.annotations:
+        return queryset
+    return queryset.annotate(**{LAST_SEEN: last_seen_expression()})
+
+
+def account_last_seen(account: InstanceAccount) -> datetime:
+    """One account's true last seen: the ``last_seen`` annotation, else the same rule in Python.
+
+    The Python form is for an account loaded without ``with_last_seen`` (it
+    reads ``account.instance``, a query unless that was joined).
+    """
+    annotated = getattr(account, LAST_SEEN, None)
+    if annotated is not None:
+        return annotated
+    success = account.instance.last_success_at if account.is_active else None
+    if success is None:
+        return account.last_seen_at
+    return max(success, account.last_seen_at)
 
 
 def account_current_permission(*, account: InstanceAccount) -> AccountPermission | None:

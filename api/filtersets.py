@@ -9,13 +9,17 @@ filter is a ``TextFilter``: a value longer than ``MAX_QUERY_LENGTH`` is a 400
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
 from django_filters.fields import IsoDateTimeField
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
 
 from accountsync.models import AccountChangeLog, AccountKind, AccountPermission, ChangeType, InstanceAccount
+from accountsync.selectors import LAST_SEEN
 from api.querying import MAX_QUERY_LENGTH, validate_query_length
 from findings.models import Finding, SeverityChoices
 from instances.models import DbType, Environment, Instance, SyncStatus
@@ -114,10 +118,27 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
     superuser = django_filters.BooleanFilter(field_name="is_superuser")
     locked = django_filters.BooleanFilter(field_name="is_locked")
     search = TextFilter(method=_search(("username", "identity")), help_text="Account name.")
+    # on the true last seen (the view's ``last_seen`` annotation), not the row's write time
+    last_seen_after = UtcDateTimeFilter(
+        field_name=LAST_SEEN, lookup_expr="gte", help_text="Last seen at or after this ISO 8601 date-time."
+    )
+    last_seen_before = UtcDateTimeFilter(
+        field_name=LAST_SEEN, lookup_expr="lt", help_text="Last seen before this ISO 8601 date-time (exclusive)."
+    )
 
     class Meta:
         model = InstanceAccount
-        fields = ["instance", "db_type", "kind", "active", "superuser", "locked", "search"]
+        fields = [
+            "instance",
+            "db_type",
+            "kind",
+            "active",
+            "superuser",
+            "locked",
+            "search",
+            "last_seen_after",
+            "last_seen_before",
+        ]
 
 
 class AccountChangeLogFilterSet(django_filters.FilterSet):
@@ -165,3 +186,28 @@ class AccountPermissionFilterSet(django_filters.FilterSet):
     class Meta:
         model = AccountPermission
         fields = ["instance", "account", "db_type", "kind", "active", "superuser", "locked", "search"]
+
+
+class AliasOrderingFilter(OrderingFilter):
+    """DRF's ``?ordering=``, where a public field name may sort by an annotation, ties broken by id.
+
+    Why: ``?ordering=last_seen_at`` on accounts must sort by the true last seen
+    (the ``last_seen`` annotation), while the field keeps its public name. The
+    view maps names in ``ordering_aliases``. Many rows share one value (every
+    active account of an instance has its last successful sync), so a
+    requested ordering ends with the primary key and pages never overlap.
+    """
+
+    def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> list[str] | None:
+        ordering = super().get_ordering(request, queryset, view)
+        if not ordering or not request.query_params.get(self.ordering_param):
+            return ordering
+        aliases = getattr(view, "ordering_aliases", {})
+        terms = []
+        for term in ordering:
+            descending = term.startswith("-")
+            name = aliases.get(term.lstrip("-"), term.lstrip("-"))
+            terms.append(f"-{name}" if descending else name)
+        if not any(term.lstrip("-") in ("pk", "id") for term in terms):
+            terms.append("pk")
+        return terms

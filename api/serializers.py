@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accountsync.models import AccountChangeLog, InstanceAccount
+from accountsync.selectors import account_last_seen
 from findings.models import Finding
 from instances.models import DEFAULT_PORTS, Credential, DbType, Instance, Tag
 from sync.models import SyncInstanceRecord, SyncSession, SyncTypeChoices
@@ -327,9 +328,21 @@ class PermissionSnapshotSerializer(serializers.Serializer):
     valid_from = serializers.DateTimeField()
 
 
+class LastSeenField(serializers.DateTimeField):
+    """An account's true last seen (accountsync.selectors.last_seen_expression), not the row's write time."""
+
+    def get_attribute(self, instance: InstanceAccount) -> Any:
+        return account_last_seen(instance)  # the ``last_seen`` annotation of api.views: no query per row
+
+
 class InstanceAccountSerializer(serializers.ModelSerializer):
     instance_name = serializers.CharField(source="instance.name", read_only=True)
     db_type = serializers.CharField(source="instance.db_type", read_only=True)
+    last_seen_at = LastSeenField(
+        read_only=True,
+        help_text="When the last successful sync that saw the account ran: for an active account its "
+        "instance's last successful sync, for a removed one the last successful sync that still listed it.",
+    )
     permissions = serializers.SerializerMethodField(help_text="The current permission snapshot; null once removed.")
 
     class Meta:

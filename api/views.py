@@ -13,6 +13,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.defaults import page_not_found
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -334,7 +335,10 @@ class SyncInstanceRecordViewSet(viewsets.ReadOnlyModelViewSet):
 class InstanceAccountViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.InstanceAccountSerializer
     filterset_class = filtersets.InstanceAccountFilterSet
+    filter_backends = [DjangoFilterBackend, filtersets.AliasOrderingFilter]
     ordering_fields = ["identity", "username", "first_seen_at", "last_seen_at"]
+    # last_seen_at is the true last seen (accountsync.selectors.last_seen_expression), so it sorts by that
+    ordering_aliases = {"last_seen_at": account_selectors.LAST_SEEN}
     export_kind = "accounts"
 
     def get_queryset(self) -> QuerySet[InstanceAccount]:
@@ -343,15 +347,16 @@ class InstanceAccountViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
             queryset=AccountPermission.objects.filter(valid_to__isnull=True),
             to_attr="current_permissions",
         )
-        return (
+        return account_selectors.with_last_seen(
             InstanceAccount.objects.select_related("instance")
             .prefetch_related(current)
             .order_by("instance__name", "identity", "pk")
         )
 
     def export_queryset(self) -> QuerySet[InstanceAccount]:
-        # the export joins the current snapshot itself (exports.columns): no prefetch, one query
-        return InstanceAccount.objects.order_by("instance__name", "identity", "pk")
+        # the export joins the current snapshot itself (exports.columns): no prefetch, one query;
+        # the last seen annotation is here already so that its filters and ordering can use it
+        return account_selectors.with_last_seen(InstanceAccount.objects.order_by("instance__name", "identity", "pk"))
 
     export = export_action("accounts", "accounts")
 

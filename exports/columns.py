@@ -20,7 +20,7 @@ from typing import Any
 from django.db.models import Model, QuerySet
 
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
-from accountsync.selectors import with_current_snapshot
+from accountsync.selectors import account_last_seen, with_current_snapshot, with_last_seen
 from findings.models import Finding
 
 # attribute keys never exported, whatever an adapter stored (compared lower-case)
@@ -74,7 +74,7 @@ def _account_rows(account: InstanceAccount) -> Iterator[Row]:
         "privilege_count": n_privileges,
         "role_count": n_roles,
         "first_seen_at": account.first_seen_at,
-        "last_seen_at": account.last_seen_at,
+        "last_seen_at": account_last_seen(account),  # the true last seen, from the ``last_seen`` annotation
         "deactivated_at": account.deactivated_at,
         "attributes": attributes,
     }
@@ -167,7 +167,9 @@ class ExportKind:
 
 
 def _prepare_accounts(qs: QuerySet[InstanceAccount]) -> QuerySet[InstanceAccount]:
-    return with_current_snapshot(qs.select_related("instance"))
+    # last_seen_at is the last successful sync that saw the account (accountsync.selectors.last_seen_expression),
+    # an annotation on the instance join: still one query for the whole export
+    return with_current_snapshot(with_last_seen(qs.select_related("instance")))
 
 
 def _names(text: str) -> tuple[str, ...]:
