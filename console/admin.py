@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -22,7 +22,9 @@ from django.utils.translation import gettext_lazy as _
 
 from accountsync import selectors
 from accountsync.connection import instance_connection_test
-from adminkit.kit import badge, diff_html
+from accountsync.coverage import gap_episodes
+from accountsync.models import CoverageGapEpisode
+from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter, diff_html
 from instances.admin import InstanceAdminBase
 from instances.models import Instance
 from sync.admin import broker_unavailable, can_run_sync, refuse_without_run_sync
@@ -35,22 +37,45 @@ RUN_SYNC_ACTIONS = frozenset({"sync_selected", "test_connection"})
 RECENT_ROWS = 10
 
 
+class InstanceCoverageFilter(admin.SimpleListFilter):
+    """Instances whose syncs cannot read everything (open coverage gaps), and those that read it all."""
+
+    title = _("coverage")
+    parameter_name = "coverage"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("gaps", gettext("With coverage gaps")), ("complete", gettext("Everything read"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True)
+        if self.value() == "gaps":
+            return queryset.filter(Exists(open_gap))
+        if self.value() == "complete":
+            return queryset.filter(~Exists(open_gap))
+        return queryset
+
+
 @admin.register(Instance)
 class InstanceAdmin(InstanceAdminBase):
     """Instances as users see them: where syncs start, and what the last ones found."""
 
     list_display = ["name", "db_type", "environment", "tag_list", "version", "last_sync", "is_active"]
+    list_filter = [*InstanceAdminBase.list_filter, InstanceCoverageFilter]
     actions = ["sync_selected", "test_connection"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Instance]:
         latest = SyncInstanceRecord.objects.filter(instance=OuterRef("pk")).order_by("-pk").values("session_id")[:1]
-        return super().get_queryset(request).annotate(last_session_pk=Subquery(latest))
+        open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True)
+        return super().get_queryset(request).annotate(last_session_pk=Subquery(latest), open_gaps=Exists(open_gap))
 
     @admin.display(description=_("last sync"), ordering="last_sync_at")
     def last_sync(self, obj: Instance) -> str:
         if obj.last_sync_at is None and not obj.last_session_pk:
             return gettext("never")
-        parts = [badge(obj.last_sync_status or "none", obj.get_last_sync_status_display())]
+        if obj.last_sync_status == "completed" and obj.open_gaps:
+            parts = [badge("gaps", gettext("Completed with gaps"))]
+        else:
+            parts = [badge(obj.last_sync_status or "none", obj.get_last_sync_status_display())]
         if obj.last_sync_at:
             parts.append(format_html('<span class="nowrap">{}</span>', timesince_short(obj.last_sync_at)))
         if obj.last_session_pk:
@@ -159,6 +184,7 @@ class InstanceAdmin(InstanceAdminBase):
                     .select_related("session")
                     .order_by("-pk")[:RECENT_ROWS]
                 ),
+                open_gaps=list(gap_episodes(instance=instance, open_only=True)),
                 recent_changes=[
                     (change, diff_html(change.diff, limit=4))
                     for change in selectors.change_log_list(instance=instance)[:RECENT_ROWS]
@@ -204,3 +230,54 @@ def refuse_connection_test(request: HttpRequest) -> None:
 def timesince_short(value: Any) -> str:
     """`3 minutes ago` style, for the last-sync column."""
     return gettext("%(time)s ago") % {"time": timesince(value, depth=1)}
+
+
+class GapStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", gettext("Still unreadable")), ("closed", gettext("Readable again"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "open":
+            return queryset.filter(closed_at__isnull=True)
+        if self.value() == "closed":
+            return queryset.filter(closed_at__isnull=False)
+        return queryset
+
+
+@admin.register(CoverageGapEpisode)
+class CoverageGapEpisodeAdmin(ReadOnlyAdmin):
+    """The coverage history: every stretch of time a sync could not read part of an instance, written by syncs."""
+
+    list_display = ["instance", "scope", "kind", "state", "opened_at", "closed_at", "last_read_at", "fix"]
+    list_filter = [
+        GapStateFilter,
+        "kind",
+        "instance__db_type",
+        "instance",
+        date_range_filter("opened_at", "opened", _("since")),
+    ]
+    list_select_related = ["instance"]
+    search_fields = ["scope", "reason", "instance__name"]
+    ordering = ["-opened_at", "-id"]
+    fields = [
+        "instance",
+        "scope",
+        "kind",
+        "inclusive",
+        "reason",
+        "fix",
+        "opened_at",
+        "last_read_at",
+        "closed_at",
+        "opened_session_id",
+        "closed_session_id",
+    ]
+
+    @admin.display(description=_("state"), ordering="closed_at")
+    def state(self, obj: CoverageGapEpisode) -> str:
+        if obj.closed_at is None:
+            return badge("gaps", gettext("Unreadable") if obj.kind == "unreadable" else gettext("Out of scope"))
+        return badge("ok", gettext("Readable again"))

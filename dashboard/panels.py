@@ -88,7 +88,7 @@ def _instances_text(n: int) -> str:
     return ngettext("%(count)s instance", "%(count)s instances", n) % {"count": fmt(n)}
 
 
-INSTANCE_KEYS = ("completed", "failed", "never", "inactive")
+INSTANCE_KEYS = ("completed", "gaps", "failed", "never", "inactive")
 
 
 def instance_panel(*, can_add: bool = False) -> Panel:
@@ -96,12 +96,14 @@ def instance_panel(*, can_add: bool = False) -> Panel:
     changelist = "admin:instances_instance_changelist"
     labels = {
         "completed": _("Succeeded"),
+        "gaps": _("Completed with gaps"),
         "failed": _("Failed"),
         "never": _("Never synced"),
         "inactive": _("Inactive"),
     }
     filters = {
-        "completed": {"is_active__exact": "1", "last_sync_status__exact": "completed"},
+        "completed": {"is_active__exact": "1", "last_sync_status__exact": "completed", "coverage": "complete"},
+        "gaps": {"is_active__exact": "1", "last_sync_status__exact": "completed", "coverage": "gaps"},
         "failed": {"is_active__exact": "1", "last_sync_status__exact": "failed"},
         "never": {"is_active__exact": "1", "last_sync_status__exact": ""},
         "inactive": {"is_active__exact": "0"},

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from django.db.models import Count, Model, QuerySet
+from django.db.models import Count, Exists, Model, OuterRef, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from accountsync.models import AccountChangeLog, ChangeType
+from accountsync.models import AccountChangeLog, ChangeType, CoverageGapEpisode
 from findings.models import SEVERITY_RANK, Finding, SeverityChoices
 from instances.models import DbType, Instance, SyncStatus
 from sync.models import SyncInstanceRecord, SyncRecordStatusChoices
@@ -56,13 +56,14 @@ class InstanceTypeRow:
     db_type: str
     label: str
     completed: int = 0
+    gaps: int = 0  # completed, but part of the instance is unreadable (open coverage gaps)
     failed: int = 0
     never: int = 0
     inactive: int = 0
 
     @property
     def active(self) -> int:
-        return self.completed + self.failed + self.never
+        return self.completed + self.gaps + self.failed + self.never
 
     @property
     def total(self) -> int:
@@ -76,16 +77,20 @@ def instance_status_by_type() -> list[InstanceTypeRow]:
     status says nothing about the fleet today.
     """
     rows = {value: InstanceTypeRow(db_type=value, label=str(label)) for value, label in DbType.choices}
+    open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True)
     grouped = (
         Instance.objects.order_by()
-        .values("db_type", "last_sync_status", "is_active")
+        .annotate(has_gaps=Exists(open_gap))
+        .values("db_type", "last_sync_status", "is_active", "has_gaps")
         .annotate(n=Count("id"))
-        .values_list("db_type", "last_sync_status", "is_active", "n")
+        .values_list("db_type", "last_sync_status", "is_active", "has_gaps", "n")
     )
-    for db_type, status, is_active, n in grouped:
+    for db_type, status, is_active, has_gaps, n in grouped:
         row = rows.setdefault(db_type, InstanceTypeRow(db_type=db_type, label=db_type))
         if not is_active:
             row.inactive += n
+        elif status == SyncStatus.COMPLETED and has_gaps:
+            row.gaps += n
         elif status == SyncStatus.COMPLETED:
             row.completed += n
         elif status == SyncStatus.FAILED:

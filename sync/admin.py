@@ -121,6 +121,41 @@ def progress_bar(total: int, ok: int, failed: int, *, wide: bool = False) -> str
     )
 
 
+# a completed sync that could not read everything: a warning, not a success and not a failure
+GAPS_STATUS = "gaps"
+GAPS_LABEL = _("Completed with gaps")
+
+
+def record_status(record: SyncInstanceRecord) -> dict[str, str]:
+    """A record's status for display: "Completed with gaps" when its sync could not read everything."""
+    if record.with_gaps:
+        return {"status": GAPS_STATUS, "status_display": str(GAPS_LABEL)}
+    return {"status": record.status, "status_display": str(record.get_status_display())}
+
+
+class CoverageFilter(admin.SimpleListFilter):
+    """Completed syncs that read everything, and those that completed with coverage gaps."""
+
+    title = _("coverage")
+    parameter_name = "coverage"
+    field = "coverage_gaps"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("gaps", gettext("Completed with gaps")), ("complete", gettext("Completed, everything read"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        completed = Q(status=SyncRecordStatusChoices.COMPLETED)
+        if self.value() == "gaps":
+            return queryset.filter(completed, **{f"{self.field}__gt": 0})
+        if self.value() == "complete":
+            return queryset.filter(completed, **{self.field: 0})
+        return queryset
+
+
+class SessionCoverageFilter(CoverageFilter):
+    field = "gapped_instances"
+
+
 def session_lookup(object_id: str) -> SyncSession | None:
     """A session by primary key or by its UUID (the id the CLI and API print)."""
     raw = str(object_id).strip()
@@ -152,8 +187,7 @@ def session_progress(session: SyncSession) -> dict[str, Any]:
             "id": r.pk,
             "instance": r.instance_name,
             "instance_url": reverse("admin:instances_instance_change", args=[r.instance_id]) if r.instance_id else "",
-            "status": r.status,
-            "status_display": str(r.get_status_display()),
+            **record_status(r),
             "started_at": format_time(r.started_at),
             "completed_at": format_time(r.completed_at),
             "duration": format_duration(span_seconds(r.started_at, r.completed_at)) if r.started_at else "-",
@@ -163,13 +197,27 @@ def session_progress(session: SyncSession) -> dict[str, Any]:
             "removed": r.items_deleted,
             "error_kind": r.error_kind,
             "error_message": r.error_message,
+            "gaps": [
+                {
+                    "scope": g.get("scope", ""),
+                    "kind": g.get("kind", ""),
+                    "reason": g.get("reason", ""),
+                    "fix": g.get("fix", ""),
+                }
+                for g in ((r.details or {}).get("coverage") or {}).get("gaps") or []
+            ]
+            if r.with_gaps
+            else [],
         }
         for r in records
     ]
+    gapped = sum(1 for r in records if r.with_gaps)
+    ended_with_gaps = session.status == SyncSessionStatusChoices.COMPLETED and gapped > 0
     return {
         "session_id": str(session.session_id),
-        "status": session.status,
-        "status_display": str(session.get_status_display()),
+        "status": GAPS_STATUS if ended_with_gaps else session.status,
+        "status_display": str(GAPS_LABEL if ended_with_gaps else session.get_status_display()),
+        "with_gaps": gapped,
         "running": session.status == SyncSessionStatusChoices.RUNNING,
         "duration": format_duration(span_seconds(session.started_at, session.completed_at)),
         "completed_at": format_time(session.completed_at),
@@ -209,7 +257,12 @@ class SyncSessionAdmin(ReadOnlyAdmin):
         "created_by",
     ]
     list_display_links = ["short_id"]
-    list_filter = ["sync_type", "status", date_range_filter("started_at", "started", _("started"))]
+    list_filter = [
+        "sync_type",
+        "status",
+        SessionCoverageFilter,
+        date_range_filter("started_at", "started", _("started")),
+    ]
     list_select_related = ["created_by"]
     list_per_page = 20
     ordering = ["-started_at", "-id"]
@@ -268,6 +321,8 @@ class SyncSessionAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: SyncSession) -> str:
+        if obj.with_gaps:
+            return badge(GAPS_STATUS, GAPS_LABEL)
         return badge(obj.status, obj.get_status_display())
 
     @admin.display(description=_("started"), ordering="started_at")
@@ -434,7 +489,12 @@ class SyncInstanceRecordAdmin(ReadOnlyAdmin):
         "items_synced",
         "error_kind",
     ]
-    list_filter = ["status", ErrorKindFilter, date_range_filter("started_at", "started", _("started"))]
+    list_filter = [
+        "status",
+        CoverageFilter,
+        ErrorKindFilter,
+        date_range_filter("started_at", "started", _("started")),
+    ]
     search_fields = ["instance_name"]
     list_select_related = ["session"]
     ordering = ["-id"]
@@ -449,4 +509,5 @@ class SyncInstanceRecordAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: SyncInstanceRecord) -> str:
-        return badge(obj.status, obj.get_status_display())
+        shown = record_status(obj)
+        return badge(shown["status"], shown["status_display"])

@@ -61,6 +61,17 @@
       error.appendChild(kind);
       error.appendChild(document.createTextNode(" " + r.error_message));
     }
+    (r.gaps || []).forEach(function (g) {
+      const line = document.createElement("div");
+      line.className = "wf-gap";
+      const kind = document.createElement("span");
+      kind.className = "wf-error-kind";
+      kind.textContent = "[" + g.kind + "]";
+      const scope = document.createElement("code");
+      scope.textContent = g.scope;
+      line.append(kind, " ", scope, ": " + g.reason + (g.fix ? " — " + g.fix : ""));
+      error.appendChild(line);
+    });
     tr.appendChild(error);
     return tr;
   }
