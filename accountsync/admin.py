@@ -23,6 +23,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accountsync import selectors
+from accountsync.coverage import LastKnownMarker, gaps_at
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter, diff_html, snapshot_context
 
@@ -173,8 +174,10 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
                 current = selectors.account_current_permission(account=account)
             snapshot = current.snapshot if current else None
             changes = list(selectors.change_log_list(account=account)[:50])
+            gaps = gaps_at(instance=account.instance_id, at=at)
+            marker = LastKnownMarker(gaps)
             extra.update(
-                snapshot_context(snapshot, account.attributes),
+                snapshot_context(snapshot, account.attributes, last_known=marker.mark if marker else None, gaps=gaps),
                 at=at,
                 at_value=timezone.localtime(at).strftime("%Y-%m-%dT%H:%M") if at else "",
                 current_permission=current,

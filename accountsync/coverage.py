@@ -83,3 +83,51 @@ class LastKnownMarker:
 
 def last_known_marker(*, instance: Any, at: datetime | None = None) -> LastKnownMarker:
     return LastKnownMarker(gaps_at(instance=instance, at=at))
+
+
+def last_known_privileges(marker: LastKnownMarker, snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The privileges of `snapshot` shown as last known (scope, privilege, since, last read), for the API."""
+    if not marker or not snapshot:
+        return []
+    out = []
+    for privilege in snapshot.get("privileges") or []:
+        known = marker.mark(privilege.get("scope", ""))
+        if known is not None:
+            out.append({"scope": privilege.get("scope"), "privilege": privilege.get("privilege"), **known.as_dict()})
+    return out
+
+
+def gap_dict(episode: CoverageGapEpisode) -> dict[str, Any]:
+    """An episode as the API shows it."""
+    return {
+        "scope": episode.scope,
+        "kind": episode.kind,
+        "reason": episode.reason,
+        "fix": episode.fix,
+        "since": episode.opened_at.isoformat(),
+        "last_read_at": episode.last_read_at.isoformat() if episode.last_read_at else None,
+        "closed_at": episode.closed_at.isoformat() if episode.closed_at else None,
+    }
+
+
+class EpisodeCache:
+    """Every unreadable episode, loaded once, for marking many snapshots (an export) in one pass.
+
+    Why all at once: an export streams snapshots of many instances; one query in all (the
+    table holds a few rows per instance) keeps the export's query count independent of
+    the number of instances and accounts.
+    """
+
+    def __init__(self) -> None:
+        self._episodes: dict[int, list[CoverageGapEpisode]] | None = None
+
+    def marker(self, instance_id: int, at: datetime | None) -> LastKnownMarker:
+        """The marker for a snapshot valid at `at` (None: the current one, so the gaps open now)."""
+        if self._episodes is None:
+            self._episodes = {}
+            for episode in CoverageGapEpisode.objects.filter(kind=GapKind.UNREADABLE).order_by("instance_id", "scope"):
+                self._episodes.setdefault(episode.instance_id, []).append(episode)
+        episodes = self._episodes.get(instance_id, [])
+        if at is None:
+            return LastKnownMarker(e for e in episodes if e.closed_at is None)
+        return LastKnownMarker(e for e in episodes if e.opened_at <= at and (e.closed_at is None or e.closed_at > at))

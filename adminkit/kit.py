@@ -245,23 +245,42 @@ def scope_label(scope: str) -> str:
     return f"{label} {name}".strip()
 
 
-def snapshot_groups(snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Privileges grouped by scope, broadest level first, for the account page."""
+def snapshot_groups(
+    snapshot: dict[str, Any] | None, last_known: Callable[[str], Any] | None = None
+) -> list[dict[str, Any]]:
+    """Privileges grouped by scope, broadest level first, for the account page.
+
+    `last_known(scope)` (from accountsync.coverage) says whether a scope lay in an unreadable
+    gap: such a group carries it as ``last_known`` and is shown as "last known at …".
+    """
     order = list(SCOPE_LEVELS)
     groups: dict[str, dict[str, Any]] = {}
     for priv in (snapshot or {}).get("privileges", []):
         scope = priv["scope"]
-        group = groups.setdefault(scope, {"scope": scope, "label": scope_label(scope), "privileges": []})
+        group = groups.get(scope)
+        if group is None:
+            known = last_known(scope) if last_known else None
+            group = groups[scope] = {"scope": scope, "label": scope_label(scope), "privileges": [], "last_known": known}
         group["privileges"].append(priv)
     level_rank = {level: rank for rank, level in enumerate(order)}
     return sorted(groups.values(), key=lambda g: (level_rank.get(split_scope(g["scope"])[0], len(order)), g["scope"]))
 
 
-def snapshot_context(snapshot: dict[str, Any] | None, attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Template context for `admin/whalefall/_snapshot.html` (attributes fall back to the account's)."""
+def snapshot_context(
+    snapshot: dict[str, Any] | None,
+    attributes: dict[str, Any] | None = None,
+    *,
+    last_known: Callable[[str], Any] | None = None,
+    gaps: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Template context for `admin/whalefall/_snapshot.html` (attributes fall back to the account's).
+
+    `gaps` are the coverage episodes open at the snapshot's moment (shown above the grants).
+    """
     snap = snapshot or {}
     return {
-        "snapshot_groups": snapshot_groups(snap),
+        "snapshot_groups": snapshot_groups(snap, last_known),
+        "snapshot_gaps": gaps or [],
         "snapshot_roles": snap.get("roles", []),
         "snapshot_capabilities": snap.get("capabilities", []),
         "snapshot_attributes": [(k, _fmt(v)) for k, v in sorted((snap.get("attributes") or attributes or {}).items())],

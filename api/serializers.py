@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accountsync.coverage import EpisodeCache, last_known_privileges
 from accountsync.models import AccountChangeLog, InstanceAccount
 from accountsync.selectors import account_last_seen
 from findings.models import Finding
@@ -160,6 +161,11 @@ class ConnectionTestSerializer(serializers.Serializer):
 class SyncInstanceRecordSerializer(serializers.ModelSerializer):
     session_id = serializers.UUIDField(source="session.session_id", read_only=True)
     duration_seconds = serializers.SerializerMethodField()
+    completed_with_gaps = serializers.BooleanField(
+        source="with_gaps",
+        read_only=True,
+        help_text="Completed, but part of the instance could not be read: details.coverage.gaps lists it with the fix.",
+    )
 
     class Meta:
         model = SyncInstanceRecord
@@ -178,6 +184,8 @@ class SyncInstanceRecordSerializer(serializers.ModelSerializer):
             "items_deleted",
             "error_kind",
             "error_message",
+            "coverage_gaps",
+            "completed_with_gaps",
             "attempt",
             "details",
         ]
@@ -204,6 +212,9 @@ class SyncSessionSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True, default=None)
     retry_of = serializers.UUIDField(source="retry_of.session_id", read_only=True, allow_null=True, default=None)
     progress = serializers.SerializerMethodField()
+    completed_with_gaps = serializers.BooleanField(
+        source="with_gaps", read_only=True, help_text="Completed, and at least one instance with coverage gaps."
+    )
 
     class Meta:
         model = SyncSession
@@ -213,6 +224,8 @@ class SyncSessionSerializer(serializers.ModelSerializer):
             "sync_type",
             "sync_category",
             "status",
+            "completed_with_gaps",
+            "gapped_instances",
             "started_at",
             "completed_at",
             "progress",
@@ -372,7 +385,11 @@ class InstanceAccountSerializer(serializers.ModelSerializer):
         current = getattr(obj, "current_permissions", None)
         if not current:
             return None
-        return PermissionSnapshotSerializer(current[0]).data
+        data = dict(PermissionSnapshotSerializer(current[0]).data)
+        # grants in a scope the last sync could not read: last known, not current fact (one query per request)
+        cache = self.context.setdefault("coverage_episodes", EpisodeCache())
+        data["last_known"] = last_known_privileges(cache.marker(obj.instance_id, None), current[0].snapshot)
+        return data
 
 
 class AccountChangeLogSerializer(serializers.ModelSerializer):
@@ -492,6 +509,14 @@ class AccountAtSerializer(serializers.Serializer):
     capabilities = serializers.ListField(child=serializers.CharField())
     privilege_count = serializers.IntegerField()
     role_count = serializers.IntegerField()
+    coverage_gaps = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Scopes of the instance its syncs could not read (or left out) at that moment.",
+    )
+    last_known = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Privileges in an unreadable scope: the last known ones, with when the scope was last read.",
+    )
 
 
 class AccountSearchQuerySerializer(serializers.Serializer):

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 
 from accountsync import selectors as account_selectors
 from accountsync.connection import instance_connection_test
+from accountsync.coverage import LastKnownMarker, gap_dict, gaps_at, last_known_privileges
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from api import filtersets, serializers
 from api.exceptions import AccountNotSeenYet, NothingToRetry, SessionNotRunning, SyncAlreadyRunning, SyncFailed
@@ -419,6 +420,9 @@ class InstanceAccountViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
             "valid_to": snapshot.valid_to if snapshot else None,
             **serializers.snapshot_counts(snapshot.snapshot if snapshot else None),
         }
+        gaps = gaps_at(instance=account.instance_id, at=at)
+        body["coverage_gaps"] = [gap_dict(g) for g in gaps]
+        body["last_known"] = last_known_privileges(LastKnownMarker(gaps), snapshot.snapshot if snapshot else None)
         return Response(serializers.AccountAtSerializer(body).data)
 
 

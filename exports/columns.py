@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Model, QuerySet
 
+from accountsync.coverage import EpisodeCache, LastKnownMarker
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from accountsync.selectors import account_last_seen, with_current_snapshot, with_last_seen
 from findings.models import Finding
@@ -80,7 +82,19 @@ def _account_rows(account: InstanceAccount) -> Iterator[Row]:
     }
 
 
-def _permission_rows(permission: AccountPermission) -> Iterator[Row]:
+class _PermissionRows:
+    """One export's permission rows; marks privileges whose scope was unreadable as last known (see coverage.py)."""
+
+    def __init__(self) -> None:
+        self.gaps = EpisodeCache()
+
+    def __call__(self, permission: AccountPermission) -> Iterator[Row]:
+        # a closed snapshot is marked with the gaps open when it was replaced; the open one with today's
+        at = permission.valid_to - timedelta(microseconds=1) if permission.valid_to else None
+        return _permission_rows(permission, self.gaps.marker(permission.instance_id, at))
+
+
+def _permission_rows(permission: AccountPermission, marker: LastKnownMarker | None = None) -> Iterator[Row]:
     """One row per privilege, then one per role held, then one per capability."""
     account, instance = permission.account, permission.instance
     snapshot = permission.snapshot or {}
@@ -92,6 +106,7 @@ def _permission_rows(permission: AccountPermission) -> Iterator[Row]:
     }
     tail = {"valid_from": permission.valid_from}
     for item in snapshot.get("privileges") or []:
+        known = marker.mark(item.get("scope") or "") if marker else None
         yield {
             **base,
             "row_type": "privilege",
@@ -100,6 +115,8 @@ def _permission_rows(permission: AccountPermission) -> Iterator[Row]:
             "grantable": bool(item.get("grantable")),
             "effect": item.get("effect") or "GRANT",
             **tail,
+            "unreadable_since": known.since if known else None,
+            "last_read_at": known.last_read_at if known else None,
         }
     for item in snapshot.get("roles") or []:
         yield {
@@ -164,6 +181,8 @@ class ExportKind:
     columns: tuple[str, ...]
     rows: Callable[[Any], Iterator[Row]]
     prepare: Callable[[QuerySet[Any]], QuerySet[Any]]
+    # a fresh rows function per export, for kinds that keep per-export state (None: `rows` is used)
+    fresh: Callable[[], Callable[[Any], Iterator[Row]]] | None = None
 
 
 def _prepare_accounts(qs: QuerySet[InstanceAccount]) -> QuerySet[InstanceAccount]:
@@ -193,9 +212,13 @@ KINDS: dict[str, ExportKind] = {
         ExportKind(
             name="permissions",
             model=AccountPermission,
-            columns=_names("instance db_type account account_id row_type scope privilege grantable effect valid_from"),
+            columns=_names(
+                "instance db_type account account_id row_type scope privilege grantable effect valid_from "
+                "unreadable_since last_read_at"
+            ),
             rows=_permission_rows,
             prepare=lambda qs: qs.select_related("account", "instance"),
+            fresh=_PermissionRows,
         ),
         ExportKind(
             name="findings",

@@ -86,8 +86,9 @@ class _Line:
 
 
 def _rows(kind: ExportKind, queryset: QuerySet[Any], chunk_size: int) -> Iterator[Row]:
+    rows = kind.fresh() if kind.fresh is not None else kind.rows
     for obj in kind.prepare(queryset).iterator(chunk_size=chunk_size):
-        yield from kind.rows(obj)
+        yield from rows(obj)
 
 
 def _csv(kind: ExportKind, rows: Iterator[Row]) -> Iterator[str]:

@@ -142,8 +142,10 @@ def test_a_large_export_reads_in_a_bounded_number_of_queries(kind, bulk_accounts
         assert len(ctx.captured_queries) == 0, "nothing is read before the stream is consumed"
         n_lines = sum(chunk.count("\n") for chunk in chunks)
     assert n_lines >= 3001
-    # one SELECT (server-side cursor or chunked fetch), plus a savepoint/cursor statement at most
-    assert len(ctx.captured_queries) <= 2, [q["sql"][:80] for q in ctx.captured_queries]
+    # one SELECT (server-side cursor or chunked fetch), plus a savepoint/cursor statement at most,
+    # plus (permissions) one for the coverage episodes of every instance
+    bound = 3 if kind == "permissions" else 2
+    assert len(ctx.captured_queries) <= bound, [q["sql"][:80] for q in ctx.captured_queries]
 
 
 def test_admin_action_streams_the_selection(fleet, rf, charlie):
