@@ -9,6 +9,8 @@ defaults appear exactly as PostgreSQL applies them. An owner's implicit
 rights (grant any privilege, ALTER, DROP) are not in any ACL, so ownership is
 recorded as the privilege OWNER (grantable) on the owned object's scope.
 Grants to PUBLIC belong to no account; they go to `details["public_grants"]`.
+A database this read did not see is a coverage gap (`Catalog.coverage`, see
+`_coverage`), never an empty result.
 
 `read_*` functions talk to the server; `build_catalog()` is a pure function
 from plain rows to a `Catalog`, so tests can feed it rows directly.
@@ -17,8 +19,10 @@ from plain rows to a `Catalog`, so tests can feed it rows directly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -30,6 +34,8 @@ from accountsync.adapters.base import (
     ConfigurationError,
     ConnectionFailed,
     ConnectionTarget,
+    CoverageGap,
+    GapKind,
     InternalError,
     PermissionDenied,
     Privilege,
@@ -69,9 +75,18 @@ def _explode(acl: str) -> str:
     return f"(SELECT e.* FROM unnest({acl}) AS u(item) CROSS JOIN LATERAL aclexplode(ARRAY[u.item]) e)"
 
 
+# rolvaliduntil as text made on the server: the driver cannot load 'infinity', '-infinity' or a year
+# outside 1..9999 (psycopg: "timestamp too large (after year 10K)"), and one such role must never fail
+# a sync. Finite times come in UTC as `YYYY-MM-DDTHH:MI:SS.US AD|BC` (see `_expiry`), the others as
+# PostgreSQL writes them ('infinity', '-infinity').
+VALID_UNTIL_SQL = (
+    "CASE WHEN isfinite(rolvaliduntil) "
+    "THEN to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US BC') "
+    "ELSE rolvaliduntil::text END"
+)
 ROLES_SQL = (
     "SELECT oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, "
-    "rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil FROM pg_roles"
+    f"rolreplication, rolbypassrls, rolconnlimit, {VALID_UNTIL_SQL} FROM pg_roles"
 )
 MEMBERS_SQL = "SELECT roleid, member, admin_option FROM pg_auth_members"
 MEMBERS_SQL_16 = "SELECT roleid, member, admin_option, inherit_option, set_option FROM pg_auth_members"
@@ -122,6 +137,30 @@ MONITORING_HINT = (
 )
 PASSWORDS_SQL = "SELECT oid, rolpassword IS NOT NULL FROM pg_authid"
 
+# The predefined roles that reach the server's operating system (PostgreSQL docs, "Predefined Roles":
+# they "could be used to gain superuser-level access"): each is SUPERUSER-equivalent, with this reason.
+SERVER_OS_ROLES = {
+    "pg_execute_server_program": (
+        "can run any program on the database server as the operating-system user PostgreSQL runs as "
+        "(COPY ... PROGRAM), which gives superuser-level access"
+    ),
+    "pg_read_server_files": (
+        "can read any file the server's operating-system user can read (COPY ... FROM a file, pg_read_file), "
+        "data directory included, which gives superuser-level access"
+    ),
+    "pg_write_server_files": (
+        "can write any file the server's operating-system user can write (COPY ... TO a file), "
+        "configuration and data files included, which gives superuser-level access"
+    ),
+}
+CREATEROLE_BEFORE_16 = (
+    "CREATEROLE before PostgreSQL 16 can grant itself membership in any non-superuser role, "
+    "incl. the predefined ones above"
+)
+# The attribute naming a PostgreSQL 16+ membership granted WITH SET FALSE, INHERIT FALSE (and no ADMIN):
+# it gives nothing of the role, so it is kept out of `roles` (which finalize() follows) and listed here.
+INERT_MEMBERSHIPS = "memberships_without_set_or_inherit"
+
 
 @dataclass
 class DatabaseRows:
@@ -145,8 +184,13 @@ class ServerRows:
     members: list[tuple[Any, ...]]
     databases: list[tuple[Any, ...]]
     per_database: list[DatabaseRows] = field(default_factory=list)
+    # database -> why it was not read (the server's words where the server refused)
     unreadable: dict[str, str] = field(default_factory=dict)
     passwords: dict[int, bool] | None = None
+    # database -> what kind of refusal (a key of `_FIXES`; "connect" when absent): chooses the gap's fix
+    causes: dict[str, str] = field(default_factory=dict)
+    monitor: str = ""  # current_user of the monitoring login, named in the fixes
+    wanted: list[str] = field(default_factory=list)  # the instance option `databases` (empty: every database)
 
 
 # --- connecting and classifying failures ------------------------------------------
@@ -247,7 +291,7 @@ def _connect(target: ConnectionTarget, dbname: str) -> Any:
     timeout_ms = max(1, int(target.query_timeout * 1000))
     tls = (target.options.get("tls") or {}).get("mode") if isinstance(target.options.get("tls"), dict) else None
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             host=target.host,
             port=target.port,
             user=target.username,
@@ -261,7 +305,58 @@ def _connect(target: ConnectionTarget, dbname: str) -> Any:
             **_network_params(target),
         )
     except psycopg.Error as exc:
-        raise _classify(exc, target, dbname) from None
+        error = _classify(exc, target, dbname)
+        error.server_words = _server_words(exc, target)  # type: ignore[attr-defined]
+        raise error from None
+    if conn.info.encoding == "ascii":  # a SQL_ASCII session: psycopg would hand every name over as bytes
+        _lenient_text(conn, "utf-8")
+    return conn
+
+
+def _server_words(exc: Exception, target: ConnectionTarget) -> str:
+    """The server's own message in a psycopg error, on one line, without libpq's connection preamble."""
+    text = scrub(str(exc).strip(), target.password)
+    if "FATAL:" in text:
+        text = text.rsplit("FATAL:", 1)[1]
+    return " ".join(text.split())
+
+
+@functools.cache
+def _lenient_loader(codec: str) -> type:
+    from psycopg.adapt import Loader
+
+    class LenientText(Loader):
+        """Text in `codec` where it is valid, other bytes as `\\xNN` escapes: a name never fails a read."""
+
+        def load(self, data: Any) -> str:
+            return bytes(data).decode(codec, errors="backslashreplace")
+
+    return LenientText
+
+
+def _lenient_text(conn: Any, codec: str) -> None:
+    """Make `conn` load every text-like column leniently in `codec` (the cursors made from then on).
+
+    Why: PostgreSQL keeps a name as the bytes the creating session sent. A SQL_ASCII database
+    checks none of them (psycopg then returns bytes, not str, for every text column), and a role
+    or database name made from there reaches every database's shared catalogs unchanged, where
+    strict decoding fails the whole read. Escaping only the invalid bytes keeps a valid name as it
+    is and an invalid one readable, distinct from its neighbours and storable as JSON.
+    """
+    loader = _lenient_loader(codec)
+    for name in ("text", "name", "varchar", "bpchar", '"char"'):
+        conn.adapters.register_loader(name, loader)
+
+
+def _database_codec(conn: Any) -> str:
+    """The Python codec of the database's own encoding (UTF-8 for SQL_ASCII, which has none)."""
+    from psycopg import _encodings
+
+    try:
+        codec = _encodings.pg2pyenc(conn.info.parameter_status("server_encoding") or b"UTF8")
+    except Exception:  # an encoding psycopg does not know: UTF-8 is the best guess for names
+        return "utf-8"
+    return "utf-8" if codec == "ascii" else codec
 
 
 def _watchdog(conn: Any, target: ConnectionTarget) -> Callable[[], Watchdog]:
@@ -293,8 +388,41 @@ def _watchdog(conn: Any, target: ConnectionTarget) -> Callable[[], Watchdog]:
     return lambda: Watchdog(seconds, interrupt)
 
 
+class _Counter(QueryCounter):
+    """A QueryCounter that re-reads a result with names the client could not take, leniently.
+
+    Two ways a name fails: the driver cannot decode bytes the server passed on unchanged (an
+    invalid name in the shared catalogs; UnicodeDecodeError), or the server cannot convert a name
+    of a SQL_ASCII database to the client's encoding (PGCLIENTENCODING=UTF8: SQLSTATE 22021/22P05).
+    The first is re-read with lenient decoding; the second after switching the session to
+    SQL_ASCII (the stored bytes, unconverted), decoded leniently in the database's encoding.
+
+    Why a retry and not lenient loading throughout: psycopg's own (C) text loader is much faster
+    than any Python one, and such names are rare; the retry costs a round trip or two on the
+    statement that met one, and the connection stays lenient from then on.
+    """
+
+    def __init__(self, conn: Any, target: ConnectionTarget) -> None:
+        super().__init__(conn.cursor(), watchdog=_watchdog(conn, target))
+        self.conn = conn
+
+    def fetchall(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        try:
+            return super().fetchall(sql, params)
+        except UnicodeDecodeError:
+            _lenient_text(self.conn, self.conn.info.encoding)
+        except (psycopg.errors.CharacterNotInRepertoire, psycopg.errors.UntranslatableCharacter):
+            codec = _database_codec(self.conn)
+            super().fetchall("SELECT set_config('client_encoding', 'SQL_ASCII', false)")
+            _lenient_text(self.conn, codec)
+        self.cursor = self.conn.cursor()
+        return super().fetchall(sql, params)
+
+
 def _counter(conn: Any, target: ConnectionTarget) -> QueryCounter:
-    return QueryCounter(conn.cursor(), watchdog=_watchdog(conn, target))
+    return _Counter(conn, target)
 
 
 # --- reading ------------------------------------------------------------------------
@@ -324,9 +452,9 @@ def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
     try:
         counter = _counter(conn, target)
         try:
-            version, version_num, authid_readable = counter.fetchall(
+            version, version_num, authid_readable, monitor = counter.fetchall(
                 "SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
-                "has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
+                "has_table_privilege('pg_catalog.pg_authid', 'SELECT'), current_user"
             )[0]
             roles = counter.fetchall(ROLES_SQL)
             members = counter.fetchall(MEMBERS_SQL_16 if version_num >= 160000 else MEMBERS_SQL)
@@ -334,7 +462,9 @@ def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
         except psycopg.Error as exc:
             raise _classify(exc, target, maintenance, counter=counter, conn=conn) from None
         statements += counter.count
-        rows = ServerRows(version=version, version_num=version_num, roles=roles, members=members, databases=databases)
+        rows = ServerRows(
+            version=version, version_num=version_num, roles=roles, members=members, databases=databases, monitor=monitor
+        )
         if authid_readable:
             try:
                 rows.passwords = {oid: bool(has) for oid, has in counter.fetchall(PASSWORDS_SQL)}
@@ -342,28 +472,56 @@ def read_rows(target: ConnectionTarget) -> tuple[ServerRows, int]:
                 raise _classify(exc, target, maintenance, counter=counter, conn=conn) from None
             statements += 1
         wanted = _wanted_databases(target)
+        rows.wanted = sorted(wanted)
         existing = {r[0] for r in databases}
         names = sorted({r[0] for r in databases if r[1] and not r[2]})
         if wanted:
             for name in sorted(wanted - existing):
                 rows.unreadable[name] = "database does not exist"
+                rows.causes[name] = "missing"
             for name in sorted((wanted & existing) - set(names)):
                 rows.unreadable[name] = "database does not accept connections (datallowconn false or template)"
+                rows.causes[name] = "no_connections"
             names = [n for n in names if n in wanted]
         for name in names:
             db_rows, count = _read_database(target, name, conn if name == maintenance else None)
             statements += count
-            if isinstance(db_rows, str):
-                rows.unreadable[name] = db_rows
-            else:
+            if isinstance(db_rows, DatabaseRows):
                 rows.per_database.append(db_rows)
+            else:
+                rows.unreadable[name], rows.causes[name] = db_rows
     finally:
         conn.close()
     return rows, statements
 
 
-def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tuple[DatabaseRows | str, int]:
-    """Read one database's ACLs; an unreadable database yields the reason, not an empty result."""
+# What the server says when it refuses a connection to one database (not to the server), and the cause it names
+_REFUSALS = (
+    ("permission denied for database", "connect"),
+    ("no pg_hba.conf entry", "hba"),
+    ("rejects connection", "hba"),
+    ("too many connections for database", "busy"),
+    ("is not currently accepting connections", "closed"),
+)
+
+
+def _refusal(words: str) -> str | None:
+    lowered = words.lower()
+    for marker, cause in _REFUSALS:
+        if marker in lowered:
+            return cause
+    if "database" in lowered and "does not exist" in lowered:
+        return "dropped"
+    return None
+
+
+def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tuple[DatabaseRows | tuple[str, str], int]:
+    """Read one database's ACLs; an unreadable one yields (the server's words, cause), never an empty result.
+
+    Why the server's words: they are the reason a coverage gap shows, and the one text that says
+    exactly what was refused; `cause` (see `_FIXES`) picks the fix. A refusal to connect that is the
+    server's and not this database's (unreachable, timed out) still fails the fetch.
+    """
     import psycopg
 
     own = conn is None
@@ -371,9 +529,11 @@ def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tup
         if own:
             conn = _connect(target, name)
     except AdapterError as exc:
-        if isinstance(exc, TimeoutFailed | ConnectionFailed):
+        words = getattr(exc, "server_words", exc.message)
+        cause = _refusal(words)
+        if cause is None and isinstance(exc, TimeoutFailed | ConnectionFailed):
             raise
-        return exc.message, 0
+        return (words, cause or "other"), 0
     counter = _counter(conn, target)
     try:
         return (
@@ -388,7 +548,7 @@ def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tup
             counter.count,
         )
     except psycopg.errors.InsufficientPrivilege as exc:
-        return scrub(str(exc).strip(), target.password), counter.count
+        return (_server_words(exc, target), "catalog"), counter.count
     except psycopg.Error as exc:
         raise _classify(exc, target, name, counter=counter, conn=conn) from None
     finally:
@@ -399,11 +559,150 @@ def _read_database(target: ConnectionTarget, name: str, conn: Any | None) -> tup
 # --- building the catalog (pure) ----------------------------------------------------
 
 
-def _valid_until(value: Any) -> str | None:
-    """rolvaliduntil as text: the UTC time, or "infinity" (which the driver hands over as year 9999)."""
-    if isinstance(value, datetime) and value.year >= 9999:
-        return "infinity"
-    return iso_timestamp(value, to_utc=True)
+class _Expiry(NamedTuple):
+    """A role's VALID UNTIL, read."""
+
+    text: str | None  # the attribute valid_until: ISO 8601 UTC, "infinity", "-infinity" or None (no limit)
+    moment: datetime | None  # when it passes, as an aware UTC datetime, if Python can hold the time
+    always_past: bool  # "-infinity", or a time before year 1 (BC)
+
+    def expired(self, now: datetime) -> bool:
+        return self.always_past or (self.moment is not None and self.moment < now)
+
+
+_NO_EXPIRY = _Expiry(None, None, False)
+_SERVER_TIME = re.compile(r"(\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{6}) (AD|BC)")
+
+
+def _expiry(value: Any) -> _Expiry:
+    """rolvaliduntil as `VALID_UNTIL_SQL` gives it (older recorded rows: a datetime, year 9999 meaning infinity).
+
+    Why ISO 8601 with an expanded year beyond 1..9999: the attribute must stay one comparable
+    spelling of a UTC time even where Python's datetime ends ("-3999-01-01T00:00:00+00:00" is
+    4000 BC, "+12000-..." a time after year 9999); only those times have no `moment`.
+    """
+    if value is None:
+        return _NO_EXPIRY
+    if isinstance(value, datetime):
+        if value.year >= 9999:
+            return _Expiry("infinity", None, False)
+        moment = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return _Expiry(iso_timestamp(moment), moment, False)
+    text = str(value)
+    if text in ("infinity", "-infinity"):
+        return _Expiry(text, None, text == "-infinity")
+    match = _SERVER_TIME.fullmatch(text)
+    if match is None:  # a form this code does not know: kept as the server wrote it, never guessed at
+        return _Expiry(text, None, False)
+    year, month, day, hour, minute, second, micro = (int(g) for g in match.groups()[:7])
+    if match[8] == "AD" and year <= 9999:
+        moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+        return _Expiry(moment.isoformat(), moment, False)
+    astronomical = year if match[8] == "AD" else 1 - year  # ISO 8601 counts 1 BC as year 0
+    sign = "+" if astronomical > 9999 else "-" if astronomical < 0 else ""
+    fraction = f".{micro:06d}" if micro else ""
+    return _Expiry(
+        f"{sign}{abs(astronomical):04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{fraction}+00:00",
+        None,
+        astronomical < 1,
+    )
+
+
+def expiry_moments(rows: ServerRows) -> list[datetime]:
+    """Every role's finite VALID UNTIL: the moments at which the catalog changes by time alone (EXPIRED)."""
+    return [m for m in (_expiry(row[10]).moment for row in rows.roles) if m is not None]
+
+
+def quote_ident(name: str) -> str:
+    """A name as a PostgreSQL identifier in a statement a fix shows.
+
+    Why always quoted: PostgreSQL's quote_ident() leaves a lower-case name that is no keyword bare,
+    which needs the server's keyword list; a quoted name means the same either way, and the
+    doubled quote keeps any name (quotes, spaces, upper case) exact.
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+_DENIED_OBJECT = re.compile(r"permission denied for (table|view|materialized view|function|schema) \"?([^\s\"]+)\"?")
+
+
+def _catalog_fix(database: str, role: str, reason: str) -> str:
+    where = f"in database {quote_ident(database)}: "
+    match = _DENIED_OBJECT.search(reason)
+    if match is None:
+        return where + (
+            f"let {role} read the system catalogs the reason names again (PostgreSQL grants them to PUBLIC by default)"
+        )
+    kind, name = match.groups()
+    if kind == "function":
+        return where + f"GRANT EXECUTE ON FUNCTION pg_catalog.{quote_ident(name)} TO {role}"
+    if kind == "schema":
+        return where + f"GRANT USAGE ON SCHEMA {quote_ident(name)} TO {role}"
+    return where + f"GRANT SELECT ON pg_catalog.{quote_ident(name)} TO {role}"
+
+
+# cause -> the fix of an unreadable database (database, monitoring role quoted, reason)
+_FIXES: dict[str, Callable[[str, str, str], str]] = {
+    "connect": lambda db, role, _why: f"GRANT CONNECT ON DATABASE {quote_ident(db)} TO {role}",
+    "hba": lambda db, role, _why: (
+        f"add a pg_hba.conf line that lets {role} connect to database {quote_ident(db)} "
+        "from the WhaleFall workers' addresses, then reload the server"
+    ),
+    "busy": lambda db, _role, _why: (
+        f"database {quote_ident(db)} is at its connection limit: raise it "
+        f"(ALTER DATABASE {quote_ident(db)} CONNECTION LIMIT ...) or sync again later"
+    ),
+    "closed": lambda db, _role, _why: (
+        f"database {quote_ident(db)} stopped accepting connections during the sync: "
+        f"ALTER DATABASE {quote_ident(db)} ALLOW_CONNECTIONS true, or remove it from the instance's databases option"
+    ),
+    "dropped": lambda db, _role, _why: f"database {quote_ident(db)} was dropped while the sync ran; sync again",
+    "catalog": lambda db, role, why: _catalog_fix(db, role, why),
+    "missing": lambda db, _role, _why: (
+        f"fix the instance's databases option: there is no database {quote_ident(db)} on the server "
+        "(correct the name or remove it)"
+    ),
+    "no_connections": lambda db, _role, _why: (
+        f"fix the instance's databases option: {quote_ident(db)} is a template or does not allow connections, "
+        "so it cannot be read (remove the name)"
+    ),
+    "other": lambda db, role, _why: (
+        f"let {role} connect to database {quote_ident(db)} (see the reason), then sync again"
+    ),
+}
+
+
+def _coverage(rows: ServerRows) -> list[CoverageGap]:
+    """What this read did not see: unreadable databases, and databases the `databases` option leaves out.
+
+    Why never inclusive: a database's own ACL comes from pg_database, read server-wide, so it stays
+    exact (a REVOKE CONNECT ... FROM PUBLIC is still seen); only what lies inside the database is unknown.
+    """
+    role = quote_ident(rows.monitor) if rows.monitor else "<monitoring role>"
+    gaps = [
+        CoverageGap(
+            scope=make_scope("database", name),
+            reason=reason,
+            fix=_FIXES.get(rows.causes.get(name, "connect"), _FIXES["other"])(name, role, reason),
+            kind=GapKind.UNREADABLE,
+            inclusive=False,
+        )
+        for name, reason in sorted(rows.unreadable.items())
+    ]
+    if rows.wanted:
+        wanted = set(rows.wanted)
+        left_out = {r[0] for r in rows.databases if r[1] and not r[2] and r[0] not in wanted}
+        gaps.extend(
+            CoverageGap(
+                scope=make_scope("database", name),
+                reason="not in the instance's databases option",
+                fix="add it to the databases option to audit it",
+                kind=GapKind.OUT_OF_SCOPE,
+                inclusive=False,
+            )
+            for name in sorted(left_out)
+        )
+    return gaps
 
 
 def build_catalog(rows: ServerRows, *, now: datetime | None = None) -> Catalog:
@@ -412,7 +711,7 @@ def build_catalog(rows: ServerRows, *, now: datetime | None = None) -> Catalog:
     accounts: dict[int, AccountRecord] = {}
     for row in rows.roles:
         role = _RoleRow(*row)
-        accounts[role.oid] = _role_account(role, rows.passwords, now)
+        accounts[role.oid] = _role_account(role, rows.passwords, now, rows.version_num)
     names = {oid: acc.username for oid, acc in accounts.items()}
     _add_memberships(rows.members, accounts, names)
     grants = _AclGrants(accounts)
@@ -428,14 +727,10 @@ def build_catalog(rows: ServerRows, *, now: datetime | None = None) -> Catalog:
             attributes={"pseudo_role": True},
             privileges=[Privilege(g["scope"], g["privilege"].upper(), g["grantable"]) for g in public],
         )
-    unknown = [make_scope("database", name) for name in sorted(rows.unreadable)]
-    for acc in accounts.values():
-        acc.unknown_scopes = list(unknown)
-
     catalog = Catalog(
         accounts=sorted(accounts.values(), key=lambda a: a.identity),
         server_version=f"PostgreSQL {rows.version.split()[0]}",
-        unknown_scopes=unknown,
+        coverage=_coverage(rows),
         details={
             "databases_read": sorted(db.name for db in rows.per_database),
             "databases_unreadable": dict(sorted(rows.unreadable.items())),
@@ -458,11 +753,14 @@ class _RoleRow(NamedTuple):
     rolreplication: bool
     rolbypassrls: bool
     rolconnlimit: int
-    rolvaliduntil: datetime | None
+    rolvaliduntil: str | datetime | None  # VALID_UNTIL_SQL's text (a datetime in older recorded rows)
 
 
-def _role_account(role: _RoleRow, passwords: dict[int, bool] | None, now: datetime) -> AccountRecord:
-    """One role: its attributes and the capabilities they give."""
+def _role_account(
+    role: _RoleRow, passwords: dict[int, bool] | None, now: datetime, version_num: int = 0
+) -> AccountRecord:
+    """One role: its attributes, the capabilities they give, and why where that is not obvious."""
+    expiry = _expiry(role.rolvaliduntil)
     attrs = {
         "login": bool(role.rolcanlogin),
         "superuser": bool(role.rolsuper),
@@ -472,21 +770,27 @@ def _role_account(role: _RoleRow, passwords: dict[int, bool] | None, now: dateti
         "replication": bool(role.rolreplication),
         "bypassrls": bool(role.rolbypassrls),
         "connection_limit": int(role.rolconnlimit),
-        "valid_until": _valid_until(role.rolvaliduntil),
+        "valid_until": expiry.text,
     }
     caps: set[str] = set()
+    reasons: dict[str, list[str]] = {}
     if role.rolsuper:
         caps.add("SUPERUSER")
+    if role.rolname in SERVER_OS_ROLES:
+        caps.add("SUPERUSER")
+        reasons.setdefault("SUPERUSER", []).append(f"{role.rolname}: {SERVER_OS_ROLES[role.rolname]}")
     if role.rolcreaterole:
         caps.add("CREATE_USER")
+        if version_num and version_num < 160000 and not role.rolsuper:
+            caps.add("SUPERUSER")
+            reasons.setdefault("SUPERUSER", []).append(CREATEROLE_BEFORE_16)
     if role.rolcreatedb:
         caps.add("CREATE_DB")
     if role.rolreplication:
         caps.add("REPLICATION")
     if role.rolbypassrls:
         caps.add("BYPASS_RLS")
-    valid_until = role.rolvaliduntil
-    if isinstance(valid_until, datetime) and valid_until.year < 9999 and valid_until < now:
+    if expiry.expired(now):
         caps.add("EXPIRED")
     if passwords is not None:
         attrs["password_set"] = passwords.get(role.oid, False)
@@ -499,15 +803,28 @@ def _role_account(role: _RoleRow, passwords: dict[int, bool] | None, now: dateti
         is_superuser=bool(role.rolsuper),
         attributes=attrs,
         capabilities=caps,
+        capability_reasons=reasons,
     )
 
 
 def _add_memberships(members: list[tuple[Any, ...]], accounts: dict[int, AccountRecord], names: dict[int, str]) -> None:
-    """pg_auth_members rows as role grants; before PostgreSQL 16 a grant is active when its member inherits."""
+    """pg_auth_members rows as role grants; before PostgreSQL 16 a grant is active when its member inherits.
+
+    A PostgreSQL 16+ grant WITH SET FALSE, INHERIT FALSE and no ADMIN OPTION gives nothing of the
+    role: no SET ROLE to it (so none of its attributes, SUPERUSER included), none of its privileges.
+    finalize() follows every RoleGrant, so such a grant is no RoleGrant: the member's attribute
+    `INERT_MEMBERSHIPS` lists it instead, and a change of its options still shows in the diff.
+    """
     for roleid, member, admin, *options in members:
         inherit_opt = options[0] if options else None  # inherit_option, then set_option (PostgreSQL 16+)
+        set_opt = options[1] if len(options) > 1 else None
         holder = accounts.get(member)
         if holder is None or roleid not in names:
+            continue
+        if set_opt is not None and not set_opt and not inherit_opt and not admin:
+            inert = holder.attributes.setdefault(INERT_MEMBERSHIPS, [])
+            inert.append(names[roleid])
+            inert.sort()
             continue
         default = bool(inherit_opt) if inherit_opt is not None else bool(holder.attributes.get("inherit"))
         holder.roles.append(RoleGrant(role=names[roleid], admin_option=bool(admin), default=default))
@@ -587,7 +904,7 @@ class PostgreSQLAdapter:
     @gc_paused()
     def fetch(self, target: ConnectionTarget) -> Catalog:
         rows, statements = read_rows(target)
-        digest = rows_digest(__file__, target, rows)
+        digest = rows_digest(__file__, target, rows, moments=expiry_moments(rows))
         if unchanged_catalog(target, digest):
             version = f"PostgreSQL {rows.version.split()[0]}"
             return Catalog(server_version=version, round_trips=statements, source_digest=digest, unchanged=True)

@@ -23,12 +23,19 @@ from accountsync.adapters.base import (
     ConfigurationError,
     ConnectionFailed,
     ConnectionTarget,
+    GapKind,
     PermissionDenied,
     TimeoutFailed,
     get_adapter,
     make_scope,
 )
-from accountsync.adapters.postgresql import DatabaseRows, PostgreSQLAdapter, ServerRows, build_catalog
+from accountsync.adapters.postgresql import (
+    CREATEROLE_BEFORE_16,
+    DatabaseRows,
+    PostgreSQLAdapter,
+    ServerRows,
+    build_catalog,
+)
 
 pytestmark = pytest.mark.live
 
@@ -48,6 +55,11 @@ def target(**kw: Any) -> ConnectionTarget:
 
 def P(scope: str, privilege: str, grantable: bool = False) -> dict[str, Any]:
     return {"scope": scope, "privilege": privilege, "grantable": grantable, "effect": "GRANT"}
+
+
+def unreadable(catalog: Catalog) -> dict[str, Any]:
+    """The catalog's unreadable gaps by scope (out-of-scope ones are every other database on the shared server)."""
+    return {g.scope: g for g in catalog.coverage if g.kind == GapKind.UNREADABLE}
 
 
 def account(catalog: Catalog, name: str) -> AccountRecord:
@@ -150,10 +162,16 @@ def test_every_level_exact_snapshot_and_cross_check(scratch: Scratch, unique_pre
 
     assert catalog.round_trips == 10  # 5 instance-wide + 5 for the one database
     assert catalog.details["databases_read"] == [db]
-    assert catalog.unknown_scopes == []
+    assert unreadable(catalog) == {}
+    assert "database:postgres" in {g.scope for g in catalog.coverage if g.kind == GapKind.OUT_OF_SCOPE}
+    pre16 = int(catalog.server_version.split()[1].split(".")[0]) < 16
     sdb, ss, st = f"database:{db}", f"schema:{db}.s", f"object:{db}.s.t"
     sseq, sf = f"object:{db}.s.seq", f"routine:{db}.s.f(integer)"
-    assert account(catalog, user).snapshot() == {
+    user_snap = account(catalog, user).snapshot()
+    reasons = user_snap["attributes"].pop("capability_reasons", {})
+    # before PostgreSQL 16 the CREATEROLE of admin_role is an escalation route to SUPERUSER, named with its path
+    assert reasons.get("SUPERUSER") == ([f"via role {admin_role} ({CREATEROLE_BEFORE_16})"] if pre16 else None)
+    assert user_snap == {
         "schema_version": 1,
         "privileges": [
             P(f"column:{db}.s.t.c", "UPDATE"),
@@ -179,7 +197,7 @@ def test_every_level_exact_snapshot_and_cross_check(scratch: Scratch, unique_pre
             "superuser": False,
             "valid_until": None,
         },
-        "capabilities": ["CREATE_USER", "GRANT_ADMIN"],
+        "capabilities": ["CREATE_USER", "GRANT_ADMIN", *(["SUPERUSER"] if pre16 else [])],
         "unknown_scopes": [],
     }
     table_privs = ["DELETE", "INSERT", "REFERENCES", "SELECT", "TRIGGER", "TRUNCATE", "UPDATE"]
@@ -296,11 +314,16 @@ def test_unreadable_database_is_unknown_not_empty(scratch: Scratch, unique_prefi
 
     catalog = PostgreSQLAdapter().fetch(target(username=mon, options={"databases": [locked, "postgres"]}))
 
-    assert catalog.unknown_scopes == [f"database:{locked}"]
+    gap = unreadable(catalog)[f"database:{locked}"]
+    assert list(unreadable(catalog)) == [f"database:{locked}"]
+    assert f'permission denied for database "{locked}"' in gap.reason
+    assert gap.fix == f'GRANT CONNECT ON DATABASE "{locked}" TO "{mon}"'
+    assert gap.inclusive is False  # the database's own ACL is read server-wide and stays exact
+    assert catalog.unknown_scopes == []
     assert catalog.details["databases_read"] == ["postgres"]
     assert f'permission denied for database "{locked}"' in catalog.details["databases_unreadable"][locked]
     snap = account(catalog, victim).snapshot()
-    assert snap["unknown_scopes"] == [f"database:{locked}"]
+    assert snap["unknown_scopes"] == []
     assert snap["privileges"] == []
     # pg_authid is superuser-only: password_set is omitted, never guessed.
     assert "password_set" not in snap["attributes"]
@@ -403,7 +426,7 @@ def test_documented_monitoring_role_reads_what_the_superuser_reads(scratch: Scra
                 out[acc.identity] = snap
         return out
 
-    assert as_mon.unknown_scopes == []
+    assert unreadable(as_mon) == {}
     assert sorted(as_mon.details["databases_read"]) == sorted([db, "postgres"])
     assert mine(as_mon) == mine(as_super)
     assert P(f"object:{db}.public.t", "UPDATE", True) in mine(as_mon)[user]["privileges"]
@@ -414,7 +437,13 @@ def test_documented_monitoring_role_reads_what_the_superuser_reads(scratch: Scra
 def test_databases_option_missing_template_and_invalid(scratch: Scratch, unique_prefix: str) -> None:
     missing = f"{unique_prefix}_absent"
     catalog = PostgreSQLAdapter().fetch(target(options={"databases": ["template1", missing]}))
-    assert catalog.unknown_scopes == sorted([f"database:{missing}", "database:template1"])
+    gaps = unreadable(catalog)
+    assert sorted(gaps) == sorted([f"database:{missing}", "database:template1"])
+    assert "databases option" in gaps[f"database:{missing}"].fix
+    assert "databases option" in gaps["database:template1"].fix
+    out_of_scope = {g.scope for g in catalog.coverage if g.kind == GapKind.OUT_OF_SCOPE}
+    assert "database:postgres" in out_of_scope and "database:template1" not in out_of_scope
+    assert catalog.unknown_scopes == []
     assert catalog.details["databases_read"] == []
     assert catalog.round_trips == 5
     with pytest.raises(ConfigurationError) as err:
