@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -37,6 +37,7 @@ from accountsync.adapters.base import (
     AdapterError,
     Catalog,
     ConnectionTarget,
+    CoverageGap,
     InternalError,
     PermissionDenied,
     Privilege,
@@ -75,6 +76,8 @@ class ServerInfo:
     version: tuple[int, int, int]
     version_string: str
     default_password_lifetime: int | None = None
+    # 0: names compare case-sensitively (Linux default); 1, 2 or unknown (None): case-insensitively
+    lower_case_table_names: int | None = None
 
     @property
     def is_mariadb(self) -> bool:
@@ -108,12 +111,14 @@ def parse_server_info(variables: dict[str, Any]) -> ServerInfo:
     if not match:
         raise InternalError(f"cannot parse the server version {version_string!r}")
     version = (int(match[1]), int(match[2]), int(match[3]))
-    lifetime = variables.get("default_password_lifetime")
+    lifetime = as_text(variables.get("default_password_lifetime"))
+    lower_case = as_text(variables.get("lower_case_table_names"))
     return ServerInfo(
         flavor=flavor,
         version=version,
         version_string=version_string,
-        default_password_lifetime=int(lifetime) if lifetime not in (None, "") else None,
+        default_password_lifetime=int(lifetime) if lifetime else None,
+        lower_case_table_names=int(lower_case) if lower_case else None,
     )
 
 
@@ -301,6 +306,12 @@ class MySQLRows:
     role_edges: list[dict[str, Any]] = field(default_factory=list)
     default_roles: list[dict[str, Any]] = field(default_factory=list)
     global_grants: list[dict[str, Any]] = field(default_factory=list)
+    # the tables the monitoring account may not read: field -> (mysql table, error code, the server's
+    # text without the password); each becomes a coverage gap (`coverage_gaps`), its rows stay empty
+    denied: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    # the monitoring account as the server knows it ('user'@'host', from CURRENT_USER()), for the
+    # gaps' fix; read only when a table is denied, "" when unknown
+    monitoring_account: str = ""
     # (field, column names, row tuples) as `read_rows` read them, for the digest only:
     # hashing row tuples costs less than hashing dict rows, which repeat every column name.
     raw: list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]] = field(
@@ -310,7 +321,11 @@ class MySQLRows:
 
 def _digest_source(rows: MySQLRows) -> Any:
     """What `rows_digest` hashes: the tuples as read, or the dict rows when they were not read here."""
-    return rows.raw or {name: value for name, value in vars(rows).items() if name != "raw"}
+    return rows.raw or {name: value for name, value in vars(rows).items() if name not in _NOT_DIGESTED}
+
+
+# the account's host is the worker's address, which may differ from one worker to the next: not a change
+_NOT_DIGESTED = frozenset({"raw", "monitoring_account"})
 
 
 PASSWORD_PLUGINS = frozenset(
@@ -340,6 +355,9 @@ class _Shape(NamedTuple):
     no_password: bool
     default_role: str
     partial_revokes: tuple[tuple[str, str], ...] = ()  # MySQL 8: (database, privilege) denied there
+    # every global privilege (also on MySQL 8, which lists them instead of ALL PRIVILEGES): the
+    # account is a superuser by definition, so no escalation route is named for it
+    global_every: bool = False
 
 
 class _User(NamedTuple):
@@ -352,20 +370,58 @@ class _User(NamedTuple):
 
 
 def _iso_utc(value: Any) -> str | None:
-    if value in (None, "", 0):
+    """A password change time as ISO 8601 UTC ("...Z"); None for none; a value that is no time as its text.
+
+    Why never raise: the time comes from a TIMESTAMP column (mysqlclient already reads a zero or
+    impossible date as None) or, on MariaDB, from a number in the Priv JSON, which can hold anything
+    (a float, a string, a year past 9999). An odd value is kept as text in the snapshot, not a failed sync.
+    """
+    if type(value) is bool:  # JSON true/false: no time
+        return as_text(value)
+    if value is None or value == "" or value == 0:
         return None
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, int | float) or as_text(value).isdigit():
-        return datetime.fromtimestamp(int(value), tz=UTC).isoformat().replace("+00:00", "Z")
     try:
+        if isinstance(value, int | float) or as_text(value).isdigit():
+            return datetime.fromtimestamp(int(value), tz=UTC).isoformat().replace("+00:00", "Z")
         return _iso_utc(datetime.fromisoformat(as_text(value)))
-    except ValueError:
+    except (ValueError, OverflowError, OSError, TypeError):  # NaN, infinity, out of range, no date
         return as_text(value)
 
 
-def _int_or_none(value: Any) -> int | None:
-    return None if value in (None, "") else int(value)
+def _lifetime(value: Any) -> int | str | None:
+    """A password lifetime in days (0: never; None: the server's default_password_lifetime).
+
+    MariaDB's Priv JSON says -1 for the default. Anything not a whole number (the JSON can hold
+    anything) is kept as its text, which sets no expiry, instead of failing the sync.
+    """
+    if value is None or value == "" or value == -1:
+        return None
+    if type(value) is int:
+        return value
+    try:
+        number = int(as_text(value))
+    except ValueError:
+        return as_text(value)
+    return None if number == -1 else number
+
+
+def _expiry_moment(last_changed: str | None, lifetime: Any, default_lifetime: int | None) -> datetime | None:
+    """When a password expires by age: its last change plus its lifetime, else the server's default.
+
+    None when it never does (lifetime 0, no lifetime, no or an unreadable change time, a moment
+    past year 9999). Both the build (the EXPIRED capability) and the digest (`expiry_moments`)
+    use this, from the same parsed values, so they can never disagree about which moment it is.
+    """
+    days = lifetime if lifetime is not None else default_lifetime
+    if type(days) is not int or days <= 0 or not last_changed:
+        return None
+    try:
+        changed = datetime.fromisoformat(last_changed)
+        return (changed if changed.tzinfo else changed.replace(tzinfo=UTC)) + timedelta(days=days)
+    except (ValueError, OverflowError):
+        return None
 
 
 _SSL_TYPES = ("", "ANY", "X509", "SPECIFIED")
@@ -414,11 +470,10 @@ def _global_priv_base(
                 (alt.get("plugin", "") or "", flag == "1" if flag else not alt.get("authentication_string"))
             )
     is_role = bool(priv.get("is_role", False))
-    lifetime = priv.get("password_lifetime")
     attributes = {
         "auth_plugin": " OR ".join(p for p, _ in alternatives),
         "password_expired": False,  # both set by _with_password_change
-        "password_lifetime": None if lifetime in (None, -1) else int(lifetime),
+        "password_lifetime": _lifetime(priv.get("password_lifetime")),
         "password_last_changed": None,
         "locked": bool(priv.get("account_locked", False)),
         "max_questions": int(priv.get("max_questions", 0)),
@@ -439,6 +494,7 @@ def _global_priv_base(
         attributes=MappingProxyType(attributes),
         no_password=any(p in PASSWORD_PLUGINS and empty for p, empty in alternatives),
         default_role=as_text(priv.get("default_role", "")),
+        global_every=all_set,
     )
 
 
@@ -447,7 +503,7 @@ def _with_password_change(shape: _Shape, last_changed: Any) -> _Shape:
     if last_changed is None:
         return shape  # the base already says: not expired, no change time
     attributes = shape.attributes.copy()
-    attributes["password_expired"] = last_changed == 0
+    attributes["password_expired"] = type(last_changed) is not bool and last_changed == 0
     attributes["password_last_changed"] = _iso_utc(last_changed)
     return shape._replace(attributes=MappingProxyType(attributes))
 
@@ -521,11 +577,10 @@ def _parse_user_table_row(row: Mapping[str, Any], info: ServerInfo, memo: _Memo)
     names, all_set, grant = memo.flags(row)
     is_role = info.is_mariadb and is_yes(row.get("is_role"), _YES_WORDS)
     plugin = as_text(row.get("plugin"))
-    lifetime = row.get("password_lifetime")
     attributes = {
         "auth_plugin": plugin,
         "password_expired": is_yes(row.get("password_expired"), _YES_WORDS),
-        "password_lifetime": _int_or_none(lifetime),
+        "password_lifetime": _lifetime(row.get("password_lifetime")),
         "password_last_changed": _iso_utc(row.get("password_last_changed")),
         "locked": is_yes(row.get("account_locked"), _YES_WORDS),
         "max_questions": int(row.get("max_questions") or 0),
@@ -557,6 +612,7 @@ def _parse_user_table_row(row: Mapping[str, Any], info: ServerInfo, memo: _Memo)
             for r in extra.get("Restrictions") or []
             for name in r.get("Privileges") or []
         ),
+        global_every=all_set,
     )
     return _User(user, host, account_identity(user, host, is_role=is_role), shape)
 
@@ -609,6 +665,74 @@ def _global_capabilities(global_names: frozenset[str]) -> frozenset[str]:
         if everything or name in global_names:
             caps.add(cap)
     return frozenset(caps)
+
+
+# --- escalation routes: what makes an account a superuser without ALL PRIVILEGES --------------
+# Each gives SUPERUSER, its reason (capability_reasons) naming the route and why; the sources are
+# in docs/findings.md, "Escalation routes (MySQL/MariaDB)". An account holding every global
+# privilege is a superuser by definition and gets no reason.
+
+_ROUTES: tuple[tuple[str, str], ...] = (
+    (
+        "SUPER",
+        "SUPER: may name any account as the DEFINER of a view, routine, trigger or event, whose code then runs "
+        "with that account's privileges, and may change global system variables",
+    ),
+    (
+        "FILE",
+        "FILE: may read and write files on the server host with the server's own file access (LOAD DATA INFILE, "
+        "LOAD_FILE(), SELECT ... INTO OUTFILE), the data directory and its grant tables included, as far as "
+        "secure_file_priv allows",
+    ),
+    (
+        "CREATE USER",
+        "CREATE USER: may create, rename and drop accounts and change any account's password (ALTER USER), "
+        "then log in as it",
+    ),
+)
+_GRANT_OPTION_ROUTE = "GRANT OPTION on *.*: may grant every privilege it holds, on every level, to any account"
+# privileges that change the grant tables when they apply to the mysql schema
+_MYSQL_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"})
+_ROUTE_PRIVILEGES = frozenset(name for name, _why in _ROUTES) | _MYSQL_WRITES
+_NOT_PASSED_ON = frozenset({"USAGE", "PROXY"})  # what GRANT OPTION on *.* has nothing to pass on with
+_SHOWN = 5  # targets or grants a reason names before "and N more"
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOWN])
+    return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+
+
+def _write_route(grants: list[str]) -> str:
+    return (
+        f"write privileges on the mysql schema ({_listed(sorted(set(grants)))}): may change the grant tables, "
+        "and with them any account's privileges and password"
+    )
+
+
+def _proxy_route(superusers: list[str]) -> str:
+    return (
+        f"PROXY of a superuser ({_listed(superusers)}): may log in as it through an authentication plugin "
+        "that supports proxy users"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _name_pattern(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    """A MySQL name pattern as a regex: `%` any run, `_` any one character, `\\` takes the next one literally."""
+    out: list[str] = []
+    escaped = False
+    for char in pattern:
+        if escaped or char not in "%_\\":
+            out.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            out.append(".*" if char == "%" else ".")
+    if escaped:
+        out.append(re.escape("\\"))
+    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
 class _Memo:
@@ -694,15 +818,19 @@ class _Memo:
         return parsed
 
 
-def build_catalog(info: ServerInfo, rows: MySQLRows) -> Catalog:
-    """Turn the fetched rows into accounts with canonical privileges, roles and capabilities."""
+def build_catalog(info: ServerInfo, rows: MySQLRows, *, now: datetime | None = None) -> Catalog:
+    """Turn the fetched rows into accounts with canonical privileges, roles and capabilities.
+
+    `now` decides which passwords have expired by age (EXPIRED); `fetch` passes the instant its
+    digest decided the expiry moments at (`source_digest`), so the two always agree.
+    """
     build = _Build(info, rows)
     build.add_global_privileges()
     build.add_database_privileges()
     build.add_table_and_column_privileges()
     build.add_routine_and_proxy_privileges()
     build.add_role_grants()
-    return build.catalog()
+    return build.catalog(datetime.now(UTC) if now is None else now)
 
 
 class _Build:
@@ -725,6 +853,28 @@ class _Build:
         self.global_names: dict[str, frozenset[str]] = {}  # static and dynamic: what capabilities read
         self.roles: defaultdict[str, list[RoleGrant]] = defaultdict(list)
         self.mysql_roles: set[str] = set()  # MySQL 8: accounts granted to others (role_edges)
+        # escalation routes: write grants below the global level that reach the mysql schema, and
+        # (grantee, proxied user, proxied host) of every proxies_priv row
+        self.mysql_writes: defaultdict[str, list[str]] = defaultdict(list)
+        self.proxies: list[tuple[str, str, str]] = []
+        self.ignore_case = info.lower_case_table_names != 0
+        self._is_mysql: dict[tuple[str, bool], bool] = {}
+
+    def is_mysql(self, db: str, *, pattern: bool) -> bool:
+        """Whether a grant on database `db` applies to the mysql schema.
+
+        mysql.db names are patterns (`%`, `_`; `m%` reaches mysql, verified live), the other tables'
+        names are not. Case matters only where the server says so (lower_case_table_names 0).
+        """
+        key = (db, pattern)
+        known = self._is_mysql.get(key)
+        if known is None:
+            if pattern:
+                known = bool(_name_pattern(db, self.ignore_case).fullmatch("mysql"))
+            else:
+                known = db == "mysql" or (self.ignore_case and db.lower() == "mysql")
+            self._is_mysql[key] = known
+        return known
 
     def identity_of(self, user: Any, host: Any) -> str:
         """The identity of the account a grant row names: a known account's, else one made from the names."""
@@ -756,7 +906,11 @@ class _Build:
         for row in self.rows.db:
             names, all_set, grant = flags(row)
             where = ("database", as_text(row["Db"]))
-            privileges[identity_of(row["User"], row["Host"])] += level(where, names, grant, all_set, False)
+            ident = identity_of(row["User"], row["Host"])
+            privileges[ident] += level(where, names, grant, all_set, False)
+            if not _MYSQL_WRITES.isdisjoint(names) and self.is_mysql(where[1], pattern=True):
+                scope = make_scope(*where)
+                self.mysql_writes[ident] += [f"{name} on {scope}" for name in sorted(_MYSQL_WRITES.intersection(names))]
 
     def add_table_and_column_privileges(self) -> None:
         """Table privileges, then column privileges, which are grantable when their table's row says so."""
@@ -767,7 +921,10 @@ class _Build:
             ident, db, table = identity_of(row["User"], row["Host"]), as_text(row["Db"]), as_text(row["Table_name"])
             scope = make_scope("column", db, table, as_text(row["Column_name"]))
             for member in _set_members(row["Column_priv"]):
-                columns_by_table[ident, db, table].append(Privilege(scope, _SET_MEMBERS[member.lower()]))
+                name = _SET_MEMBERS[member.lower()]
+                columns_by_table[ident, db, table].append(Privilege(scope, name))
+                if name in _MYSQL_WRITES and self.is_mysql(db, pattern=False):
+                    self.mysql_writes[ident].append(f"{name} on {scope}")
         table_grant: dict[tuple[str, str, str], bool] = {}
         for row in self.rows.tables:
             ident, db, table = identity_of(row["User"], row["Host"]), as_text(row["Db"]), as_text(row["Table_name"])
@@ -777,6 +934,9 @@ class _Build:
                 table_grant[key] = grant
             all_set, has_columns = table_all <= set(names), bool(columns_by_table.get(key))
             privileges[ident] += memo.level(("object", db, table), names, grant, all_set, has_columns)
+            if not _MYSQL_WRITES.isdisjoint(names) and self.is_mysql(db, pattern=False):
+                scope = make_scope("object", db, table)
+                self.mysql_writes[ident] += [f"{name} on {scope}" for name in sorted(_MYSQL_WRITES.intersection(names))]
         for (ident, db, table), column_privs in columns_by_table.items():
             grant = table_grant.get((ident, db, table), False)
             privileges[ident] += [Privilege(p.scope, p.privilege, grant) for p in column_privs]
@@ -790,9 +950,9 @@ class _Build:
             privileges[identity_of(row["User"], row["Host"])] += memo.level(where, names, grant, False, False)
         for row in self.rows.proxies:
             scope = "proxy:" + identity_of(row["Proxied_user"], row["Proxied_host"])
-            privileges[identity_of(row["User"], row["Host"])].append(
-                Privilege(scope, "PROXY", bool(int(row.get("With_grant") or 0)))
-            )
+            grantee = identity_of(row["User"], row["Host"])
+            privileges[grantee].append(Privilege(scope, "PROXY", bool(int(row.get("With_grant") or 0))))
+            self.proxies.append((grantee, as_text(row["Proxied_user"]), as_text(row["Proxied_host"])))
 
     def add_role_grants(self) -> None:
         """MariaDB roles_mapping, then MySQL 8 role_edges (default_roles says which are active at login)."""
@@ -819,10 +979,16 @@ class _Build:
             admin = is_yes(row.get("WITH_ADMIN_OPTION"), _YES_WORDS)
             roles[grantee].append(role_grant(role, admin, (grantee, role) in defaults))
 
-    def catalog(self) -> Catalog:
-        """The accounts, in user-row order, with what the steps gave them and the capabilities that follows."""
+    def catalog(self, now: datetime) -> Catalog:
+        """The accounts, in user-row order, with what the steps gave them and the capabilities that follows.
+
+        A password is EXPIRED when the server says so (PASSWORD EXPIRE) or when its age has reached
+        its lifetime at `now` (`_expiry_moment`). Escalation routes come last: PROXY of a superuser
+        needs every other route (and role membership) decided first.
+        """
         info, privileges, roles, memo = self.info, self.privileges, self.roles, self.memo
-        catalog = Catalog(server_version=info.label)
+        catalog = Catalog(server_version=info.label, coverage=coverage_gaps(self.rows))
+        default_lifetime = info.default_password_lifetime
         for u in self.users:
             shape = u.shape
             is_role = shape.is_role or u.identity in self.mysql_roles
@@ -830,8 +996,17 @@ class _Build:
             attributes["is_role"] = is_role
             privs = privileges.get(u.identity, [])
             held = roles.get(u.identity, [])
-            global_caps = memo.global_capabilities(self.global_names.get(u.identity, _NO_NAMES))
-            caps = _capabilities(u, attributes, privs, held, global_caps)
+            global_names = self.global_names.get(u.identity, _NO_NAMES)
+            caps = _capabilities(u, attributes, privs, held, memo.global_capabilities(global_names))
+            if "EXPIRED" not in caps and not shape.is_role:
+                expires = _expiry_moment(
+                    attributes["password_last_changed"], attributes["password_lifetime"], default_lifetime
+                )
+                if expires is not None and expires <= now:
+                    caps.add("EXPIRED")
+            routes = self.routes(u, global_names, privs)
+            if routes:
+                caps.add("SUPERUSER")
             catalog.accounts.append(
                 AccountRecord(
                     identity=u.identity,
@@ -844,12 +1019,86 @@ class _Build:
                     privileges=privs,
                     roles=held,
                     capabilities=caps,
+                    capability_reasons={"SUPERUSER": routes} if routes else {},
                 )
             )
+        self.add_proxy_routes(catalog.accounts)
         catalog.details["flavor"] = info.flavor
         if info.default_password_lifetime is not None:
             catalog.details["default_password_lifetime"] = info.default_password_lifetime
         return catalog
+
+    def routes(self, u: _User, global_names: frozenset[str], privs: list[Privilege]) -> list[str]:
+        """The escalation routes of one account's own grants (PROXY aside), each as "<route>: <why>"."""
+        shape = u.shape
+        writes = self.mysql_writes.get(u.identity)
+        if shape.global_every or (global_names.isdisjoint(_ROUTE_PRIVILEGES) and not shape.global_grant and not writes):
+            return []
+        routes = [why for name, why in _ROUTES if name in global_names]
+        # with nothing but USAGE (or PROXY, which its own grant option passes on) there is nothing to grant:
+        # MariaDB also sets this bit for PROXY ... WITH GRANT OPTION (verified live: such an account can grant nothing)
+        if shape.global_grant and any(p.effect == "GRANT" and p.privilege not in _NOT_PASSED_ON for p in privs):
+            routes.append(_GRANT_OPTION_ROUTE)
+        # a global write privilege reaches the mysql schema too, unless a MySQL 8 partial revoke takes it back there
+        revoked = {name for db, name in shape.partial_revokes if self.is_mysql(db, pattern=False)}
+        on_mysql = [f"{name} on global" for name in sorted((global_names & _MYSQL_WRITES) - revoked)]
+        if on_mysql or writes:
+            routes.append(_write_route(on_mysql + (writes or [])))
+        return routes
+
+    def add_proxy_routes(self, accounts: list[AccountRecord]) -> None:
+        """SUPERUSER for whoever may proxy a superuser: a proxies_priv row whose proxied account is one.
+
+        Which accounts a row (Proxied_user, Proxied_host) reaches, as the server decides at login
+        (sql_acl.cc, ACL_PROXY_USER::matches and the lookup after it): an empty Proxied_user is any
+        user name, not the anonymous account; otherwise MariaDB compares the name exactly and MySQL as
+        a pattern (`%`, `_`). The proxied account is then the one whose host is Proxied_host exactly
+        (case-insensitively), not one its pattern matches. A superuser here is one by its own grants,
+        by a role it holds (directly or through roles, as `Catalog.finalize` will say) or, repeated
+        until nothing changes, by proxying one itself. MariaDB roles (no host) cannot be proxied.
+        """
+        supers = {acc.identity for acc in accounts if "SUPERUSER" in acc.capabilities}
+        pending = [row for row in self.proxies if row[0] not in supers]
+        if not pending:
+            return
+        by_identity = {acc.identity: acc for acc in accounts}
+        held = {ident: [grant.role for grant in grants] for ident, grants in self.roles.items()}
+        while True:
+            grew = True
+            while grew:
+                grew = False
+                for ident, role_ids in held.items():
+                    if ident not in supers and any(role in supers for role in role_ids):
+                        supers.add(ident)
+                        grew = True
+            targets = sorted(
+                (by_identity[i] for i in supers if i in by_identity and by_identity[i].host is not None),
+                key=lambda acc: acc.identity,
+            )
+            added = False
+            for grantee, user, host in pending:
+                acc = by_identity.get(grantee)
+                if acc is None or grantee in supers:
+                    continue
+                reached = [t.identity for t in targets if t.identity != grantee and self.proxied(user, host, t)]
+                if reached:
+                    acc.capabilities.add("SUPERUSER")
+                    acc.is_superuser = True
+                    acc.capability_reasons.setdefault("SUPERUSER", []).append(_proxy_route(reached))
+                    supers.add(grantee)
+                    added = True
+            if not added:
+                return
+
+    def proxied(self, user: str, host: str, target: AccountRecord) -> bool:
+        """Whether the proxies_priv row's (Proxied_user, Proxied_host) names `target` (see `add_proxy_routes`)."""
+        if host.lower() != (target.host or "").lower():
+            return False
+        if user == "":
+            return True
+        if self.info.is_mariadb:
+            return user == target.username
+        return bool(_name_pattern(user, False).fullmatch(target.username))
 
 
 def _capabilities(
@@ -892,7 +1141,8 @@ def _has_wildcard(host: str) -> bool:
 # --- querying -------------------------------------------------------------------
 
 _VARIABLES_SQL = (
-    "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version', 'version_comment', 'default_password_lifetime')"
+    "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+    "('version', 'version_comment', 'default_password_lifetime', 'lower_case_table_names')"
 )
 # Least data on the wire: named columns only, never a password hash. Whether a secret is
 # empty is worked out by the server (a 0/1 column), and JSON documents lose their hash keys
@@ -960,38 +1210,177 @@ def user_sql(info: ServerInfo) -> str:
     return f"SELECT {named}, {empty} AS auth_empty FROM mysql.user u"
 
 
-def read_rows(counter: QueryCounter, info: ServerInfo) -> MySQLRows:
-    """Read every catalog table the flavour has, one statement each."""
+# Which level of grants each table holds (the scopes `build_catalog` gives its rows), for the coverage
+# gap of a table the monitoring account may not read. The account tables are not here: without them
+# nothing can be said, so a denied mysql.user / mysql.global_priv fails the sync (PermissionDenied).
+_TABLE_LEVELS = {
+    "db": "database",
+    "tables": "object",
+    "columns": "column",
+    "procs": "routine",
+    "proxies": "proxy",  # PROXY privileges are on `proxy:'user'@'host'`
+    "roles_mapping": "role",
+    "role_edges": "role",
+    "default_roles": "role",
+    "global_grants": "global",  # MySQL 8 dynamic privileges are global ones
+}
+# ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR: the server says
+# this account may not read the table (or some of its columns); the connection stays usable
+_DENIED_ERRORS = frozenset({1044, 1142, 1143})
+_SOMEONE = "<monitoring account>"
+
+
+def read_rows(counter: QueryCounter, info: ServerInfo, *, secret: str | None = None) -> MySQLRows:
+    """Read every catalog table the flavour has, one statement each.
+
+    A grant table the monitoring account may not read (`_DENIED_ERRORS`) is recorded in
+    `rows.denied` with the server's text (`secret`, the password, scrubbed from it) and read as
+    empty; the denial is part of the digest, so reading it again later is a change. Then one more
+    statement, CURRENT_USER(), names the account for the fix. The account table itself must be
+    readable: its error is raised, as every other error is.
+    """
+    import MySQLdb
+
     rows = MySQLRows()
 
-    def read(name: str, sql: str) -> list[dict[str, Any]]:
+    def read(name: str, table: str, sql: str) -> list[dict[str, Any]]:
         """One table as dict rows; the tuples as read are kept in `rows.raw` for the digest."""
-        tuples = counter.fetchall(sql)
+        try:
+            tuples = counter.fetchall(sql)
+        except MySQLdb.Error as exc:
+            code = _error_code(exc)
+            if name not in _TABLE_LEVELS or code not in _DENIED_ERRORS:
+                raise
+            rows.denied[name] = (table, code, scrub(_error_text(exc), secret))
+            rows.raw.append((name, ("denied",), [(code,)]))  # the code, not the text: it names the worker's host
+            return []
         columns = tuple(d[0] for d in counter.cursor.description or ())
         rows.raw.append((name, columns, tuples))
         return list(map(dict, map(zip, repeat(columns), tuples)))  # [dict(zip(columns, row)) ...], in C
 
-    rows.users = read("users", _GLOBAL_PRIV_SQL if info.uses_global_priv else user_sql(info))
-    rows.db = read("db", "SELECT * FROM mysql.db")
-    rows.tables = read("tables", "SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv")
+    if info.uses_global_priv:
+        rows.users = read("users", "global_priv", _GLOBAL_PRIV_SQL)
+    else:
+        rows.users = read("users", "user", user_sql(info))
+    rows.db = read("db", "db", "SELECT * FROM mysql.db")
+    rows.tables = read("tables", "tables_priv", "SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv")
     rows.columns = read(
-        "columns", "SELECT User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv"
+        "columns",
+        "columns_priv",
+        "SELECT User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv",
     )
-    rows.procs = read("procs", "SELECT User, Host, Db, Routine_name, Routine_type, Proc_priv FROM mysql.procs_priv")
-    rows.proxies = read("proxies", "SELECT User, Host, Proxied_user, Proxied_host, With_grant FROM mysql.proxies_priv")
+    rows.procs = read(
+        "procs", "procs_priv", "SELECT User, Host, Db, Routine_name, Routine_type, Proc_priv FROM mysql.procs_priv"
+    )
+    rows.proxies = read(
+        "proxies", "proxies_priv", "SELECT User, Host, Proxied_user, Proxied_host, With_grant FROM mysql.proxies_priv"
+    )
     if info.is_mariadb:
-        rows.roles_mapping = read("roles_mapping", "SELECT User, Host, Role, Admin_option FROM mysql.roles_mapping")
+        rows.roles_mapping = read(
+            "roles_mapping", "roles_mapping", "SELECT User, Host, Role, Admin_option FROM mysql.roles_mapping"
+        )
     elif info.has_mysql_roles:
         rows.role_edges = read(
-            "role_edges", "SELECT FROM_USER, FROM_HOST, TO_USER, TO_HOST, WITH_ADMIN_OPTION FROM mysql.role_edges"
+            "role_edges",
+            "role_edges",
+            "SELECT FROM_USER, FROM_HOST, TO_USER, TO_HOST, WITH_ADMIN_OPTION FROM mysql.role_edges",
         )
         rows.default_roles = read(
-            "default_roles", "SELECT USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST FROM mysql.default_roles"
+            "default_roles",
+            "default_roles",
+            "SELECT USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST FROM mysql.default_roles",
         )
         rows.global_grants = read(
-            "global_grants", "SELECT USER, HOST, PRIV, WITH_GRANT_OPTION FROM mysql.global_grants"
+            "global_grants", "global_grants", "SELECT USER, HOST, PRIV, WITH_GRANT_OPTION FROM mysql.global_grants"
         )
+    if rows.denied:
+        rows.monitoring_account = _current_account(counter)
     return rows
+
+
+def _current_account(counter: QueryCounter) -> str:
+    """`'user'@'host'` of the account the server checks privileges against (CURRENT_USER()); "" if unknown."""
+    import MySQLdb
+
+    try:
+        ((current,),) = counter.fetchall("SELECT CURRENT_USER()")
+    except (MySQLdb.Error, ValueError, TypeError):
+        return ""
+    user, at, host = as_text(current).rpartition("@")  # a host has no @, a user name may
+    return account_identity(user, host) if at else ""
+
+
+def coverage_gaps(rows: MySQLRows) -> list[CoverageGap]:
+    """One unreadable gap per level whose grant tables were denied, with the server's reason and the fix.
+
+    Column grants take their grant option from mysql.tables_priv, so a denied tables_priv also
+    leaves the column level unknown (with tables_priv's fix) when columns_priv itself was read.
+    """
+    account = rows.monitoring_account or _SOMEONE
+    by_level: dict[str, list[tuple[str, str]]] = {}
+    for name, (table, _code, message) in rows.denied.items():
+        by_level.setdefault(_TABLE_LEVELS[name], []).append((table, message))
+    if "tables" in rows.denied and "columns" not in rows.denied:
+        table, _code, message = rows.denied["tables"]
+        by_level.setdefault("column", []).append(
+            (table, f"column grants take their grant option from mysql.{table}: {message}")
+        )
+    return [
+        CoverageGap(
+            scope=level,
+            reason="; ".join(message for _table, message in denied),
+            fix="; ".join(f"GRANT SELECT ON mysql.{table} TO {account}" for table, _message in denied),
+        )
+        for level, denied in by_level.items()
+    ]
+
+
+def expiry_moments(info: ServerInfo, rows: MySQLRows) -> list[datetime]:
+    """Every account's password expiry by age (`_expiry_moment`), read from the raw rows without a build.
+
+    Parsed by the same functions as the build's attributes (`_split_priv`, `_iso_utc`, `_lifetime`),
+    so each moment is the one the build compares with `now`. A MariaDB Priv JSON is parsed only when
+    a lifetime can apply to it; a row the build cannot read either is skipped (the build reports it).
+    """
+    default = info.default_password_lifetime
+    moments: list[datetime] = []
+    for row in rows.users:
+        try:
+            if info.uses_global_priv:
+                text = as_text(row.get("Priv"))
+                if not default and "password_lifetime" not in text:
+                    continue  # no lifetime of its own and none by default: never expires by age
+                priv, last_changed = _split_priv(text)
+                if priv.get("is_role") or (type(last_changed) is not bool and last_changed == 0):
+                    continue  # a role has no password; 0 is PASSWORD EXPIRE, expired already
+                changed, lifetime = _iso_utc(last_changed), _lifetime(priv.get("password_lifetime"))
+            else:
+                changed = _iso_utc(row.get("password_last_changed"))
+                lifetime = _lifetime(row.get("password_lifetime"))
+        except (ValueError, TypeError, AttributeError):
+            continue
+        moment = _expiry_moment(changed, lifetime, default)
+        if moment is not None:
+            moments.append(moment)
+    return moments
+
+
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def source_digest(target: ConnectionTarget, info: ServerInfo, rows: MySQLRows, now: datetime) -> str:
+    """`rows_digest` of what was read, with which password expiry moments have passed at `now`.
+
+    Why `now` is decided here: rows_digest reads its own clock, and a moment falling between its
+    instant and the build's could make the digest say "passed" while the build said "not expired",
+    a state no later sync would correct (its digest would be unchanged). So each moment is handed
+    over already decided at `now`, the instant the build uses too: the far past if it has passed,
+    the far future if not. Which moments have passed is all the digest takes from them; the
+    moments themselves come from rows that are in the digest anyway.
+    """
+    decided = [_LONG_AGO if moment <= now else _NEVER for moment in expiry_moments(info, rows)]
+    return rows_digest(__file__, target, info, _digest_source(rows), moments=decided)
 
 
 # --- errors -----------------------------------------------------------------------
@@ -1003,6 +1392,14 @@ _TIMEOUT_ERRORS = {2013, 3024, 1969}
 # CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED: the client's read or write failed,
 # which the client library reports alike for a read timeout and for a connection the peer closed
 _LOST_ERRORS = {2006, 2013, 2055}
+
+
+def _error_code(exc: Exception) -> int | None:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+
+
+def _error_text(exc: Exception) -> str:
+    return as_text(exc.args[1] if len(exc.args) > 1 else exc)
 
 
 def read_timeout(target: ConnectionTarget) -> int:
@@ -1028,8 +1425,8 @@ def classify_error(
     closed it: "cannot connect" while connecting, "lost the connection" after. Without
     `elapsed` a 2013 stays what the driver's text suggests, a timeout.
     """
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    detail = scrub(as_text(exc.args[1] if len(exc.args) > 1 else exc), target.password)
+    code = _error_code(exc)
+    detail = scrub(_error_text(exc), target.password)
     name = target.name
     if code in _AUTH_ERRORS and phase == "connect":
         return login_failed(
@@ -1080,8 +1477,11 @@ class MySQLAdapter:
 
     db_type = "mysql"
 
-    def _connect(self, target: ConnectionTarget) -> Any:
-        """Connect: connect_timeout bounds the TCP connect, greeting and login; read_timeout the init command."""
+    def _connect(self, target: ConnectionTarget, *, use_unicode: bool = True) -> Any:
+        """Connect: connect_timeout bounds the TCP connect, greeting and login; read_timeout the init command.
+
+        `use_unicode=False` makes the driver hand every text cell over as bytes (see `fetch`).
+        """
         import MySQLdb
 
         started = time.monotonic()
@@ -1095,11 +1495,15 @@ class MySQLAdapter:
                 read_timeout=read_timeout(target),
                 write_timeout=read_timeout(target),
                 charset="utf8mb4",
+                use_unicode=use_unicode,
                 autocommit=True,
                 init_command="SET time_zone = '+00:00'",
             )
         except MySQLdb.Error as exc:
             raise classify_error(exc, target, phase="connect", elapsed=time.monotonic() - started) from None
+
+    def _now(self) -> datetime:
+        return datetime.now(UTC)
 
     def _server_info(self, counter: QueryCounter) -> ServerInfo:
         variables = {as_text(name): value for name, value in counter.fetchall(_VARIABLES_SQL)}
@@ -1122,35 +1526,60 @@ class MySQLAdapter:
         finally:
             conn.close()
 
-    @gc_paused()
-    def fetch(self, target: ConnectionTarget) -> Catalog:
-        """Read every account in a constant number of statements."""
+    def _read(
+        self, target: ConnectionTarget, statements: list[int], *, use_unicode: bool = True
+    ) -> tuple[ServerInfo, MySQLRows]:
+        """Connect, read the server's flavour and every grant table; the statements run are added to `statements`."""
         import MySQLdb
 
-        conn = self._connect(target)
+        # the keyword only when it differs: subclasses and wrappers of `_connect` take the target alone
+        conn = self._connect(target) if use_unicode else self._connect(target, use_unicode=False)
+        counter: QueryCounter | None = None
         try:
             counter = _counter(conn, target)
             try:
                 info = self._server_info(counter)
-                rows = read_rows(counter, info)
+                return info, read_rows(counter, info, secret=target.password)
             except MySQLdb.Error as exc:
                 raise classify_error(
                     exc, target, phase="read the grant tables", elapsed=counter.elapsed, expired=counter.expired
                 ) from None
         finally:
+            statements.append(0 if counter is None else counter.count)
             conn.close()
-        digest = rows_digest(__file__, target, info, _digest_source(rows))
+
+    @gc_paused()
+    def fetch(self, target: ConnectionTarget) -> Catalog:
+        """Read every account in a constant number of statements.
+
+        Why a second read in bytes: mysqlclient decodes text cells strictly, so one name that is not
+        UTF-8 would fail the whole sync with a UnicodeDecodeError. MariaDB cannot store such a name
+        (tests/live/test_mysql_exact.py shows it refusing or replacing the bytes), but a server that
+        does is read again with every cell as bytes, which `as_text` decodes with U+FFFD for the bad
+        bytes: the sync goes on, the name shows its good part.
+        """
+        statements: list[int] = []
+        try:
+            info, rows = self._read(target, statements)
+        except UnicodeDecodeError:
+            info, rows = self._read(target, statements, use_unicode=False)
+        now = self._now()  # the one instant both the digest and the build judge expiry at
+        digest = source_digest(target, info, rows, now)
         if unchanged_catalog(target, digest):
             catalog = Catalog(
-                server_version=info.label, round_trips=counter.count, source_digest=digest, unchanged=True
+                server_version=info.label,
+                round_trips=sum(statements),
+                source_digest=digest,
+                unchanged=True,
+                coverage=coverage_gaps(rows),
             )
             if info.default_password_lifetime is not None:
                 catalog.details["default_password_lifetime"] = info.default_password_lifetime
             return catalog
         try:
-            catalog = build_catalog(info, rows)
+            catalog = build_catalog(info, rows, now=now)
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
             raise unexpected_contents(target, f"grant table contents on {info.label}", exc) from None
-        catalog.round_trips = counter.count
+        catalog.round_trips = sum(statements)
         catalog.source_digest = digest
         return catalog.finalize()

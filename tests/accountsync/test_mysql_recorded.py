@@ -146,6 +146,10 @@ def attrs(**over: Any) -> dict[str, Any]:
     return base
 
 
+FILE_ROUTE = dict(mysql_adapter._ROUTES)["FILE"]
+CREATE_USER_ROUTE = dict(mysql_adapter._ROUTES)["CREATE USER"]
+
+
 def test_mysql8_reads_role_and_dynamic_tables_in_ten_statements() -> None:
     catalog, cursor = recorded_catalog()
     assert catalog.server_version == "MySQL 8.0.36"
@@ -192,8 +196,21 @@ def test_mysql8_roles_default_roles_and_inherited_capabilities() -> None:
             {"role": "'ops'@'%'", "admin_option": False, "default": False},
         ],
         "attributes": attrs(password_last_changed="2024-06-01T08:30:00Z", password_lifetime=90, ssl_type="X509")
-        | {"max_user_connections": 5},
-        "capabilities": ["CREATE_USER", "FILE_ACCESS", "GRANT_ADMIN", "SHUTDOWN", "WILDCARD_HOST"],
+        | {
+            "max_user_connections": 5,
+            # FILE and CREATE USER are escalation routes: the role ops is a superuser, and so its holder
+            "capability_reasons": {"SUPERUSER": [f"via role ops ({FILE_ROUTE}; {CREATE_USER_ROUTE})"]},
+        },
+        # EXPIRED: 90 days after 2024-06-01 have passed
+        "capabilities": [
+            "CREATE_USER",
+            "EXPIRED",
+            "FILE_ACCESS",
+            "GRANT_ADMIN",
+            "SHUTDOWN",
+            "SUPERUSER",
+            "WILDCARD_HOST",
+        ],
         "unknown_scopes": [],
     }
     app_write = accounts["'app_write'@'%'"]
@@ -205,7 +222,7 @@ def test_mysql8_roles_default_roles_and_inherited_capabilities() -> None:
     # locked, password-less roles: MySQL 8 roles are accounts, so LOCKED/NO_PASSWORD/WILDCARD_HOST hold
     assert app_write.snapshot()["capabilities"] == ["LOCKED", "NO_PASSWORD", "WILDCARD_HOST"]
     assert accounts["'ops'@'%'"].kind == "role"
-    assert accounts["'ops'@'%'"].is_superuser is False
+    assert accounts["'ops'@'%'"].is_superuser is True  # FILE, CREATE USER: superuser-equivalent
 
 
 def test_mysql8_table_column_routine_levels_and_socket_auth() -> None:
@@ -263,6 +280,7 @@ def test_mysql8_anonymous_ops_and_session_accounts() -> None:
         is_role=True,
         failed_login_attempts=3,
         password_lock_time_days=2,
+        capability_reasons={"SUPERUSER": [CREATE_USER_ROUTE, FILE_ROUTE]},
     )
     session = accounts["'mysql.session'@'localhost'"]
     assert session["capabilities"] == ["LOCKED", "SUPERUSER"]

@@ -18,6 +18,7 @@ from typing import Any
 import MySQLdb
 import pytest
 
+from accountsync.adapters import mysql as mysql_adapter
 from accountsync.adapters.base import (
     ConnectionFailed,
     ConnectionTarget,
@@ -131,6 +132,10 @@ def snap(privileges: list[dict[str, Any]], *, roles=(), attributes=None, capabil
         "capabilities": sorted(capabilities),
         "unknown_scopes": [],
     }
+
+
+ROUTE = dict(mysql_adapter._ROUTES)  # escalation route -> its reason ("SUPER: ...")
+GRANT_OPTION_ROUTE = mysql_adapter._GRANT_OPTION_ROUTE
 
 
 def role(name: str, admin: bool = False, default: bool = False) -> dict[str, Any]:
@@ -365,6 +370,12 @@ def test_every_grant_level_exact(scratch: Scratch, unique_prefix: str) -> None:
             p("global", "SUPER", True),
             p(f"database:{db}", "USAGE", True),
         ],
+        # each of SUPER, FILE, CREATE USER and GRANT OPTION on *.* is an escalation route with its reason
+        attributes=attrs(
+            capability_reasons={
+                "SUPERUSER": sorted([ROUTE["SUPER"], ROUTE["FILE"], ROUTE["CREATE USER"], GRANT_OPTION_ROUTE])
+            }
+        ),
         capabilities=["CREATE_USER", "FILE_ACCESS", "GRANT_ADMIN", "SHUTDOWN", "SUPERUSER"],
     )
     # MariaDB also sets the global grant bit for PROXY ... WITH GRANT OPTION.
@@ -415,15 +426,26 @@ def test_roles_to_users_and_roles(scratch: Scratch, unique_prefix: str) -> None:
     assert snaps[reader] == snap(
         [p(f"database:{db}", "SELECT")], attributes=dict(role_attrs, password_last_changed=None)
     )
+    admin_routes = sorted([ROUTE["CREATE USER"], ROUTE["FILE"]])
     assert snaps[admin] == snap(
         [p("global", "CREATE USER"), p("global", "FILE")],
         roles=[role(reader, default=True)],
-        attributes=dict(role_attrs, password_last_changed=None),
-        capabilities=["CREATE_USER", "FILE_ACCESS"],
+        attributes=dict(role_attrs, password_last_changed=None, capability_reasons={"SUPERUSER": admin_routes}),
+        capabilities=["CREATE_USER", "FILE_ACCESS", "SUPERUSER"],  # FILE, CREATE USER: escalation routes
     )
     assert without_changed_at(snaps[u]) == snap(
         [],
         roles=[role(admin, admin=True, default=True), role(other)],
+        attributes=attrs(
+            capability_reasons={
+                "SUPERUSER": sorted(
+                    [
+                        f"via role {unique_prefix}_admin ({ROUTE['FILE']}; {ROUTE['CREATE USER']})",
+                        f"via role {unique_prefix}_other ({ROUTE['SUPER']})",
+                    ]
+                )
+            }
+        ),
         capabilities=["CREATE_USER", "FILE_ACCESS", "GRANT_ADMIN", "SUPERUSER", "WILDCARD_HOST"],
     )
     assert accounts[u].is_superuser is True
