@@ -24,10 +24,12 @@ from django.utils.translation import gettext_lazy as _
 
 from accountsync import selectors
 from accountsync.coverage import LastKnownMarker, gaps_at
+from accountsync.effective_read import account_effective_access
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter, diff_html, snapshot_context
 
 DIFF_LINES_IN_LIST = 6
+EFFECTIVE_ROWS = 500  # on the account page; the API and the exports list all
 
 
 # --- filters on the current snapshot ------------------------------------------------
@@ -174,6 +176,7 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
                 current = selectors.account_current_permission(account=account)
             snapshot = current.snapshot if current else None
             changes = list(selectors.change_log_list(account=account)[:50])
+            effective = account_effective_access(account=account, at=at) if current else []
             gaps = gaps_at(instance=account.instance_id, at=at)
             marker = LastKnownMarker(gaps)
             extra.update(
@@ -181,6 +184,9 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
                 at=at,
                 at_value=timezone.localtime(at).strftime("%Y-%m-%dT%H:%M") if at else "",
                 current_permission=current,
+                effective_rows=effective[:EFFECTIVE_ROWS],
+                effective_total=len(effective),
+                effective_shown=min(len(effective), EFFECTIVE_ROWS),
                 snapshot_versions=selectors.account_permission_history(account=account).count(),
                 change_rows=[(c, diff_html(c.diff)) for c in changes],
             )

@@ -600,6 +600,7 @@ def effective_access(
     settable: Mapping[tuple[str, str], bool] | None = None,
     include_public: bool = True,
     stats: dict[str, int] | None = None,
+    only: Iterable[str] | None = None,
 ) -> dict[str, list[EffectiveGrant]]:
     """Every account's effective grants, keyed by identity, each list sorted by (scope, privilege, effect).
 
@@ -611,7 +612,8 @@ def effective_access(
     function and CONNECT on most databases, which would repeat in every list; a caller can show
     them once, as the snapshot does with `details["public_grants"]`. `stats`, when given,
     receives `closures` (how many role closures were computed: one per role anyone holds) and
-    `accounts`.
+    `accounts`. `only` limits the answer to those identities (one account's page); the closures
+    are still computed once each.
 
     One entry per (scope, privilege, effect): a direct grant beats any role path, an in-force
     path beats a SET ROLE one, then the shortest path, ties broken by sorting; `grantable` is
@@ -632,7 +634,10 @@ def effective_access(
 
     shared = _Shared()
     result: dict[str, list[EffectiveGrant]] = {}
+    wanted = set(only) if only is not None else None
     for acc in catalog.accounts:
+        if wanted is not None and acc.identity not in wanted:
+            continue
         best = graph.listing(acc.identity, shared)
         grants = [
             grant if grant is not None else shared.grant(key, entry)

@@ -509,6 +509,10 @@ class AccountAtSerializer(serializers.Serializer):
     capabilities = serializers.ListField(child=serializers.CharField())
     privilege_count = serializers.IntegerField()
     role_count = serializers.IntegerField()
+    effective_access = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="What it could really do then, through its roles (see the effective endpoint).",
+    )
     coverage_gaps = serializers.ListField(
         child=serializers.DictField(),
         help_text="Scopes of the instance its syncs could not read (or left out) at that moment.",
@@ -517,6 +521,24 @@ class AccountAtSerializer(serializers.Serializer):
         child=serializers.DictField(),
         help_text="Privileges in an unreadable scope: the last known ones, with when the scope was last read.",
     )
+
+
+class EffectiveGrantSerializer(serializers.Serializer):
+    scope = serializers.CharField()
+    privilege = serializers.CharField()
+    grantable = serializers.BooleanField()
+    effect = serializers.CharField()
+    via = serializers.ListField(child=serializers.CharField(), help_text="[]: a direct grant; else the role path.")
+    active = serializers.BooleanField(help_text="False: reachable only after SET ROLE (or a non-default role).")
+
+
+class EffectiveAccessSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    identity = serializers.CharField()
+    instance = serializers.IntegerField()
+    time = serializers.DateTimeField(allow_null=True, help_text="Null: now.")
+    count = serializers.IntegerField()
+    grants = EffectiveGrantSerializer(many=True)
 
 
 class AccountSearchQuerySerializer(serializers.Serializer):

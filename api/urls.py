@@ -19,6 +19,7 @@ router.register("accounts", views.InstanceAccountViewSet, basename="account")
 router.register("change-logs", views.AccountChangeLogViewSet, basename="changelog")
 router.register("findings", views.FindingViewSet, basename="finding")
 router.register("permissions", views.AccountPermissionViewSet, basename="permission")
+router.register("effective-access", views.EffectiveAccessViewSet, basename="effective-access")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from accountsync import selectors as account_selectors
 from accountsync.connection import instance_connection_test
 from accountsync.coverage import LastKnownMarker, gap_dict, gaps_at, last_known_privileges
+from accountsync.effective_read import account_effective_access
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from api import filtersets, serializers
 from api.exceptions import AccountNotSeenYet, NothingToRetry, SessionNotRunning, SyncAlreadyRunning, SyncFailed
@@ -385,6 +386,33 @@ class InstanceAccountViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
         return self.get_paginated_response(serializers.AccountSearchResultSerializer(page, many=True).data)
 
     @extend_schema(
+        summary="What an account can really do, through its roles, with the path",
+        description="Its own grants and those of the roles it holds (transitively), one entry per "
+        "(scope, privilege, effect): `via` is [] for a direct grant, else the role path; `active` is false "
+        "for what needs SET ROLE first. PUBLIC's grants are left out (they are PUBLIC's). Optional `time`: "
+        "as at that moment (the snapshots valid then).",
+        parameters=[when_parameter("time", "ISO 8601 date-time; absent: now.", required=False)],
+        responses={200: serializers.EffectiveAccessSerializer, 400: OpenApiResponse(serializers.ErrorSerializer)},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"])
+    def effective(self, request: Request, pk: str | None = None) -> Response:
+        account = get_object_or_404(InstanceAccount.objects.select_related("instance"), pk=pk)
+        self.check_object_permissions(request, account)
+        raw = request.query_params.get("time")
+        at = parse_when("time", raw) if raw else None
+        grants = account_effective_access(account=account, at=at)
+        body = {
+            "account": account.pk,
+            "identity": account.identity,
+            "instance": account.instance_id,
+            "time": at,
+            "count": len(grants),
+            "grants": [g.as_dict() for g in grants],
+        }
+        return Response(serializers.EffectiveAccessSerializer(body).data)
+
+    @extend_schema(
         summary="What an account could do at a given time",
         description="The permission snapshot valid at `time`, with its validity interval. 404 "
         "`account_not_seen_yet` before the account was first seen; `existed` is false (no snapshot) "
@@ -421,6 +449,9 @@ class InstanceAccountViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
             **serializers.snapshot_counts(snapshot.snapshot if snapshot else None),
         }
         gaps = gaps_at(instance=account.instance_id, at=at)
+        body["effective_access"] = (
+            [g.as_dict() for g in account_effective_access(account=account, at=at)] if snapshot else []
+        )
         body["coverage_gaps"] = [gap_dict(g) for g in gaps]
         body["last_known"] = last_known_privileges(LastKnownMarker(gaps), snapshot.snapshot if snapshot else None)
         return Response(serializers.AccountAtSerializer(body).data)
@@ -454,6 +485,16 @@ class AccountPermissionViewSet(ExportMixin, viewsets.GenericViewSet):
     ordering_fields = ["valid_from"]
     export_kind = "permissions"
     export = export_action("permissions", "current permissions")
+
+
+class EffectiveAccessViewSet(ExportMixin, viewsets.GenericViewSet):
+    """Only ``effective-access/export/``: what every current account can really do, through its roles."""
+
+    queryset = AccountPermission.objects.filter(valid_to__isnull=True).order_by("instance_id", "account_id")
+    serializer_class = serializers.EffectiveGrantSerializer  # for the schema generator; export renders rows
+    filterset_class = filtersets.AccountPermissionFilterSet
+    export_kind = "effective_access"
+    export = export_action("effective_access", "effective access (through roles, with the path)")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -29,7 +29,7 @@ def admin_export_action(kind: str, fmt: str = "csv", *, description: str | None 
     """
 
     def action(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> StreamingHttpResponse:
-        if kind == "permissions" and queryset.model is InstanceAccount:
+        if kind in ("permissions", "effective_access") and queryset.model is InstanceAccount:
             queryset = current_permissions(queryset)
         return export_response(kind, queryset, fmt)
 

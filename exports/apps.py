@@ -25,6 +25,12 @@ class ExportsConfig(AppConfig):
                 "csv",
                 _("Export the selected accounts' permissions as CSV"),
             ),
+            (
+                "accountsync.instanceaccount",
+                "effective_access",
+                "csv",
+                _("Export the selected accounts' effective access (through roles) as CSV"),
+            ),
             ("accountsync.accountchangelog", "change_logs", "csv", _("Export selected changes as CSV")),
             ("accountsync.accountchangelog", "change_logs", "json", _("Export selected changes as JSON")),
             ("findings.finding", "findings", "csv", _("Export selected findings as CSV")),

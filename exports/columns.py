@@ -21,6 +21,7 @@ from typing import Any
 from django.db.models import Model, QuerySet
 
 from accountsync.coverage import EpisodeCache, LastKnownMarker
+from accountsync.effective_read import instance_effective_access
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from accountsync.selectors import account_last_seen, with_current_snapshot, with_last_seen
 from findings.models import Finding
@@ -140,6 +141,37 @@ def _permission_rows(permission: AccountPermission, marker: LastKnownMarker | No
         }
 
 
+class _EffectiveRows:
+    """One export's effective-access rows: each instance's role graph is computed once, for all its accounts.
+
+    Why per instance: what an account can do through roles depends on the snapshots of the
+    roles it holds; one query and one pass per instance (accountsync/effective.py computes each
+    role's closure once) keeps the export from walking the graph per account.
+    """
+
+    def __init__(self) -> None:
+        self.instance_id: int | None = None
+        self.access: dict[str, list[Any]] = {}
+
+    def __call__(self, permission: AccountPermission) -> Iterator[Row]:
+        account, instance = permission.account, permission.instance
+        if permission.instance_id != self.instance_id:
+            self.instance_id = permission.instance_id
+            self.access = instance_effective_access(instance_id=instance.pk, db_type=instance.db_type)
+        base = {"instance": instance.name, "db_type": instance.db_type, "account": account.identity}
+        for grant in self.access.get(account.identity, []):
+            yield {
+                **base,
+                "account_id": account.pk,
+                "scope": grant.scope,
+                "privilege": grant.privilege,
+                "grantable": grant.grantable,
+                "effect": grant.effect,
+                "via": " → ".join(grant.via),
+                "active": grant.active,
+            }
+
+
 def _finding_rows(finding: Finding) -> Iterator[Row]:
     yield {
         "id": finding.pk,
@@ -219,6 +251,15 @@ KINDS: dict[str, ExportKind] = {
             rows=_permission_rows,
             prepare=lambda qs: qs.select_related("account", "instance"),
             fresh=_PermissionRows,
+        ),
+        ExportKind(
+            name="effective_access",
+            model=AccountPermission,
+            columns=_names("instance db_type account account_id scope privilege grantable effect via active"),
+            rows=lambda permission: _EffectiveRows()(permission),
+            # by instance: each instance's graph is computed once, when its first account comes
+            prepare=lambda qs: qs.select_related("account", "instance").order_by("instance_id", "account_id"),
+            fresh=_EffectiveRows,
         ),
         ExportKind(
             name="findings",

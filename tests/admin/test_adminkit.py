@@ -28,7 +28,12 @@ def action_names(user, *, popup: bool = False) -> list[str]:
 
 def test_exports_registered_their_actions_on_the_accounts_admin():
     names = [a.__name__ for a in admin_actions_for("accountsync.InstanceAccount")]
-    assert names == ["export_accounts_csv", "export_accounts_json", "export_permissions_csv"]
+    assert names == [
+        "export_accounts_csv",
+        "export_accounts_json",
+        "export_permissions_csv",
+        "export_effective_access_csv",
+    ]
 
 
 def test_a_registered_action_keeps_its_permissions_and_popups_show_none(restore_actions, alice, charlie):
