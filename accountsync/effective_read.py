@@ -29,7 +29,10 @@ def _valid_at(at: datetime | None) -> Q:
     return Q(valid_from__lte=at) & (Q(valid_to__isnull=True) | Q(valid_to__gt=at))
 
 
-def _record(identity: str, username: str, kind: str, host: str | None, snapshot: dict[str, Any]) -> AccountRecord:
+def record_from_snapshot(
+    identity: str, username: str, kind: str, host: str | None, snapshot: dict[str, Any]
+) -> AccountRecord:
+    """A stored snapshot back as the AccountRecord the role graph is built from."""
     return AccountRecord(
         identity=identity,
         username=username,
@@ -53,7 +56,7 @@ def _rows(instance_id: int, at: datetime | None, match: Q | None) -> list[Accoun
     if match is not None:
         qs = qs.filter(match)
     fields = ("account__identity", "account__username", "account__kind", "account__host", "snapshot")
-    return [_record(*row) for row in qs.order_by().values_list(*fields)]
+    return [record_from_snapshot(*row) for row in qs.order_by().values_list(*fields)]
 
 
 def account_effective_access(

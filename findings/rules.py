@@ -73,6 +73,9 @@ class Subject:
     host: str | None = None
     capabilities: frozenset[str] = field(default=frozenset())
     context: dict[str, Any] = field(default_factory=dict)
+    # what it can do through its roles (accountsync.effective EffectiveGrant dicts), where the refresh
+    # computed it (accounts whose findings list grants: GRANT_OPTION); None: only the snapshot's own grants
+    effective: tuple[dict[str, Any], ...] | None = None
 
     @classmethod
     def build(
@@ -144,20 +147,36 @@ def _examples(items: list[str]) -> dict[str, Any]:
     return {"count": len(items), "examples": items[:DETAIL_ITEMS]}
 
 
+def _reasons(s: Subject, capability: str) -> list[str]:
+    """Why the account holds `capability` when no single grant shows it (an escalation route; see the adapters)."""
+    reasons = (s.attributes.get("capability_reasons") or {}).get(capability) or []
+    return [str(r) for r in reasons][:DETAIL_ITEMS]
+
+
 def _superuser(s: Subject, _p: Policy) -> dict[str, Any] | None:
     if "SUPERUSER" not in s.capabilities or not s.active_login:
         return None
-    return {"capabilities": sorted(set(PRIVILEGED) & s.capabilities)}
+    detail: dict[str, Any] = {"capabilities": sorted(set(PRIVILEGED) & s.capabilities)}
+    if reasons := _reasons(s, "SUPERUSER"):
+        detail["reasons"] = reasons
+    return detail
 
 
 def _grant_option(s: Subject, _p: Policy) -> dict[str, Any] | None:
     if "GRANT_ADMIN" not in s.capabilities or "SUPERUSER" in s.capabilities or not s.active_login:
         return None
-    grantable = [
-        f"{p['privilege']} on {p['scope']}"
-        for p in s.snapshot.get("privileges") or []
-        if p.get("grantable") and p.get("effect", "GRANT") == "GRANT"
-    ]
+    if s.effective is not None:  # through roles too, with the path
+        grantable = [
+            f"{g['privilege']} on {g['scope']}" + (f" (via {' → '.join(g['via'])})" if g.get("via") else "")
+            for g in s.effective
+            if g.get("grantable") and g.get("effect", "GRANT") == "GRANT" and g.get("active", True)
+        ]
+    else:
+        grantable = [
+            f"{p['privilege']} on {p['scope']}"
+            for p in s.snapshot.get("privileges") or []
+            if p.get("grantable") and p.get("effect", "GRANT") == "GRANT"
+        ]
     admin_roles = [r["role"] for r in s.snapshot.get("roles") or [] if r.get("admin_option")]
     return {"grantable": _examples(grantable), "admin_roles": admin_roles[:DETAIL_ITEMS]}
 
