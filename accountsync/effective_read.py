@@ -85,16 +85,35 @@ def account_effective_access(
             break
     if account.identity not in found:
         return []
-    catalog = Catalog(accounts=list(found.values()))
-    family = account.instance.db_type if hasattr(account, "instance") else "mysql"
-    return effective_access(catalog, family=family, include_public=include_public, only=wanted).get(
-        account.identity, []
-    )
+    records = list(found.values())
+    family = account.instance.db_type
+    return effective_access(
+        Catalog(accounts=records),
+        family=family,
+        include_public=include_public,
+        only=wanted,
+        settable=settable_memberships(records),
+    ).get(account.identity, [])
+
+
+def settable_memberships(records: Iterable[AccountRecord]) -> dict[tuple[str, str], bool]:
+    """PostgreSQL 16+ memberships whose SET option is false, from the snapshot attribute the adapter writes."""
+    return {
+        (record.identity, role): False
+        for record in records
+        for role in record.attributes.get("memberships_without_set") or ()
+    }
 
 
 def instance_effective_access(
     *, instance_id: int, db_type: str, at: datetime | None = None, identities: Iterable[str] | None = None
 ) -> dict[str, list[EffectiveGrant]]:
     """Everyone's effective access on one instance at `at`, in one pass (exports)."""
-    catalog = Catalog(accounts=_rows(instance_id, at, None))
-    return effective_access(catalog, family=db_type, include_public=False, only=identities)
+    records = _rows(instance_id, at, None)
+    return effective_access(
+        Catalog(accounts=records),
+        family=db_type,
+        include_public=False,
+        only=identities,
+        settable=settable_memberships(records),
+    )

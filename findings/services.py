@@ -24,7 +24,7 @@ from django.utils import timezone
 from accountsync.adapters.base import Catalog
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.effective import effective_access
-from accountsync.effective_read import record_from_snapshot
+from accountsync.effective_read import record_from_snapshot, settable_memberships
 from accountsync.models import AccountPermission
 from config.logging import log_event
 from findings.models import Finding
@@ -107,7 +107,13 @@ def _with_effective_access(instance: Instance, subjects: list[tuple[int, Subject
         for _id, s in subjects
         if s.kind == "role" or s.identity in flagged
     ]
-    access = effective_access(Catalog(accounts=records), family=instance.db_type, include_public=False, only=flagged)
+    access = effective_access(
+        Catalog(accounts=records),
+        family=instance.db_type,
+        include_public=False,
+        only=flagged,
+        settable=settable_memberships(records),
+    )
     return [
         (account_id, replace(s, effective=tuple(g.as_dict() for g in access.get(s.identity, ()))))
         if s.identity in flagged

@@ -160,6 +160,8 @@ CREATEROLE_BEFORE_16 = (
 # The attribute naming a PostgreSQL 16+ membership granted WITH SET FALSE, INHERIT FALSE (and no ADMIN):
 # it gives nothing of the role, so it is kept out of `roles` (which finalize() follows) and listed here.
 INERT_MEMBERSHIPS = "memberships_without_set_or_inherit"
+# PostgreSQL 16+ memberships kept as role grants whose SET option is false (an attribute, only when non-empty)
+UNSETTABLE_MEMBERSHIPS = "memberships_without_set"
 
 
 @dataclass
@@ -828,6 +830,12 @@ def _add_memberships(members: list[tuple[Any, ...]], accounts: dict[int, Account
             continue
         default = bool(inherit_opt) if inherit_opt is not None else bool(holder.attributes.get("inherit"))
         holder.roles.append(RoleGrant(role=names[roleid], admin_option=bool(admin), default=default))
+        if set_opt is not None and not set_opt:
+            # kept (it inherits, or carries ADMIN OPTION) but SET ROLE to it is refused: effective access
+            # (accountsync/effective_read.py) must not offer what lies behind it "after SET ROLE"
+            unsettable = holder.attributes.setdefault(UNSETTABLE_MEMBERSHIPS, [])
+            unsettable.append(names[roleid])
+            unsettable.sort()
         if admin:
             holder.capabilities.add("GRANT_ADMIN")
 

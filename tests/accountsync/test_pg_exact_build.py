@@ -384,3 +384,27 @@ def test_a_name_that_is_not_utf8_is_re_read_leniently_not_a_failure() -> None:
     assert counter.count == 2  # the retry is a round trip of its own
     assert set(conn.adapters.loaders) == {"text", "name", "varchar", "bpchar", '"char"'}
     assert counter.fetchall("SELECT 1") == [("wf\\xffrole",)] and conn.cursors == 2  # lenient from then on
+
+
+def test_pg16_membership_without_set_is_recorded_and_effective_access_honours_it() -> None:
+    """INHERIT TRUE, SET FALSE: the privileges are in force, but nothing behind a NOINHERIT step is reachable."""
+    from accountsync.adapters.postgresql import UNSETTABLE_MEMBERSHIPS
+    from accountsync.effective import effective_access
+    from accountsync.effective_read import settable_memberships
+
+    mid = (30, "mid", False, False, False, False, False, False, False, -1, None)  # NOLOGIN, NOINHERIT role
+    inner = (40, "inner", False, True, False, False, False, False, False, -1, None)
+    roles = [role(10, "postgres", sup=True), role(20, "app"), mid, inner]
+    # roleid, member, admin_option, inherit_option, set_option
+    members = [(30, 20, False, True, False), (40, 30, False, False, True)]
+    catalog = build_catalog(rows(version_num=160002, roles=roles, members=members), now=NOW)
+    app = account(catalog, "app")
+    assert app.attributes[UNSETTABLE_MEMBERSHIPS] == ["mid"]
+    assert [(r.role, r.default) for r in app.roles] == [("mid", True)]
+    account(catalog, "inner").privileges.append(Privilege("object:db.public.t", "SELECT"))
+    settable = settable_memberships(catalog.accounts)
+    assert settable == {("app", "mid"): False}
+    grants = effective_access(catalog, family="postgresql", only={"app"}, settable=settable)["app"]
+    assert grants == []  # inner is behind mid's NOINHERIT step, and SET ROLE mid is refused
+    free = effective_access(catalog, family="postgresql", only={"app"})["app"]  # were SET allowed
+    assert [(g.privilege, g.via, g.active) for g in free] == [("SELECT", ("mid", "inner"), False)]
