@@ -78,6 +78,10 @@ class ServerInfo:
     default_password_lifetime: int | None = None
     # 0: names compare case-sensitively (Linux default); 1, 2 or unknown (None): case-insensitively
     lower_case_table_names: int | None = None
+    # MySQL 8: roles granted to every account (the variable's text), and whether every granted role
+    # is active at login (then default roles do not matter for what is in force)
+    mandatory_roles: str = ""
+    activate_all_roles_on_login: bool = False
 
     @property
     def is_mariadb(self) -> bool:
@@ -119,7 +123,44 @@ def parse_server_info(variables: dict[str, Any]) -> ServerInfo:
         version_string=version_string,
         default_password_lifetime=int(lifetime) if lifetime else None,
         lower_case_table_names=int(lower_case) if lower_case else None,
+        mandatory_roles=as_text(variables.get("mandatory_roles")),
+        activate_all_roles_on_login=as_text(variables.get("activate_all_roles_on_login")).upper() in ("ON", "1"),
     )
+
+
+def parse_role_list(text: str) -> list[tuple[str, str]]:
+    """The (user, host) pairs of a MySQL role list variable (`mandatory_roles`): `r1`, `r2@%`, `'r3'@'localhost'`.
+
+    Why a parser: names may be quoted with backticks or quotes (and then hold commas or @);
+    an unquoted name without a host means host '%', as for GRANT.
+    """
+    pairs: list[tuple[str, str]] = []
+    parts: list[str] = []
+    buf: list[str] = []
+    quote = ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+            else:
+                buf.append(ch)
+            continue
+        if ch in "`'\"":
+            quote = ch
+        elif ch == "@":
+            parts.append("".join(buf).strip())
+            buf = []
+        elif ch == ",":
+            parts.append("".join(buf).strip())
+            if parts[0]:
+                pairs.append((parts[0], parts[1] if len(parts) > 1 and parts[1] else "%"))
+            parts, buf = [], []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf).strip())
+    if parts[0]:
+        pairs.append((parts[0], parts[1] if len(parts) > 1 and parts[1] else "%"))
+    return pairs
 
 
 # --- identities and names ------------------------------------------------------
@@ -972,12 +1013,32 @@ class _Build:
             (identity_of(r["USER"], r["HOST"]), identity_of(r["DEFAULT_ROLE_USER"], r["DEFAULT_ROLE_HOST"]))
             for r in self.rows.default_roles
         }
+        activate_all = self.info.activate_all_roles_on_login
         for row in self.rows.role_edges:  # MySQL 8
             role = identity_of(row["FROM_USER"], row["FROM_HOST"])
             grantee = identity_of(row["TO_USER"], row["TO_HOST"])
             self.mysql_roles.add(role)
             admin = is_yes(row.get("WITH_ADMIN_OPTION"), _YES_WORDS)
-            roles[grantee].append(role_grant(role, admin, (grantee, role) in defaults))
+            roles[grantee].append(role_grant(role, admin, activate_all or (grantee, role) in defaults))
+        if self.info.has_mysql_roles and self.info.mandatory_roles:
+            self._add_mandatory_roles(defaults, activate_all)
+
+    def _add_mandatory_roles(self, defaults: set[tuple[str, str]], activate_all: bool) -> None:
+        """MySQL 8 `mandatory_roles` are granted to every account (not in role_edges): a role grant of each user.
+
+        In force at login when activate_all_roles_on_login is ON or the user made it a default role,
+        else reachable with SET ROLE; the user's snapshot shows it as held, as the server treats it.
+        """
+        mandatory = [self.identity_of(user, host) for user, host in parse_role_list(self.info.mandatory_roles)]
+        self.mysql_roles.update(mandatory)
+        for u in self.users:
+            if u.shape.is_role or u.identity in self.mysql_roles:
+                continue
+            held = {grant.role for grant in self.roles[u.identity]}
+            for role in mandatory:
+                if role not in held:
+                    default = activate_all or (u.identity, role) in defaults
+                    self.roles[u.identity].append(self.memo.role_grant(role, False, default))
 
     def catalog(self, now: datetime) -> Catalog:
         """The accounts, in user-row order, with what the steps gave them and the capabilities that follows.
@@ -1142,7 +1203,8 @@ def _has_wildcard(host: str) -> bool:
 
 _VARIABLES_SQL = (
     "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-    "('version', 'version_comment', 'default_password_lifetime', 'lower_case_table_names')"
+    "('version', 'version_comment', 'default_password_lifetime', 'lower_case_table_names', "
+    "'mandatory_roles', 'activate_all_roles_on_login')"
 )
 # Least data on the wire: named columns only, never a password hash. Whether a secret is
 # empty is worked out by the server (a 0/1 column), and JSON documents lose their hash keys

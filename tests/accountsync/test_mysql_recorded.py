@@ -593,3 +593,38 @@ def test_digest_covers_the_rows_as_read() -> None:
     changed = json.loads(json.dumps(FIXTURE))
     changed["db"][0]["Select_priv"] = "N" if changed["db"][0]["Select_priv"] == "Y" else "Y"
     assert digest(changed) != base
+
+
+def _catalog_with(**variables: str):
+    tables = dict(FIXTURE, variables=dict(FIXTURE["variables"], **variables))
+    counter = QueryCounter(RecordedCursor(tables))
+    info = parse_server_info(dict(counter.fetchall("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version')")))
+    return build_catalog(info, read_rows(counter, info)).finalize(), info
+
+
+def test_mysql8_mandatory_roles_are_held_by_every_user_and_active_only_when_activated() -> None:
+    """mandatory_roles grants to every account without a role_edges row; activate_all_roles_on_login decides."""
+    catalog, info = _catalog_with(mandatory_roles="`app_read`@`%`", activate_all_roles_on_login="OFF")
+    assert info.mandatory_roles == "`app_read`@`%`" and info.activate_all_roles_on_login is False
+    users = [a for a in catalog.accounts if a.kind != "role"]
+    assert users and all("'app_read'@'%'" in {r.role for r in a.roles} for a in users)
+    alice = next(a for a in catalog.accounts if a.identity == "'alice'@'10.0.%'")
+    assert ("'app_read'@'%'", False) in {(r.role, r.default) for r in alice.roles}  # reachable with SET ROLE only
+    role = next(a for a in catalog.accounts if a.identity == "'app_read'@'%'")
+    assert role.kind == "role" and "'app_read'@'%'" not in {r.role for r in role.roles}
+
+    active, _ = _catalog_with(mandatory_roles="app_read", activate_all_roles_on_login="ON")
+    alice = next(a for a in active.accounts if a.identity == "'alice'@'10.0.%'")
+    assert {(r.role, r.default) for r in alice.roles} >= {("'app_read'@'%'", True), ("'ops'@'%'", True)}
+
+
+def test_role_list_parser_reads_every_quoting() -> None:
+    from accountsync.adapters.mysql import parse_role_list
+
+    assert parse_role_list("r1, `r2`@`localhost`,'r,3'@'%', \"r4\"@10.0.%") == [
+        ("r1", "%"),
+        ("r2", "localhost"),
+        ("r,3", "%"),
+        ("r4", "10.0.%"),
+    ]
+    assert parse_role_list("") == []
