@@ -63,6 +63,12 @@ SERVER_DETAILS = ("default_password_lifetime", "public_grants")
 ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attributes")
 
 
+def unreadable_gaps(details: dict[str, Any] | None) -> int:
+    """The number of unreadable scopes in a sync result's details (what makes it "completed with gaps")."""
+    gaps = ((details or {}).get("coverage") or {}).get("gaps") or ()
+    return sum(1 for gap in gaps if gap.get("kind") == GapKind.UNREADABLE)
+
+
 class SyncCancelled(Exception):
     """Raised by a `before_apply` hook to stop a sync before anything is written.
 
@@ -91,8 +97,12 @@ class SyncResult:
 
     @property
     def coverage_gaps(self) -> int:
-        """How many scopes this sync could not read or was told to leave out (0: it saw everything)."""
-        return len((self.details.get("coverage") or {}).get("gaps") or ())
+        """How many scopes this sync could not read (0: it read everything it was asked to read).
+
+        Scopes the options leave out (out of scope) are listed in the details but are no gap:
+        leaving a database out is a choice, not a failure to see it.
+        """
+        return unreadable_gaps(self.details)
 
     def as_dict(self) -> dict[str, Any]:
         """The seed's result dict, plus `error_kind` for classified failures."""
@@ -401,8 +411,9 @@ def _gaps_message(coverage: dict[str, Any]) -> str:
         )
     if dropped:
         parts.append(f"{len(dropped)} out of scope ({', '.join(dropped[:5])}{', …' if len(dropped) > 5 else ''})")
-    kept = "; last known grants kept where unreadable" if unreadable else ""
-    return "; completed with gaps: " + ", ".join(parts) + kept
+    if not unreadable:
+        return f"; not audited: {parts[0]}"
+    return "; completed with gaps: " + ", ".join(parts) + "; last known grants kept where unreadable"
 
 
 def _applied_result(
@@ -823,8 +834,9 @@ def _coverage(
     rows = [*[r for k, r in open_rows.items() if k in current], *opened]
     return {
         "gaps": [_gap_dict(row) for row in sorted(rows, key=lambda r: (r.scope, r.kind))],
-        "opened": sorted(row.scope for row in opened),
-        "closed": sorted(row.scope for row in closed),
+        # what the coverage alerts tell: scopes lost from sight and seen again (leaving a scope out is not news)
+        "opened": sorted(row.scope for row in opened if row.kind == GapKind.UNREADABLE),
+        "closed": sorted(row.scope for row in closed if row.kind == GapKind.UNREADABLE),
     }
 
 

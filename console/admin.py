@@ -47,7 +47,7 @@ class InstanceCoverageFilter(admin.SimpleListFilter):
         return [("gaps", gettext("With coverage gaps")), ("complete", gettext("Everything read"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True)
+        open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True, kind="unreadable")
         if self.value() == "gaps":
             return queryset.filter(Exists(open_gap))
         if self.value() == "complete":
@@ -65,7 +65,7 @@ class InstanceAdmin(InstanceAdminBase):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Instance]:
         latest = SyncInstanceRecord.objects.filter(instance=OuterRef("pk")).order_by("-pk").values("session_id")[:1]
-        open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True)
+        open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True, kind="unreadable")
         return super().get_queryset(request).annotate(last_session_pk=Subquery(latest), open_gaps=Exists(open_gap))
 
     @admin.display(description=_("last sync"), ordering="last_sync_at")

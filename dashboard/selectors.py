@@ -77,7 +77,7 @@ def instance_status_by_type() -> list[InstanceTypeRow]:
     status says nothing about the fleet today.
     """
     rows = {value: InstanceTypeRow(db_type=value, label=str(label)) for value, label in DbType.choices}
-    open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True)
+    open_gap = CoverageGapEpisode.objects.filter(instance=OuterRef("pk"), closed_at__isnull=True, kind="unreadable")
     grouped = (
         Instance.objects.order_by()
         .annotate(has_gaps=Exists(open_gap))

@@ -186,7 +186,7 @@ class SyncInstanceRecord(models.Model):
     items_created = models.PositiveIntegerField(_("accounts added"), default=0)
     items_updated = models.PositiveIntegerField(_("accounts modified"), default=0)
     items_deleted = models.PositiveIntegerField(_("accounts removed"), default=0)
-    # scopes the completed sync could not read or left out (details["coverage"] lists them)
+    # scopes the completed sync could not read (details["coverage"] lists them, and those left out by the options)
     coverage_gaps = models.PositiveIntegerField(_("coverage gaps"), default=0)
     error_kind = models.CharField(_("error kind"), max_length=32, blank=True)
     error_message = models.TextField(_("error message"), blank=True)
@@ -241,7 +241,9 @@ class SyncInstanceRecord(models.Model):
 
     def mark_completed(self, *, synced: int, created: int, updated: int, deleted: int, details: dict) -> bool:
         """running -> completed with the sync's counts (and its coverage gaps, from the details)."""
-        gaps = len(((details or {}).get("coverage") or {}).get("gaps") or ())
+        gaps = sum(
+            1 for g in ((details or {}).get("coverage") or {}).get("gaps") or () if g.get("kind") == "unreadable"
+        )
         return self._transition(
             {SyncRecordStatusChoices.RUNNING},
             SyncRecordStatusChoices.COMPLETED,

@@ -68,3 +68,21 @@ def test_no_gap_is_exit_0(gapped):
     gapped.coverage = []
     code, out = run("--instance", "db1", "--json")
     assert code == 0 and json.loads(out)["with_gaps"] == 0
+
+
+def test_a_database_left_out_by_the_options_is_listed_but_no_gap(gapped):
+    from accountsync.adapters.base import GapKind
+
+    gapped.coverage = [
+        CoverageGap(
+            scope="database:archive",
+            reason="not in the instance's databases option",
+            kind=GapKind.OUT_OF_SCOPE,
+            inclusive=False,
+        )
+    ]
+    code, out = run("--instance", "db1", "--json")
+    assert code == 0
+    (result,) = json.loads(out)["results"]
+    assert result["coverage_gaps"] == 0 and [g["kind"] for g in result["gaps"]] == ["out_of_scope"]
+    assert "not audited: 1 out of scope (database:archive)" in result["message"]

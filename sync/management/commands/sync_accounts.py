@@ -5,9 +5,10 @@ synced and read entirely, 1 at least one failed (details printed), 2 bad usage (
 ran), 3 the task broker is unreachable (``--async``: the session's tasks could not be
 queued; the records not queued are failed with error kind ``broker``, so retry the
 session's failed instances once the broker is back), 4 every instance synced but at least
-one completed with coverage gaps (a scope the monitoring login could not read, or one the
-options leave out: its last known grants are kept; each result lists its ``gaps`` with the
-fix). Errors (2, 3) are one line on stderr, never a traceback.
+one completed with coverage gaps (a scope the monitoring login could not read: its last
+known grants are kept; each result lists its ``gaps`` with the fix; scopes the options leave
+out are listed too, as ``out_of_scope``, but are no gap). Errors (2, 3) are one line on
+stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class Command(BaseCommand):
         for result in report["results"]:
             if "gaps" not in result:
                 result["gaps"] = _gaps(result.get("details"))
-                result["coverage_gaps"] = len(result["gaps"])
+                result["coverage_gaps"] = sum(1 for g in result["gaps"] if g.get("kind") == "unreadable")
         failed = sum(1 for r in report["results"] if not r["success"])
         gapped = sum(1 for r in report["results"] if r["success"] and r["coverage_gaps"])
         report["with_gaps"] = gapped
@@ -299,8 +300,9 @@ class Command(BaseCommand):
             gaps = result.get("gaps")
             if gaps is None:
                 gaps = _gaps(result.get("details"))
-            text = (self.style.WARNING if gaps else self.style.SUCCESS)(
-                f"{prefix} ok{' with gaps' if gaps else ''}: {result['synced_count']} accounts, "
+            unreadable = any(g.get("kind") == "unreadable" for g in gaps)
+            text = (self.style.WARNING if unreadable else self.style.SUCCESS)(
+                f"{prefix} ok{' with gaps' if unreadable else ''}: {result['synced_count']} accounts, "
                 f"+{result['added_count']} ~{result['modified_count']} -{result['removed_count']}"
                 + "".join(
                     f"\n    {g['kind']}: {g['scope']}: {g['reason']}" + (f" (fix: {g['fix']})" if g["fix"] else "")
