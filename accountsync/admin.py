@@ -184,7 +184,10 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
                 at=at,
                 at_value=timezone.localtime(at).strftime("%Y-%m-%dT%H:%M") if at else "",
                 current_permission=current,
-                effective_rows=effective[:EFFECTIVE_ROWS],
+                effective_rows=[
+                    {**grant.as_dict(), "last_known": marker.mark(grant.scope) if marker else None}
+                    for grant in effective[:EFFECTIVE_ROWS]
+                ],
                 effective_total=len(effective),
                 effective_shown=min(len(effective), EFFECTIVE_ROWS),
                 snapshot_versions=selectors.account_permission_history(account=account).count(),

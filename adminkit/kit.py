@@ -280,7 +280,9 @@ def snapshot_context(
     snap = snapshot or {}
     return {
         "snapshot_groups": snapshot_groups(snap, last_known),
-        "snapshot_gaps": gaps or [],
+        # what could not be read, apart from what the options leave out (a choice, not a gap)
+        "snapshot_gaps": [g for g in gaps or [] if getattr(g, "kind", "") != "out_of_scope"],
+        "snapshot_not_audited": [g for g in gaps or [] if getattr(g, "kind", "") == "out_of_scope"],
         "snapshot_roles": snap.get("roles", []),
         "snapshot_capabilities": snap.get("capabilities", []),
         "snapshot_attributes": [(k, _fmt(v)) for k, v in sorted((snap.get("attributes") or attributes or {}).items())],

@@ -124,6 +124,7 @@ def progress_bar(total: int, ok: int, failed: int, *, wide: bool = False) -> str
 # a completed sync that could not read everything: a warning, not a success and not a failure
 GAPS_STATUS = "gaps"
 GAPS_LABEL = _("Completed with gaps")
+GAP_KINDS = {"unreadable": _("unreadable"), "out_of_scope": _("out of scope")}
 
 
 def record_status(record: SyncInstanceRecord) -> dict[str, str]:
@@ -201,12 +202,13 @@ def session_progress(session: SyncSession) -> dict[str, Any]:
                 {
                     "scope": g.get("scope", ""),
                     "kind": g.get("kind", ""),
+                    "kind_display": str(GAP_KINDS.get(g.get("kind", ""), g.get("kind", ""))),
                     "reason": g.get("reason", ""),
                     "fix": g.get("fix", ""),
                 }
                 for g in ((r.details or {}).get("coverage") or {}).get("gaps") or []
             ]
-            if r.with_gaps
+            if r.status == SyncRecordStatusChoices.COMPLETED
             else [],
         }
         for r in records

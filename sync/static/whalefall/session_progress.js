@@ -63,10 +63,10 @@
     }
     (r.gaps || []).forEach(function (g) {
       const line = document.createElement("div");
-      line.className = "wf-gap";
+      line.className = "wf-gap wf-gap-" + g.kind;
       const kind = document.createElement("span");
       kind.className = "wf-error-kind";
-      kind.textContent = "[" + g.kind + "]";
+      kind.textContent = "[" + (g.kind_display || g.kind) + "]";
       const scope = document.createElement("code");
       scope.textContent = g.scope;
       line.append(kind, " ", scope, ": " + g.reason + (g.fix ? " — " + g.fix : ""));
