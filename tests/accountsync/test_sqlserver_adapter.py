@@ -141,6 +141,13 @@ def test_fetch_builds_the_exact_canonical_snapshots(recorded) -> None:
     got = {a.identity: {"kind": a.kind, "snapshot": a.snapshot()} for a in catalog.accounts}
     assert got == EXPECTED["accounts"]
     assert catalog.unknown_scopes == ["database:archive", "database:hr", "database:incoming"]
+    # the engine sees them as coverage gaps (unreadable, the database itself included): last known, never revoked
+    gaps = catalog.finalize().coverage
+    assert [(g.scope, g.kind, g.inclusive) for g in gaps] == [
+        ("database:archive", "unreadable", True),
+        ("database:hr", "unreadable", True),
+        ("database:incoming", "unreadable", True),
+    ]
     assert catalog.server_version == "16.0.4135.4"
     # 5 server statements + 3 for the one batch of the three readable databases
     assert catalog.round_trips == 8 == len(recorded["conn"].log)
