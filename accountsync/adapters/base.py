@@ -546,33 +546,139 @@ class Catalog:
                 by_name.setdefault(acc.username, acc)
         for acc in self.accounts:
             by_name[acc.identity] = acc
-
+        graph = _RoleGraph(self.accounts, by_name)
         for acc in self.accounts:
-            inherited: set[str] = set()
-            reasons: dict[str, list[str]] = {cap: list(why) for cap, why in acc.capability_reasons.items() if why}
-            seen: set[str] = {acc.identity}
-            stack: list[tuple[str, tuple[str, ...]]] = [(r.role, ()) for r in acc.roles]
-            while stack:
-                role_name, path = stack.pop()
-                role = by_name.get(role_name)
-                if role is None or role.identity in seen:
-                    continue
-                seen.add(role.identity)
-                path = (*path, role.username)
-                for cap in role.capabilities & INHERITABLE_CAPABILITIES:
-                    inherited.add(cap)
-                    # a route worth explaining (an escalation) is named with its role path; plain inheritance
-                    # is what the role grants already show
-                    why = role.capability_reasons.get(cap)
-                    if why and cap not in acc.capabilities:
-                        reasons.setdefault(cap, []).append("via role " + " → ".join(path) + f" ({'; '.join(why)})")
-                stack.extend((r.role, path) for r in role.roles)
+            inherited = graph.inherited(acc)
             acc.effective_capabilities = set(acc.capabilities) | inherited
             if "SUPERUSER" in acc.effective_capabilities:
                 acc.is_superuser = True
+            reasons: dict[str, list[str]] = {cap: list(why) for cap, why in acc.capability_reasons.items() if why}
+            if inherited & graph.reasoned_caps(acc) - acc.capabilities:
+                for cap, why in graph.reasons_via_roles(acc).items():
+                    reasons.setdefault(cap, []).extend(why)
             if reasons:
                 acc.attributes["capability_reasons"] = {cap: sorted(set(why)) for cap, why in sorted(reasons.items())}
         return self
+
+
+class _RoleGraph:
+    """The role graph of one catalog, with each role's inherited capabilities computed once.
+
+    Why: a walk of the graph per account costs accounts x roles; thousands of accounts share a
+    handful of roles, so each strongly connected component (roles granted in a cycle share what
+    they give) is closed once, sinks first, and an account's inheritance is the union of its
+    direct roles' closures. Only an account that inherits an escalation route (a capability
+    with reasons, rare) is walked, to name the role path of each reason.
+    """
+
+    def __init__(self, accounts: list[AccountRecord], by_name: dict[str, AccountRecord]) -> None:
+        self.by_name = by_name
+        self.edges: dict[str, list[str]] = {}
+        for acc in accounts:
+            self.edges[acc.identity] = [role.identity for r in acc.roles if (role := by_name.get(r.role)) is not None]
+        self.component: dict[str, int] = {}
+        self.caps: list[set[str]] = []  # per component: what holding any of its roles gives
+        self.reasoned: list[set[str]] = []  # per component: capabilities some reachable role has reasons for
+        self._close(accounts)
+
+    def _close(self, accounts: list[AccountRecord]) -> None:
+        """Tarjan's algorithm, iteratively; components come out sinks first, so successors are closed already."""
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        on_stack: set[str] = set()
+        stack: list[str] = []
+        counter = 0
+        for root in (a.identity for a in accounts):
+            if root in index:
+                continue
+            work: list[tuple[str, int]] = [(root, 0)]
+            while work:
+                node, i = work.pop()
+                if i == 0:
+                    index[node] = low[node] = counter
+                    counter += 1
+                    stack.append(node)
+                    on_stack.add(node)
+                successors = self.edges.get(node, ())
+                if i < len(successors):
+                    work.append((node, i + 1))
+                    nxt = successors[i]
+                    if nxt not in index:
+                        work.append((nxt, 0))
+                    elif nxt in on_stack:
+                        low[node] = min(low[node], index[nxt])
+                    continue
+                if work and work[-1][0] != node:  # returning to the caller: pass our low link up
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    members = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        members.append(member)
+                        if member == node:
+                            break
+                    self._add_component(members)
+
+    def _add_component(self, members: list[str]) -> None:
+        number = len(self.caps)
+        for member in members:
+            self.component[member] = number
+        caps: set[str] = set()
+        reasoned: set[str] = set()
+        for member in members:
+            role = self.by_name[member]
+            own = role.capabilities & INHERITABLE_CAPABILITIES
+            caps |= own
+            reasoned |= {cap for cap in own if role.capability_reasons.get(cap)}
+            for successor in self.edges.get(member, ()):
+                other = self.component.get(successor)
+                if other is not None and other != number:
+                    caps |= self.caps[other]
+                    reasoned |= self.reasoned[other]
+        self.caps.append(caps)
+        self.reasoned.append(reasoned)
+
+    def _union(self, acc: AccountRecord, table: list[set[str]]) -> set[str]:
+        # in a cycle with its own roles, the cycle's closure holds acc's own capabilities too: harmless, they are its
+        out: set[str] = set()
+        for role in self.edges.get(acc.identity, ()):
+            out |= table[self.component[role]]
+        return out
+
+    def inherited(self, acc: AccountRecord) -> set[str]:
+        """What acc holds through its roles (its own capabilities may be among them when it is in a cycle)."""
+        return self._union(acc, self.caps)
+
+    def reasoned_caps(self, acc: AccountRecord) -> set[str]:
+        return self._union(acc, self.reasoned)
+
+    def reasons_via_roles(self, acc: AccountRecord) -> dict[str, list[str]]:
+        """Each escalation route acc inherits, named by the shortest role path to the role that has it."""
+        reasons: dict[str, list[str]] = {}
+        seen = {acc.identity}
+        frontier: list[tuple[str, tuple[str, ...]]] = [
+            (r, (self.by_name[r].username,)) for r in sorted(set(self.edges.get(acc.identity, ())))
+        ]
+        while frontier:
+            following: list[tuple[str, tuple[str, ...]]] = []
+            for identity, path in frontier:
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                role = self.by_name[identity]
+                for cap in sorted(role.capabilities & INHERITABLE_CAPABILITIES):
+                    why = role.capability_reasons.get(cap)
+                    if why and cap not in acc.capabilities:
+                        reasons.setdefault(cap, []).append("via role " + " → ".join(path) + f" ({'; '.join(why)})")
+                following.extend(
+                    (nxt, (*path, self.by_name[nxt].username))
+                    for nxt in sorted(set(self.edges.get(identity, ())))
+                    if nxt not in seen
+                )
+            frontier = following
+        return reasons
 
 
 # --- client-side deadlines --------------------------------------------------------------
