@@ -116,6 +116,7 @@ def test_dashboard_charts_show_the_fleet(admin_login, live_server, alice, fleet,
     }
     assert legend == {
         "wf-legend-completed": "10",
+        "wf-legend-gaps": "0",  # completed with coverage gaps: none in this fleet
         "wf-legend-failed": "2",
         "wf-legend-never": "2",
         "wf-legend-inactive": "1",
