@@ -184,7 +184,8 @@ class InstanceAdmin(InstanceAdminBase):
                     .select_related("session")
                     .order_by("-pk")[:RECENT_ROWS]
                 ),
-                open_gaps=list(gap_episodes(instance=instance, open_only=True)),
+                open_gaps=(gaps := list(gap_episodes(instance=instance, open_only=True))),
+                unreadable_gaps=sum(1 for g in gaps if g.kind == "unreadable"),
                 recent_changes=[
                     (change, diff_html(change.diff, limit=4))
                     for change in selectors.change_log_list(instance=instance)[:RECENT_ROWS]
@@ -279,5 +280,7 @@ class CoverageGapEpisodeAdmin(ReadOnlyAdmin):
     @admin.display(description=_("state"), ordering="closed_at")
     def state(self, obj: CoverageGapEpisode) -> str:
         if obj.closed_at is None:
-            return badge("gaps", gettext("Unreadable") if obj.kind == "unreadable" else gettext("Out of scope"))
+            if obj.kind == "unreadable":
+                return badge("gaps", gettext("Unreadable"))
+            return badge("none", gettext("Out of scope"))
         return badge("ok", gettext("Readable again"))

@@ -46,8 +46,8 @@
     badge.textContent = r.status_display;
     status.appendChild(badge);
     tr.appendChild(status);
-    tr.appendChild(cell(r.started_at, "nowrap"));
-    tr.appendChild(cell(r.completed_at, "nowrap"));
+    tr.appendChild(cell(r.started_at));
+    tr.appendChild(cell(r.completed_at));
     tr.appendChild(cell(r.duration, "num"));
     tr.appendChild(cell(String(r.synced), "num"));
     tr.appendChild(cell(String(r.added), "num"));
