@@ -49,6 +49,7 @@ INTERNAL_DETAIL = "Internal server error. It was logged; report it with this ref
 SPECIFIC_VALIDATION_CODES = frozenset(
     {
         "invalid_sync_type",
+        "connection_not_allowed",
         "unknown_instance",
         "unknown_record",
         "unknown_credential",

@@ -11,12 +11,14 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from accountsync.coverage import EpisodeCache, last_known_privileges
 from accountsync.models import AccountChangeLog, InstanceAccount
 from accountsync.selectors import account_last_seen
 from findings.models import Finding
 from instances.models import DEFAULT_PORTS, Credential, DbType, Instance, Tag
+from instances.policy import instance_connection_refusals
 from sync.models import SyncInstanceRecord, SyncSession, SyncTypeChoices
 
 MAX_IDS = 1000
@@ -42,10 +44,41 @@ class CredentialSerializer(serializers.ModelSerializer):
         help_text="Write-only. Omit on update to keep the stored password; an empty string stores none.",
     )
     has_password = serializers.BooleanField(read_only=True)
+    allowed_db_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=DbType.choices),
+        required=False,
+        max_length=len(DbType.choices),
+        help_text="Database types it may be used with; empty: any.",
+    )
 
     class Meta:
         model = Credential
-        fields = ["id", "name", "username", "password", "has_password", "description", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "username",
+            "password",
+            "has_password",
+            "allowed_db_types",
+            "allowed_hosts",
+            "allowed_ports",
+            "allow_weak_auth",
+            "description",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The binding's own checks (ports, database types), on the merged values."""
+        probe = Credential(
+            allowed_db_types=attrs.get("allowed_db_types", getattr(self.instance, "allowed_db_types", [])),
+            allowed_ports=attrs.get("allowed_ports", getattr(self.instance, "allowed_ports", "")),
+        )
+        try:
+            probe.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
 
     @staticmethod
     def _store_password(credential: Credential, raw: str) -> None:
@@ -121,6 +154,20 @@ class InstanceSerializer(serializers.ModelSerializer):
             probe.clean()
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
+        request = self.context.get("request")
+        refusals = instance_connection_refusals(
+            getattr(request, "user", None),
+            before=current,
+            db_type=db_type,
+            host=attrs.get("host", current.host if current else None),
+            port=attrs.get("port", current.port if current else None),
+            credential=attrs.get("credential", current.credential if current else None),
+            options=attrs.get("options", current.options if current else {}),
+        )
+        if refusals:
+            raise serializers.ValidationError(
+                {field: [ErrorDetail(message, code="connection_not_allowed")] for field, message in refusals.items()}
+            )
         return attrs
 
 

@@ -9,6 +9,7 @@ changes) is composed in ``console.admin`` on top of ``InstanceAdminBase``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 from django.contrib import admin
@@ -18,7 +19,8 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from adminkit.kit import KitAdmin
-from instances.models import Credential, Instance, Tag
+from instances.models import Credential, DbType, Instance, Tag
+from instances.policy import instance_connection_refusals
 
 HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 
@@ -37,7 +39,26 @@ class CredentialForm(forms.ModelForm):
 
     class Meta:
         model = Credential
-        fields = ["name", "username", "password", "clear_password", "description"]
+        fields = [
+            "name",
+            "username",
+            "password",
+            "clear_password",
+            "allowed_db_types",
+            "allowed_hosts",
+            "allowed_ports",
+            "allow_weak_auth",
+            "description",
+        ]
+        widgets = {"allowed_hosts": forms.Textarea(attrs={"rows": 3})}
+
+    allowed_db_types = forms.MultipleChoiceField(
+        label=_("Allowed database types"),
+        required=False,
+        choices=DbType.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None selected: any type."),
+    )
 
     def save(self, commit: bool = True) -> Credential:
         credential: Credential = super().save(commit=False)
@@ -54,8 +75,17 @@ class CredentialForm(forms.ModelForm):
 @admin.register(Credential)
 class CredentialAdmin(KitAdmin):
     form = CredentialForm
-    list_display = ["name", "username", "password_state", "instance_count", "updated_at"]
+    list_display = ["name", "username", "password_state", "binding", "instance_count", "updated_at"]
     search_fields = ["name", "username"]
+
+    @admin.display(description=_("may be used with"))
+    def binding(self, obj: Credential) -> str:
+        if not obj.is_bound:
+            return _("any host (not bound)")
+        parts = [", ".join(obj.allowed_db_types) or _("any type"), obj.allowed_hosts.replace("\n", ", ")]
+        if obj.allowed_ports.strip():
+            parts.append(_("ports %(ports)s") % {"ports": obj.allowed_ports.strip()})
+        return " · ".join(str(p) for p in parts)
 
     @admin.display(description=_("password"))
     def password_state(self, obj: Credential) -> str:
@@ -101,6 +131,30 @@ class InstanceAdminBase(KitAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Instance]:
         return super().get_queryset(request).prefetch_related("tags")
+
+    def get_form(self, request: HttpRequest, obj: Instance | None = None, change: bool = False, **kwargs: Any) -> Any:
+        """The form, refusing connection changes the user may not make (instances/policy.py)."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+        before = Instance.objects.filter(pk=obj.pk).first() if obj is not None and obj.pk else None
+
+        class GuardedForm(form):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                data = super().clean()
+                refusals = instance_connection_refusals(
+                    user,
+                    before=before,
+                    db_type=data.get("db_type"),
+                    host=data.get("host"),
+                    port=data.get("port"),
+                    credential=data.get("credential"),
+                    options=data.get("options"),
+                )
+                for field, message in refusals.items():
+                    self.add_error(field if field in self.fields else None, message)
+                return data
+
+        return GuardedForm
 
     @admin.display(description=_("tags"))
     def tag_list(self, obj: Instance) -> str:

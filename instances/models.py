@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 from typing import Any
@@ -62,6 +63,32 @@ class Credential(models.Model):
     username = models.CharField(_("username"), max_length=256)
     password_encrypted = models.TextField(_("encrypted password"), db_column="password", blank=True, editable=False)
     description = models.TextField(_("description"), blank=True)
+    # Where it may be used (the binding): a connection anywhere else is refused before it is made, so
+    # whoever may edit instances but not credentials cannot point this password at a host of theirs.
+    allowed_db_types = models.JSONField(
+        _("allowed database types"), default=list, blank=True, help_text=_("None selected: any type.")
+    )
+    allowed_hosts = models.TextField(
+        _("allowed hosts"),
+        blank=True,
+        help_text=_(
+            "Host names or addresses it may connect to, one per line; * and ? are wildcards "
+            "(db-*.prod.example.com, 10.0.1.*). Empty: not bound, any host (only those who may "
+            "change credentials can then attach it to an instance)."
+        ),
+    )
+    allowed_ports = models.CharField(
+        _("allowed ports"), max_length=200, blank=True, help_text=_("e.g. 5432, 3306, 6000-6010. Empty: any port.")
+    )
+    allow_weak_auth = models.BooleanField(
+        _("allow weak password authentication"),
+        default=False,
+        help_text=_(
+            "Let the server ask for this password in a weak form: md5 or a cleartext password "
+            "(PostgreSQL), mysql_clear_password over verified TLS (MySQL). Off: PostgreSQL must use "
+            "SCRAM, MySQL one of its hashing plugins."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -89,6 +116,55 @@ class Credential(models.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.password_encrypted)
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether it names the hosts it may be used with (an unbound credential may be used anywhere)."""
+        return bool(host_patterns(self.allowed_hosts))
+
+    def binding_refusal(self, *, db_type: str, host: str, port: int) -> str:
+        """Why this credential may not be used for `db_type` at `host`:`port`, or "" when it may."""
+        if self.allowed_db_types and db_type not in self.allowed_db_types:
+            return f"it is bound to {', '.join(self.allowed_db_types)} servers, not {db_type}"
+        patterns = host_patterns(self.allowed_hosts)
+        if patterns and not any(fnmatch.fnmatchcase(host.strip().lower(), p) for p in patterns):
+            return f"it is bound to the hosts {', '.join(patterns)}, not {host!r}"
+        ranges = port_ranges(self.allowed_ports)
+        if ranges and not any(low <= int(port) <= high for low, high in ranges):
+            return f"it is bound to the ports {self.allowed_ports.strip()}, not {port}"
+        return ""
+
+    def clean(self) -> None:
+        try:
+            port_ranges(self.allowed_ports)
+        except ValueError as exc:
+            raise ValidationError({"allowed_ports": str(exc)}) from None
+        types = self.allowed_db_types
+        if not isinstance(types, list) or any(not isinstance(t, str) or t not in DbType.values for t in types):
+            raise ValidationError({"allowed_db_types": _("Choose database types from the list.")})
+
+
+def host_patterns(text: str) -> list[str]:
+    """The binding's host patterns: one per line (or comma), lower case, blanks dropped."""
+    return [p.strip().lower() for p in (text or "").replace(",", "\n").splitlines() if p.strip()]
+
+
+def port_ranges(text: str) -> list[tuple[int, int]]:
+    """`5432, 6000-6010` as [(5432, 5432), (6000, 6010)]; raises ValueError naming the bad part."""
+    ranges = []
+    for part in (text or "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _sep, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a port or a range like 6000-6010") from None
+        if not 1 <= first <= last <= 65535:
+            raise ValueError(f"{part!r} is not within 1-65535 (low-high)")
+        ranges.append((first, last))
+    return ranges
 
 
 class Tag(models.Model):

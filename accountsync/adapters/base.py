@@ -127,19 +127,31 @@ class ConnectionTarget:
     options: dict[str, Any] = field(default_factory=dict)
     instance_id: int | None = None
     known_catalog_digest: str = ""
+    # the credential lets the server ask for the password in a weak form (md5, cleartext): see the adapters
+    allow_weak_auth: bool = False
 
     @classmethod
     def from_instance(cls, instance: Any) -> ConnectionTarget:
         """Build a target from an `instances.Instance`; decrypts the password.
 
-        Raises ConfigurationError when the credential cannot be decrypted
-        (key rotated away), never connecting with an empty password instead.
+        Raises ConfigurationError when the credential is not bound to the instance's db type,
+        host and port, or cannot be decrypted (key rotated away), never connecting with an
+        empty password instead.
         """
         from django.conf import settings
 
         from instances.crypto import CredentialDecryptError
 
         credential = instance.credential
+        refusal = credential.binding_refusal(db_type=instance.db_type, host=instance.host, port=int(instance.port))
+        if refusal:
+            # before any decryption or connection: the password never travels to a host it is not bound to
+            raise ConfigurationError(
+                f"credential {credential.name!r} may not be used for {instance.db_type} at "
+                f"{instance.host}:{instance.port}: {refusal}; someone who may change credentials can extend "
+                "its binding (allowed hosts, ports, database types)",
+                instance_name=instance.name,
+            )
         try:
             password = credential.get_password()
         except CredentialDecryptError as exc:
@@ -161,6 +173,7 @@ class ConnectionTarget:
             options=dict(instance.options or {}),
             instance_id=instance.pk,
             known_catalog_digest=getattr(instance, "catalog_digest", "") or "",
+            allow_weak_auth=bool(getattr(credential, "allow_weak_auth", False)),
         )
 
 

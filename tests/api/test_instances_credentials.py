@@ -38,6 +38,8 @@ def test_instance_crud_with_credential_by_id_and_tags_by_name(api_client, bob, m
     from instances.models import Tag
 
     cred = make_credential()
+    cred.allowed_hosts = "*.example.com"  # an Operator may attach only a credential bound to where it goes
+    cred.save()
     Tag.objects.create(name="prod")
     client = api_client(bob)
     created = client.post(

@@ -61,6 +61,8 @@ def test_only_admins_manage_credentials(api_client, alice, bob, charlie):
 
 def test_operators_manage_instances_viewers_do_not(api_client, bob, charlie, make_credential):
     cred = make_credential()
+    cred.allowed_hosts = "127.0.0.1"  # Operators attach only credentials bound to where they go
+    cred.save()
     body = {"name": "db1", "db_type": "mysql", "host": "127.0.0.1", "credential": cred.pk}
     assert api_client(charlie).post("/api/v1/instances/", body).status_code == 403
     created = api_client(bob).post("/api/v1/instances/", body)
