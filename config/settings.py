@@ -263,6 +263,7 @@ SPECTACULAR_SETTINGS = {
         "SyncSessionStatusEnum": "sync.models.SyncSessionStatusChoices",
         "SyncRecordStatusEnum": "sync.models.SyncRecordStatusChoices",
         "InstanceSyncStatusEnum": "instances.models.SyncStatus",
+        "DbTypeEnum": "instances.models.DbType",
         "SyncTypeEnum": "sync.models.SyncTypeChoices",
         "SessionStartSyncTypeEnum": "api.serializers.SESSION_START_TYPE_CHOICES",
     },
