@@ -13,6 +13,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("api.urls")),
+    path("metrics", include("metrics.urls")),  # Prometheus (docs/operations.md, "Metrics")
 ]
 
 handler404 = "api.views.not_found"
