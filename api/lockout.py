@@ -9,10 +9,9 @@ WhaleFall's side of it:
 - ``client_ip``: the client address axes counts, ``REMOTE_ADDR`` unless
   ``WHALEFALL_LOGIN_PROXY_COUNT`` trusted proxies stand in front;
 - ``lockout_response``: JSON 429 ``locked_out`` under ``/api/``, axes' text page elsewhere;
-- structured log events for every failed login and every lockout.
-
-Audit: there is no audit trail app yet; the two log events below (``login_failed``,
-``login_locked_out``) are what an audit app should record once it exists.
+- structured log events for every failed login and every lockout;
+- audit events (``audit.services.audit_record``) for every login, failed login and lockout,
+  with the address axes counts and ``via`` ``admin`` or ``api`` from the path.
 """
 
 from __future__ import annotations
@@ -24,10 +23,13 @@ from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_client_ip_address, get_client_username, get_cool_off, get_lockout_message
 from axes.signals import user_locked_out
 from django.conf import settings
-from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from audit.models import AuditKind
+from audit.services import audit_record
 from config.logging import log_event
 
 logger = logging.getLogger("whalefall.auth")
@@ -107,6 +109,44 @@ def log_login_failed(sender, credentials: dict, request: HttpRequest | None = No
         locked_out=bool(getattr(request, "axes_locked_out", False)),
         failures=getattr(request, "axes_failures_since_start", None),
     )
+    username = get_client_username(request, credentials)
+    audit_record(
+        AuditKind.LOGIN_FAILED,
+        actor=_known_user(username),
+        username=username or "",
+        request=request,
+        remote_addr=_ip(request),
+        details={
+            "path": request.path_info,
+            "locked_out": bool(getattr(request, "axes_locked_out", False)),
+            "failures": getattr(request, "axes_failures_since_start", None),
+        },
+    )
+
+
+def _known_user(username: str | None) -> Any:
+    """The user a failed login named, when there is one (its rows then filter by actor too)."""
+    if not username:
+        return None
+    model = get_user_model()
+    try:
+        return model.objects.filter(**{model.USERNAME_FIELD: str(username)[:150]}).first()
+    except Exception:  # a name no database can compare (NUL on PostgreSQL): record the text alone
+        return None
+
+
+@receiver(user_logged_in, dispatch_uid="whalefall.lockout.logged_in")
+def audit_logged_in(sender, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """Every successful sign-in that came with a request (the admin's login form, a later password endpoint)."""
+    if request is None or not request.path_info:
+        return  # an in-process login (the test client's login/force_login, a shell): no request came in
+    audit_record(
+        AuditKind.LOGIN,
+        actor=user,
+        request=request,
+        remote_addr=_ip(request),
+        details={"path": request.path_info},
+    )
 
 
 @receiver(user_locked_out, dispatch_uid="whalefall.lockout.locked_out")
@@ -124,4 +164,16 @@ def log_locked_out(sender, request: HttpRequest, username: str | None, ip_addres
         path=request.path_info if request is not None else None,
         failure_limit=settings.AXES_FAILURE_LIMIT,
         cooloff_seconds=int(cool_off.total_seconds()) if cool_off else None,
+    )
+    audit_record(
+        AuditKind.LOCKED_OUT,
+        actor=_known_user(username),
+        username=username or "",
+        request=request,
+        remote_addr=ip_address,
+        details={
+            "path": request.path_info if request is not None else None,
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "cooloff_seconds": int(cool_off.total_seconds()) if cool_off else None,
+        },
     )

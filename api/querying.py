@@ -24,9 +24,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from api.serializers import ErrorSerializer
+from audit.models import AuditKind, AuditVia
+from audit.services import audit_record, query_filters
 from exports.columns import KINDS
 from exports.http import export_response
-from exports.writers import FORMATS
+from exports.writers import FORMATS, export_observed
 
 # The longest free-text query value (a search, a name filter) any list runs: longer is
 # never a real name (account names are at most 255 characters, like the account search's
@@ -142,7 +144,26 @@ class ExportMixin:
                 code="invalid_format",
             )
         queryset = self.filter_queryset(self.export_queryset())  # type: ignore[attr-defined]
-        return export_response(self.export_kind, queryset, fmt)
+        with export_observed(_audit_done(request, self.export_kind, fmt)):
+            return export_response(self.export_kind, queryset, fmt)
+
+
+def _audit_done(request: Request, kind: str, fmt: str) -> Any:
+    """The audit event of an API export, written when its stream ends: who, the filters, how many rows."""
+    user = request.user
+    filters = query_filters(request.query_params, drop=("format",))
+    django_request = request._request
+
+    def done(rows: int, complete: bool) -> None:
+        audit_record(
+            AuditKind.EXPORT,
+            actor=user,
+            via=AuditVia.API,
+            request=django_request,
+            details={"kind": kind, "format": fmt, "filters": filters, "rows": rows, "complete": complete},
+        )
+
+    return done
 
 
 def export_action(kind: str, what: str) -> Any:

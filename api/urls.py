@@ -20,6 +20,7 @@ router.register("change-logs", views.AccountChangeLogViewSet, basename="changelo
 router.register("findings", views.FindingViewSet, basename="finding")
 router.register("permissions", views.AccountPermissionViewSet, basename="permission")
 router.register("effective-access", views.EffectiveAccessViewSet, basename="effective-access")
+router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import django_filters
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -16,6 +17,7 @@ from django.views.defaults import page_not_found
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework import serializers as drf_serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import get_object_or_404
@@ -29,8 +31,12 @@ from accountsync.effective_read import account_effective_access
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from api import filtersets, serializers
 from api.exceptions import AccountNotSeenYet, NothingToRetry, SessionNotRunning, SyncAlreadyRunning, SyncFailed
+from api.filtersets import MAX_ID, TextFilter, UtcDateTimeFilter
 from api.permissions import CanRunSync, ViewChangeLogs, ViewModelPermission
-from api.querying import ExportMixin, export_action, parse_when, when_parameter
+from api.querying import FORMAT_PARAMETER, ExportMixin, export_action, parse_when, reject_nul, when_parameter
+from audit.exporting import EVENT_COLUMNS, FORMATS, stream_rows
+from audit.models import AuditEvent, AuditKind, AuditVia
+from audit.services import query_filters
 from findings.models import Finding
 from instances.models import Credential, Instance
 from sync.models import SyncInstanceRecord, SyncRecordStatusChoices, SyncSession, SyncTypeChoices
@@ -136,7 +142,11 @@ class InstanceViewSet(viewsets.ModelViewSet):
                 code="instance_inactive",
             )
         result = sync_accounts(
-            instance=instance, sync_type=SyncTypeChoices.MANUAL_SINGLE, force=params.validated_data["force"]
+            instance=instance,
+            sync_type=SyncTypeChoices.MANUAL_SINGLE,
+            force=params.validated_data["force"],
+            created_by=request.user,
+            via=AuditVia.API,
         )
         body = serializers.SyncResultSerializer(result).data
         if not result["success"]:
@@ -234,7 +244,11 @@ class SyncSessionViewSet(
         data = params.validated_data
         try:
             session = sync_session_start(
-                instances=data["instances"], sync_type=data["sync_type"], created_by=request.user, force=data["force"]
+                instances=data["instances"],
+                sync_type=data["sync_type"],
+                created_by=request.user,
+                force=data["force"],
+                via=AuditVia.API,
             )
         except SyncRequestError as exc:
             raise ValidationError({"non_field_errors": [str(exc)]}) from exc
@@ -250,7 +264,7 @@ class SyncSessionViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, session_id: str | None = None) -> Response:
         session = self.get_object()
-        if not sync_session_cancel(session=session):
+        if not sync_session_cancel(session=session, cancelled_by=request.user, via=AuditVia.API):
             raise SessionNotRunning(f"Sync session {session.session_id} has already ended ({session.status}).")
         return Response(serializers.SyncSessionDetailSerializer(_session_detail(session.pk)).data)
 
@@ -265,7 +279,7 @@ class SyncSessionViewSet(
     def retry_failed(self, request: Request, session_id: str | None = None) -> Response:
         session = self.get_object()
         try:
-            retry = sync_session_retry_failed(session=session, created_by=request.user)
+            retry = sync_session_retry_failed(session=session, created_by=request.user, via=AuditVia.API)
         except SyncRequestError as exc:
             raise NothingToRetry(str(exc)) from exc
         body = serializers.SyncSessionDetailSerializer(_session_detail(retry.pk)).data
@@ -495,6 +509,82 @@ class EffectiveAccessViewSet(ExportMixin, viewsets.GenericViewSet):
     filterset_class = filtersets.AccountPermissionFilterSet
     export_kind = "effective_access"
     export = export_action("effective_access", "effective access (through roles, with the path)")
+
+
+class AuditEventSerializer(drf_serializers.ModelSerializer):
+    """One audit event; ``actor`` is the user's id (null once the user is deleted), ``actor_username`` a copy."""
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "at",
+            "kind",
+            "actor",
+            "actor_username",
+            "via",
+            "remote_addr",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "details",
+        ]
+        read_only_fields = fields
+
+
+class AuditEventFilterSet(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=AuditKind.choices)
+    via = django_filters.ChoiceFilter(choices=AuditVia.choices)
+    actor = TextFilter(field_name="actor_username", help_text="Username (as recorded; a failed login's tried name).")
+    actor_id = django_filters.NumberFilter(field_name="actor_id", min_value=0, max_value=MAX_ID, help_text="User id.")
+    object_type = TextFilter(help_text="Model label, e.g. sync.syncsession.")
+    object_id = TextFilter(help_text="The object's id (a session's UUID).")
+    since = UtcDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601 date-time, inclusive.")
+    until = UtcDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601 date-time, exclusive.")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["kind", "via", "actor", "actor_id", "object_type", "object_id", "since", "until"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List audit events: syncs started, cancelled, retried; exports; sign-ins"),
+    retrieve=extend_schema(summary="One audit event"),
+)
+class AuditEventViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = AuditEvent.objects.order_by("-at", "-id")
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilterSet
+    ordering_fields = ["at"]
+
+    @extend_schema(
+        summary="Export audit events (CSV, JSON or NDJSON), streamed",
+        description="Takes the same filters as the list. The export is itself an audit event. See docs/audit.md.",
+        parameters=[FORMAT_PARAMETER],
+        responses={
+            (200, "text/csv"): OpenApiResponse(description="CSV, a JSON array or NDJSON."),
+            (400, "application/json"): OpenApiResponse(serializers.ErrorSerializer),
+        },
+        filters=True,
+    )
+    @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
+    def export(self, request: Request) -> HttpResponse:
+        fmt = reject_nul("format", request.query_params.get("format") or "csv").lower()
+        if fmt not in FORMATS:
+            raise ValidationError(
+                {"format": [f"Unknown export format {fmt[:20]!r}; use one of: {', '.join(FORMATS)}."]},
+                code="invalid_format",
+            )
+        return stream_rows(
+            self.filter_queryset(self.get_queryset()),
+            EVENT_COLUMNS,
+            kind="audit_events",
+            fmt=fmt,
+            actor=request.user,
+            via=AuditVia.API,
+            request=request._request,
+            filters=query_filters(request.query_params, drop=("format",)),
+        )
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -76,8 +76,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "auditlog",
     # in layer order, bottom first (docs/architecture.md); import-linter checks the arrows
     "adminkit",
+    "audit",
     "instances",
     "accountsync",
     "sync",
@@ -97,6 +99,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # django-auditlog's, with the trusted client address and the actor read when a row is written
+    # (after DRF's token authentication): docs/audit.md
+    "audit.middleware.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # last, as django-axes asks: turns a lockout flagged during the login into its 429 response
@@ -163,6 +168,34 @@ AXES_LOCKOUT_CALLABLE = "api.lockout.lockout_response"
 WHALEFALL_LOGIN_PROXY_COUNT = env.int("WHALEFALL_LOGIN_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "api.lockout.client_ip"
 AXES_VERBOSE = False  # no start-up banner on every manage.py command
+
+# --- audit trail (audit/, docs/audit.md) -------------------------------------------
+# Model history (django-auditlog): who created, changed or deleted these. Per model: "names_only",
+# fields logged by name and never by value ("__all__": every field); "exclude", fields not logged
+# (bookkeeping written by syncs and logins); "m2m", many-to-many fields whose changes are logged.
+WHALEFALL_AUDIT_MODELS = {
+    "instances.credential": {"names_only": "__all__", "exclude": ["updated_at"]},
+    "instances.instance": {
+        "exclude": [
+            "updated_at",
+            "version",
+            "last_sync_at",
+            "last_sync_status",
+            "sync_count",
+            "last_success_at",
+            "catalog_digest",
+        ],
+        "m2m": ["tags"],
+    },
+    "alerts.alertchannel": {
+        "names_only": ["webhook_url_encrypted", "webhook_url_mask", "signing_secret_encrypted"],
+        "exclude": ["updated_at"],
+    },
+    "auth.user": {"names_only": ["password"], "exclude": ["last_login"], "m2m": ["groups", "user_permissions"]},
+    "auth.group": {"m2m": ["permissions"]},
+}
+# The address recorded with audit rows and model history: the one sign-in lockout counts.
+WHALEFALL_AUDIT_CLIENT_IP_CALLABLE = AXES_CLIENT_IP_CALLABLE
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -266,6 +299,9 @@ SPECTACULAR_SETTINGS = {
         "DbTypeEnum": "instances.models.DbType",
         "SyncTypeEnum": "sync.models.SyncTypeChoices",
         "SessionStartSyncTypeEnum": "api.serializers.SESSION_START_TYPE_CHOICES",
+        # two choice sets share the field name "kind": both named, the accounts' one keeps its name
+        "KindEnum": "accountsync.models.AccountKind",
+        "AuditEventKindEnum": "audit.models.AuditKind",
     },
 }
 
@@ -316,4 +352,11 @@ WHALEFALL_ALERT_SIGNING_KEY = env("WHALEFALL_ALERT_SIGNING_KEY", default="")
 # More escalations than this in one sync, for one channel, become a single digest alert.
 WHALEFALL_ALERT_DIGEST_OVER = env.int("WHALEFALL_ALERT_DIGEST_OVER", default=10)
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+
+# --- metrics (metrics/, docs/operations.md, "Metrics") ---------------------------------
+# GET /metrics for a scraper sending "Authorization: Bearer <TOKEN>" (empty: no token) or calling from an
+# ALLOW address (comma-separated CIDRs; empty: token only). History-based metrics count the last WINDOW seconds.
+WHALEFALL_METRICS_TOKEN = env("WHALEFALL_METRICS_TOKEN", default="")
+WHALEFALL_METRICS_ALLOW = env("WHALEFALL_METRICS_ALLOW", default="127.0.0.1/32,::1/128")
+WHALEFALL_METRICS_WINDOW_SECONDS = env.int("WHALEFALL_METRICS_WINDOW_SECONDS", default=86400)
 EMAIL_TIMEOUT = WHALEFALL_ALERT_TIMEOUT

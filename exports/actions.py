@@ -15,8 +15,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
 from accountsync.models import InstanceAccount
+from audit.models import AuditKind, AuditVia
+from audit.services import audit_record, query_filters
 from exports.columns import current_permissions
 from exports.http import export_response
+from exports.writers import export_observed
 
 AdminAction = Callable[[Any, HttpRequest, QuerySet[Any]], StreamingHttpResponse]
 
@@ -31,9 +34,35 @@ def admin_export_action(kind: str, fmt: str = "csv", *, description: str | None 
     def action(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> StreamingHttpResponse:
         if kind in ("permissions", "effective_access") and queryset.model is InstanceAccount:
             queryset = current_permissions(queryset)
-        return export_response(kind, queryset, fmt)
+        with export_observed(_audit_done(request, kind, fmt)):
+            return export_response(kind, queryset, fmt)
 
     action.__name__ = f"export_{kind}_{fmt}"
     action.short_description = description or f"Export selected {kind.replace('_', ' ')} as {fmt.upper()}"  # type: ignore[attr-defined]
     action.allowed_permissions = ("view",)  # type: ignore[attr-defined]
     return action
+
+
+def _audit_done(request: HttpRequest, kind: str, fmt: str) -> Callable[[int, bool], None]:
+    """The audit event of an admin export, written when its stream ends: who, the list's filters, how many rows."""
+    user = getattr(request, "user", None)
+    filters = query_filters(request.GET)  # the change list's filters: an action posts to the list's URL
+    selection = "all" if request.POST.get("select_across") == "1" else len(request.POST.getlist("_selected_action"))
+
+    def done(rows: int, complete: bool) -> None:
+        audit_record(
+            AuditKind.EXPORT,
+            actor=user,
+            via=AuditVia.ADMIN,
+            request=request,
+            details={
+                "kind": kind,
+                "format": fmt,
+                "filters": filters,
+                "selection": selection,
+                "rows": rows,
+                "complete": complete,
+            },
+        )
+
+    return done

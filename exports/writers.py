@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -35,6 +37,53 @@ FORMATS = {
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_SIZE = 2000
 ROWS_PER_WRITE = 200  # CSV/NDJSON rows joined into one piece of the response
+
+
+# (rows streamed, whether the stream reached its end): told once per export, when its stream ends
+ExportDone = Callable[[int, bool], None]
+_on_done: ContextVar[ExportDone | None] = ContextVar("whalefall_export_on_done", default=None)
+
+
+@contextmanager
+def export_observed(on_done: ExportDone) -> Iterator[None]:
+    """Exports made in this block (``stream_export``) call ``on_done(rows, complete)`` when their stream ends.
+
+    Why a context and not an argument: the HTTP side (``exports.http.export_response``) sits
+    between the caller that knows who exports (the admin action, the API view) and the
+    stream; the stream is built inside the block and keeps its callback after it, so the
+    count is the rows really streamed, known only once the response has been sent.
+    ``complete`` is False when the stream stopped early (the client went away, an error).
+    """
+    token = _on_done.set(on_done)
+    try:
+        yield
+    finally:
+        _on_done.reset(token)
+
+
+class _Counted:
+    """The rows, counted as the writer takes them (no extra query, nothing kept)."""
+
+    def __init__(self, rows: Iterator[Row]) -> None:
+        self.rows = rows
+        self.count = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> Row:
+        row = next(self.rows)
+        self.count += 1
+        return row
+
+
+def _observed(chunks: Iterator[str], rows: _Counted, on_done: ExportDone) -> Iterator[str]:
+    complete = False
+    try:
+        yield from chunks
+        complete = True
+    finally:  # also when the response is closed early (the client went away): GeneratorExit
+        on_done(rows.count, complete)
 
 
 class ExportError(ValueError):
@@ -160,5 +209,9 @@ def stream_export(
         raise ExportError(
             f"A {kind} export reads {spec.model.__name__} rows, not {queryset.model.__name__}.", field="queryset"
         )
-    chunks = WRITERS[fmt](spec, _rows(spec, queryset, chunk_size))
+    on_done = _on_done.get()
+    if on_done is None:
+        return WRITERS[fmt](spec, _rows(spec, queryset, chunk_size)), FORMATS[fmt], export_filename(kind, fmt)
+    rows = _Counted(_rows(spec, queryset, chunk_size))
+    chunks = _observed(WRITERS[fmt](spec, rows), rows, on_done)
     return chunks, FORMATS[fmt], export_filename(kind, fmt)

@@ -22,6 +22,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accountsync.services import ApplyFence, SyncCancelled, SyncResult, account_sync_run
+from audit.models import AuditKind, AuditVia
+from audit.services import audit_record
 from config.db import on_fresh_connection
 from instances.models import Instance
 from sync.heartbeat import Heartbeat
@@ -99,6 +101,7 @@ def sync_accounts(
     session_id: uuid.UUID | str | None = None,
     created_by: Any = None,
     force: bool = False,
+    via: str | None = None,
 ) -> dict[str, Any]:
     """Sync one instance following the seed's decision table.
 
@@ -106,6 +109,8 @@ def sync_accounts(
     must exist) or create a new session, which needs ``created_by`` except for
     ``scheduled_task``. Any other type is run as ``manual_single`` with a warning, as the
     seed does, so an upstream typo degrades to an untracked sync instead of no sync.
+    A sync that starts here (``manual_single``, or a new session) is an audit event by
+    ``created_by`` through ``via`` (see ``_audit_started``).
     """
     if sync_type not in SyncTypeChoices.values:
         logger.warning(
@@ -116,6 +121,13 @@ def sync_accounts(
         )
         sync_type = SyncTypeChoices.MANUAL_SINGLE
     if sync_type == SyncTypeChoices.MANUAL_SINGLE:
+        audit_record(
+            AuditKind.SYNC_STARTED,
+            actor=created_by,
+            via=via,
+            obj=instance,
+            details={"sync_type": sync_type, "instance_count": 1, "instances": [instance.name], "force": force},
+        )
         holder = f"single:{uuid.uuid4().hex}"
         lease = lease_acquire(instance_id=instance.pk, holder=holder)
         if not lease.acquired:
@@ -154,6 +166,7 @@ def sync_accounts(
             )
     else:
         session = _session_create(instances=[instance], sync_type=sync_type, created_by=created_by)
+        _audit_started(AuditKind.SYNC_STARTED, session, [instance], actor=created_by, via=via, force=force)
     record, _ = SyncInstanceRecord.objects.get_or_create(
         session=session, instance=instance, defaults={"instance_name": instance.name}
     )
@@ -371,17 +384,59 @@ def _session_create(
     return session
 
 
+def _audit_started(
+    kind: str,
+    session: SyncSession,
+    instances: list[Instance],
+    *,
+    actor: Any,
+    via: str | None,
+    force: bool = False,
+    **details: Any,
+) -> None:
+    """Record who started (or retried) ``session`` and through what; never fails the start.
+
+    ``via`` names the entry point (``api``, ``cli``, ``schedule``); without it ``audit_record``
+    reads it off the request being handled, else ``admin`` when there is a user.
+    """
+    audit_record(
+        kind,
+        actor=actor,
+        via=via,
+        obj=session,
+        object_id=str(session.session_id),
+        object_repr=f"{session.sync_type} session {session.session_id}",
+        details={
+            "session_id": str(session.session_id),
+            "sync_type": session.sync_type,
+            "instance_count": len(instances),
+            "instances": [i.name for i in instances[:50]],
+            "force": force,
+            **details,
+        },
+    )
+
+
 def sync_session_start(
-    *, instances: Iterable[Instance], sync_type: str, created_by: Any, enqueue: bool = True, force: bool = False
+    *,
+    instances: Iterable[Instance],
+    sync_type: str,
+    created_by: Any,
+    enqueue: bool = True,
+    force: bool = False,
+    via: str | None = None,
 ) -> SyncSession:
     """Create a session and one pending record per instance, atomically, then hand them to workers.
 
     With ``enqueue`` (the default) one django-q2 task per record is queued once the
     transaction commits (``group`` = the session id), so workers never see a record that
     does not exist yet and a rolled-back start queues nothing. ``enqueue=False`` leaves
-    the records for ``sync_session_run`` in this process.
+    the records for ``sync_session_run`` in this process. The start is an audit event
+    (``created_by``, ``via``), written before the tasks are queued.
     """
+    instances = list(instances)
     session = _session_create(instances=instances, sync_type=sync_type, created_by=created_by)
+    _audit_started(AuditKind.SYNC_STARTED, session, instances, actor=created_by, via=via, force=force)
     if enqueue:
         _enqueue_records(session, force=force)
     return session
@@ -485,7 +540,9 @@ def sync_scheduled_start() -> SyncSession | None:
             "scheduled sync skipped: no active instance", extra={"wf": {"module": "sync", "operation": "scheduled"}}
         )
         return None
-    return sync_session_start(instances=instances, sync_type=SyncTypeChoices.SCHEDULED_TASK, created_by=None)
+    return sync_session_start(
+        instances=instances, sync_type=SyncTypeChoices.SCHEDULED_TASK, created_by=None, via=AuditVia.SCHEDULE
+    )
 
 
 def sync_reap(*, stale_after: int | None = None, pending_after: int | None = None) -> int:
@@ -639,23 +696,40 @@ def sync_session_run(*, session: SyncSession, force: bool = False, progress: Pro
     }
 
 
-def sync_session_cancel(*, session: SyncSession) -> bool:
+def sync_session_cancel(*, session: SyncSession, cancelled_by: Any = None, via: str | None = None) -> bool:
     """Cancel a running session and its pending records; running records stop before applying.
 
-    Returns False when the session had already ended (nothing changed).
+    Returns False when the session had already ended (nothing changed). A cancel is an audit
+    event by ``cancelled_by`` (default: the user of the request being handled) through ``via``.
     """
     with transaction.atomic():
         if not session.mark_cancelled():
             return False
         now = timezone.now()
-        SyncInstanceRecord.objects.filter(session=session, status=SyncRecordStatusChoices.PENDING).update(
+        cancelled = SyncInstanceRecord.objects.filter(session=session, status=SyncRecordStatusChoices.PENDING).update(
             status=SyncRecordStatusChoices.CANCELLED, completed_at=now, updated_at=now
         )
+    audit_record(
+        AuditKind.SYNC_CANCELLED,
+        actor=cancelled_by,
+        via=via,
+        obj=session,
+        object_id=str(session.session_id),
+        object_repr=f"{session.sync_type} session {session.session_id}",
+        details={
+            "session_id": str(session.session_id),
+            "sync_type": session.sync_type,
+            "instance_count": session.total_instances,
+            "pending_cancelled": cancelled,
+        },
+    )
     return True
 
 
-def sync_session_retry_failed(*, session: SyncSession, created_by: Any, enqueue: bool = True) -> SyncSession:
-    """Start a new session (``retry_of`` set) for the instances whose record failed."""
+def sync_session_retry_failed(
+    *, session: SyncSession, created_by: Any, enqueue: bool = True, via: str | None = None
+) -> SyncSession:
+    """Start a new session (``retry_of`` set) for the instances whose record failed (an audit event)."""
     instances = [
         r.instance
         for r in session.records.filter(status=SyncRecordStatusChoices.FAILED, instance__isnull=False)
@@ -665,6 +739,9 @@ def sync_session_retry_failed(*, session: SyncSession, created_by: Any, enqueue:
     if not instances:
         raise SyncRequestError(f"session {session.session_id} has no failed instance that still exists to retry.")
     retry = _session_create(instances=instances, sync_type=session.sync_type, created_by=created_by, retry_of=session)
+    _audit_started(
+        AuditKind.SYNC_RETRIED, retry, instances, actor=created_by, via=via, retry_of=str(session.session_id)
+    )
     if enqueue:
         _enqueue_records(retry)
     return retry

@@ -22,6 +22,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.models import AuditVia
 from instances.models import Instance
 from sync.models import (
     RECORD_TERMINAL,
@@ -89,7 +90,10 @@ class Command(BaseCommand):
         parser.add_argument("--instance", action="append", default=[], metavar="NAME|ID", help="repeatable")
         parser.add_argument("--all", action="store_true", help="every active instance")
         parser.add_argument("--type", dest="sync_type", help=f"one of {', '.join(SyncTypeChoices.values)}")
-        parser.add_argument("--user", help="username recorded as the session's creator (manual_batch/manual_task)")
+        parser.add_argument(
+            "--user",
+            help="username recorded as the session's creator (manual_batch/manual_task) and in the audit trail",
+        )
         parser.add_argument("--force", action="store_true", help="override the mass-removal guard")
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
         parser.add_argument(
@@ -124,10 +128,12 @@ class Command(BaseCommand):
             self._run_async(instances, sync_type, user, opts)
             return
         if sync_type == SyncTypeChoices.MANUAL_SINGLE:
-            report = self._run_single(instances, opts["force"], opts["json"])
+            report = self._run_single(instances, opts["force"], opts["json"], user)
         else:
             try:
-                session = sync_session_start(instances=instances, sync_type=sync_type, created_by=user, enqueue=False)
+                session = sync_session_start(
+                    instances=instances, sync_type=sync_type, created_by=user, enqueue=False, via=AuditVia.CLI
+                )
             except SyncRequestError as exc:
                 raise _usage(f"{exc} (command line: --user USERNAME, or --type scheduled_task)") from exc
             report = sync_session_run(
@@ -162,7 +168,12 @@ class Command(BaseCommand):
             raise _usage("--async runs a session; use --type manual_task, manual_batch or scheduled_task.")
         try:
             session = sync_session_start(
-                instances=instances, sync_type=sync_type, created_by=user, enqueue=True, force=opts["force"]
+                instances=instances,
+                sync_type=sync_type,
+                created_by=user,
+                enqueue=True,
+                force=opts["force"],
+                via=AuditVia.CLI,
             )
         except SyncRequestError as exc:
             raise _usage(f"{exc} (command line: --user USERNAME, or --type scheduled_task)") from exc
@@ -273,12 +284,18 @@ class Command(BaseCommand):
             raise _usage(f"unknown --user {username!r}: give an existing username.")
         return user
 
-    def _run_single(self, instances: list[Instance], force: bool, as_json: bool) -> dict[str, Any]:
+    def _run_single(self, instances: list[Instance], force: bool, as_json: bool, user: Any = None) -> dict[str, Any]:
         results = []
         for index, instance in enumerate(instances, start=1):
             if not as_json:
                 self._line(index, len(instances), instance.name, None)
-            result = sync_accounts(instance=instance, sync_type=SyncTypeChoices.MANUAL_SINGLE, force=force)
+            result = sync_accounts(
+                instance=instance,
+                sync_type=SyncTypeChoices.MANUAL_SINGLE,
+                force=force,
+                created_by=user,
+                via=AuditVia.CLI,
+            )
             result.update(instance=instance.name, instance_id=instance.pk)
             results.append(result)
             if not as_json:
