@@ -18,11 +18,13 @@ parsers still drop any hash column a row might carry, as a second guard.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import operator
 import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -1487,6 +1489,7 @@ def classify_error(
     closed it: "cannot connect" while connecting, "lost the connection" after. Without
     `elapsed` a 2013 stays what the driver's text suggests, a timeout.
     """
+    repair_driver_error(exc)  # a non-UTF-8 server message must not crash whoever reads it (see there)
     code = _error_code(exc)
     detail = scrub(_error_text(exc), target.password)
     name = target.name
@@ -1531,6 +1534,189 @@ def _counter(conn: Any, target: ConnectionTarget) -> QueryCounter:
     return QueryCounter(conn.cursor(), watchdog=lambda: Watchdog(seconds, lambda _dog: shutdown_socket(fd)))
 
 
+# --- authentication plugins: the password never goes to a server in a form it can read --------
+# Why: the server chooses the authentication plugin (its handshake names one, an AuthSwitchRequest
+# may name another), and MariaDB Connector/C, which mysqlclient links here, runs whichever it is
+# asked for. mysql_clear_password and dialog (PAM) send the password itself, sha256_password sends
+# it encrypted to a key the server supplies, so a server that is not the credential's (a host of
+# the person who edited the instance, a man in the middle) would read it. Connector/C enables
+# mysql_clear_password by default: it accepts MYSQL_ENABLE_CLEARTEXT_PLUGIN and ignores it
+# (mariadb_lib.c: `case MYSQL_ENABLE_CLEARTEXT_PLUGIN: break;`), does not read libmysqlclient's
+# LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN, and plugins/auth/mariadb_cleartext.c sends the password whenever
+# asked (the only plugin it disables by default is mysql_old_password, from 3.4; measured here with
+# 3.3.20 against tests/fakeservers.py: the password arrives). Its per-connection guard is restricted_auth
+# (MARIADB_OPT_RESTRICTED_AUTH): a plugin outside the list fails the connect with CR_PLUGIN_NOT_ALLOWED
+# (5010) before the plugin runs, so not one byte of the secret is sent. mysqlclient has no keyword
+# for it, but Connector/C 3.3.10+ reads `restricted-auth=` from an option file, and mysqlclient
+# passes one as read_default_file (only that file is read then, with the groups client,
+# client-server, client-mariadb and read_default_group).
+# Left open: caching_sha2_password (MySQL 8's default, so allowed) proves the password by a
+# scramble when the server has it cached, but its full authentication sends the password
+# RSA-encrypted to a key the server supplies (no TLS), or in clear over TLS; so it is allowed over
+# TLS only when TLS is verified (or the credential allows weak authentication).
+
+# prove knowledge of the password without sending it (caching_sha2_password: see above)
+_HASHING_PLUGINS = ("mysql_native_password", "caching_sha2_password", "client_ed25519", "parsec")
+# give the server the password, encrypted to a key the server chooses: only when the credential allows weak auth
+_KEY_EXCHANGE_PLUGINS = ("sha256_password",)
+# send the password in clear: only when the credential allows weak auth and TLS is verified
+_CLEARTEXT_PLUGINS = ("mysql_clear_password", "dialog")
+CR_PLUGIN_NOT_ALLOWED = 5010  # Connector/C: "Authentication plugin '%s' couldn't be found in restricted_auth ..."
+CR_AUTH_PLUGIN_CANNOT_LOAD = 2059  # libmysqlclient: "... cannot be loaded: plugin not enabled"
+_RESTRICTED_AUTH_FILES_SINCE = (3, 3, 10)  # Connector/C release notes 3.3.10: restricted_auth in option files
+_AUTH_GROUP = "whalefall"
+_AUTH_FILES_LOCK = threading.Lock()
+
+
+def _tls_in_use(params: Mapping[str, Any]) -> bool:
+    mode = str(params.get("ssl_mode") or "").upper()
+    return bool(params.get("ssl")) or mode in {"REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"}
+
+
+def _tls_verified(params: Mapping[str, Any]) -> bool:
+    """Whether the connect parameters make the client verify the server's certificate.
+
+    Why from the parameters actually passed: an instance's tls option means nothing until it
+    reaches the driver; mysqlclient maps VERIFY_CA and VERIFY_IDENTITY to Connector/C's
+    MYSQL_OPT_SSL_VERIFY_SERVER_CERT (which checks the chain and the host name).
+    """
+    return str(params.get("ssl_mode") or "").upper() in {"VERIFY_CA", "VERIFY_IDENTITY"}
+
+
+def allowed_auth_plugins(target: ConnectionTarget, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The authentication plugins this connection may run, given the credential and the TLS in `params`."""
+    verified = _tls_verified(params)
+    plugins = list(_HASHING_PLUGINS)
+    if _tls_in_use(params) and not verified and not target.allow_weak_auth:
+        plugins.remove("caching_sha2_password")  # over unverified TLS it sends the password in clear
+    if target.allow_weak_auth:
+        plugins.extend(_KEY_EXCHANGE_PLUGINS)
+        if verified:
+            plugins.extend(_CLEARTEXT_PLUGINS)
+    return tuple(plugins)
+
+
+@functools.cache
+def _client_library() -> tuple[str, tuple[int, ...]]:
+    """("connector/c", (3, 3, 20)) or ("libmysqlclient", (8, 0, 36)): what mysqlclient is linked against."""
+    import MySQLdb._mysql
+
+    info = MySQLdb._mysql.get_client_info()
+    version = tuple(int(part) for part in re.findall(r"\d+", info)[:3])
+    # MariaDB Connector/C numbers its releases 3.x; libmysqlclient follows the server (5.x, 8.x, 9.x; MariaDB's 10.x)
+    return ("connector/c" if version and version[0] < 5 else "libmysqlclient"), version
+
+
+_AUTH_FILES: dict[tuple[str, ...], tuple[str, tuple[int, int]]] = {}  # plugins -> (path, (st_dev, st_ino))
+
+
+def _restricted_auth_file(plugins: tuple[str, ...]) -> str:
+    """A path Connector/C reads the `restricted-auth` option from, checked to still be that file at each call.
+
+    Why an unlinked file kept open and read through /proc/self/fd: Connector/C silently ignores an
+    option file it cannot open, so a file a tmp cleaner removed would quietly drop the restriction.
+    An open, unlinked file cannot be removed, and only this process (and its forks) can reach it.
+    Without /proc the file stays (mode 0600) in the temporary directory. Either way the path is
+    checked to lead to the same file (device, inode) before every connect, and written anew if not.
+    """
+    import os
+    import tempfile
+
+    known = _AUTH_FILES.get(plugins)
+    if known is not None:
+        path, identity = known
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            if (info.st_dev, info.st_ino) == identity:
+                return path
+    fd, path = tempfile.mkstemp(prefix="whalefall-mysql-auth-", suffix=".cnf")  # mode 0600
+    os.write(fd, f"[{_AUTH_GROUP}]\nrestricted-auth={','.join(plugins)}\n".encode())
+    info = os.fstat(fd)
+    proc_path = f"/proc/self/fd/{fd}"
+    if os.path.exists(proc_path):
+        os.unlink(path)
+        path = proc_path
+    else:
+        os.close(fd)
+    _AUTH_FILES[plugins] = (path, (info.st_dev, info.st_ino))
+    return path
+
+
+def _auth_options(target: ConnectionTarget, params: Mapping[str, Any]) -> dict[str, str]:
+    """The mysqlclient keywords that hold the connection to `allowed_auth_plugins` (fail closed if it cannot)."""
+    import os
+
+    from accountsync.adapters.base import ConfigurationError, endpoint
+
+    plugins = allowed_auth_plugins(target, params)
+    library, version = _client_library()
+    if library == "libmysqlclient":
+        # cleartext is off unless LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN is set (MySQL manual, "Client-Side
+        # Cleartext Pluggable Authentication"); it has no dialog plugin
+        if os.environ.get("LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN") and "mysql_clear_password" not in plugins:
+            raise ConfigurationError(
+                "LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN is set, so libmysqlclient would send the password in clear "
+                f"to {endpoint(target)} if asked; unset it in WhaleFall's environment",
+                instance_name=target.name,
+            )
+        return {}
+    if version < _RESTRICTED_AUTH_FILES_SINCE:
+        raise ConfigurationError(
+            f"mysqlclient is linked against MariaDB Connector/C {'.'.join(map(str, version))}, which cannot be "
+            "told to refuse mysql_clear_password (it sends the password in clear whenever a server asks); "
+            "install Connector/C 3.3.10 or later (libmariadb3) and reinstall mysqlclient",
+            instance_name=target.name,
+        )
+    with _AUTH_FILES_LOCK:
+        path = _restricted_auth_file(plugins)
+    return {"read_default_file": path, "read_default_group": _AUTH_GROUP}
+
+
+def repair_driver_error(exc: Exception) -> None:
+    """Replace a NULL that mysqlclient left in an exception's args, before anything reads them.
+
+    Why: mysqlclient builds args as (errno, PyUnicode_FromString(mysql_error())), and that returns
+    NULL for a message that is not UTF-8, which a server controls (an ERR packet's text) and
+    Connector/C sometimes produces itself (see `_weak_auth_refused`). The tuple then holds a NULL:
+    reading args[1], printing the exception or formatting its traceback kills the process
+    (SIGSEGV), so any server could crash a worker. gc.get_referents skips NULL slots, so a list
+    shorter than args shows one without touching it; the message is replaced, the errno kept.
+    """
+    import gc
+
+    args = exc.args
+    present = gc.get_referents(args)
+    if len(present) != len(args):
+        code = next((item for item in present if isinstance(item, int)), None)
+        exc.args = (code, "(the server's error message was not valid UTF-8)")
+
+
+def _weak_auth_refused(exc: Exception, target: ConnectionTarget, plugins: tuple[str, ...]) -> AdapterError | None:
+    """The client refused the server's authentication plugin: a configuration error naming both ways out.
+
+    Why not the driver's text: after an AuthSwitchRequest, Connector/C 3.3 formats CR_PLUGIN_NOT_ALLOWED
+    from a pointer into a buffer the switch packet has overwritten, so the text is garbage, often not
+    UTF-8, and mysqlclient then leaves NULL in the exception's args: reading args[1] crashes the
+    process. The args are replaced before anything reads them.
+    """
+    from accountsync.adapters.base import ConfigurationError, endpoint
+
+    code = _error_code(exc)
+    if code == CR_PLUGIN_NOT_ALLOWED:
+        exc.args = (code, "authentication plugin not in restricted_auth")
+    elif not (code == CR_AUTH_PLUGIN_CANNOT_LOAD and "mysql_clear_password" in _error_text(exc)):
+        return None
+    return ConfigurationError(
+        f"the server at {endpoint(target)} asked for the password in clear text (or in another form it can "
+        "read: mysql_clear_password, dialog, sha256_password, or an unknown plugin); WhaleFall refuses unless "
+        "the credential allows weak password authentication, and for clear text only over verified TLS. "
+        f"Allowed for this connection: {', '.join(plugins)}. If this is the credential's own server, give the "
+        "monitoring account one of those plugins (ALTER USER ... IDENTIFIED WITH ...); someone who may "
+        "change credentials can allow weak authentication",
+        instance_name=target.name,
+    )
+
+
 # --- the adapter ------------------------------------------------------------------
 
 
@@ -1543,25 +1729,34 @@ class MySQLAdapter:
         """Connect: connect_timeout bounds the TCP connect, greeting and login; read_timeout the init command.
 
         `use_unicode=False` makes the driver hand every text cell over as bytes (see `fetch`).
+        `_auth_options` holds the login to `allowed_auth_plugins`: a server that asks for the password
+        in a form it can read is refused before the password is sent (a configuration error).
         """
         import MySQLdb
 
+        params: dict[str, Any] = {
+            "host": target.host,
+            "port": int(target.port),
+            "user": target.username,
+            "password": target.password,
+            "connect_timeout": max(1, math.ceil(target.connect_timeout)),
+            "read_timeout": read_timeout(target),
+            "write_timeout": read_timeout(target),
+            "charset": "utf8mb4",
+            "use_unicode": use_unicode,
+            "autocommit": True,
+            "init_command": "SET time_zone = '+00:00'",
+        }
+        # last, from the parameters above: which authentication plugins the server may make us run
+        params.update(_auth_options(target, params))
         started = time.monotonic()
         try:
-            return MySQLdb.connect(
-                host=target.host,
-                port=int(target.port),
-                user=target.username,
-                password=target.password,
-                connect_timeout=max(1, math.ceil(target.connect_timeout)),
-                read_timeout=read_timeout(target),
-                write_timeout=read_timeout(target),
-                charset="utf8mb4",
-                use_unicode=use_unicode,
-                autocommit=True,
-                init_command="SET time_zone = '+00:00'",
-            )
+            return MySQLdb.connect(**params)
         except MySQLdb.Error as exc:
+            repair_driver_error(exc)  # first: a server's non-UTF-8 message would crash whatever reads it
+            refused = _weak_auth_refused(exc, target, allowed_auth_plugins(target, params))
+            if refused is not None:
+                raise refused from None
             raise classify_error(exc, target, phase="connect", elapsed=time.monotonic() - started) from None
 
     def _now(self) -> datetime:

@@ -241,6 +241,8 @@ def _classify(
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate is None or sqlstate in _SESSION_ENDED or bool(getattr(conn, "broken", False)):
             return connection_lost(target, phase, counter.elapsed, text, running="the server is running")
+    if "authentication method requirement" in lowered:
+        return _weak_auth_refused(text, target)
     if any(
         marker in lowered
         for marker in ("password authentication failed", "no password supplied", "authentication failed")
@@ -286,10 +288,72 @@ def _network_params(target: ConnectionTarget) -> dict[str, int]:
     }
 
 
-def _connect(target: ConnectionTarget, dbname: str) -> Any:
-    """Connect; psycopg bounds the whole connection attempt (TCP, TLS, login) by connect_timeout itself."""
+# require_auth (libpq 16+): the authentication requests libpq answers; any other fails the connect before a
+# byte of the password is sent. "none" lets a server that asks for nothing (trust, peer) sign us in: no
+# secret leaves then. SCRAM proves the password without sending it (and the server proves it knows it);
+# md5 sends a digest that is as good as the password for logging in, "password" sends the password itself.
+REQUIRE_AUTH = "scram-sha-256,none"
+REQUIRE_AUTH_WEAK = "scram-sha-256,md5,password,none"
+_REQUIRE_AUTH_SINCE = 160000  # libpq 16 added require_auth; an older libpq rejects the keyword
+
+
+def _require_auth(target: ConnectionTarget) -> str:
+    """The require_auth for this target: md5 and cleartext only when the credential allows weak authentication.
+
+    Why refuse an old libpq instead of connecting without require_auth: without it libpq answers whatever
+    the server asks, so a server that asks for the password in clear text would receive it.
+    """
     import psycopg
 
+    version = psycopg.pq.version()
+    if version < _REQUIRE_AUTH_SINCE:
+        raise ConfigurationError(
+            f"psycopg uses libpq {version // 10000}, which cannot refuse a server that asks for the password "
+            "in clear text (require_auth needs libpq 16 or later); install psycopg[binary] or a newer libpq",
+            instance_name=target.name,
+        )
+    return REQUIRE_AUTH_WEAK if target.allow_weak_auth else REQUIRE_AUTH
+
+
+# libpq's reason in `authentication method requirement "<require_auth>" failed: <reason>` (fe-auth.c)
+_ASKED_FOR = {
+    "server requested a cleartext password": "the password in clear text",
+    "server requested a hashed password": "the password as an md5 digest (as good as the password itself)",
+}
+
+
+def _weak_auth_refused(text: str, target: ConnectionTarget) -> ConfigurationError:
+    """libpq refused the server's authentication request (require_auth): a configuration error.
+
+    Why configuration, not permission: the server did not refuse the monitoring role, WhaleFall refused
+    the server. The fix is a setting on one side or the other: the server's authentication method
+    (pg_hba.conf, password_encryption) or the credential's "allow weak password authentication".
+    """
+    reason = text.rsplit("failed:", 1)[-1].strip().rstrip(".")
+    asked = next((form for words, form in _ASKED_FOR.items() if words in reason), None)
+    if asked is None:  # GSSAPI, SSPI, a SASL mechanism other than SCRAM, or no authentication where one is required
+        return ConfigurationError(
+            f"the server at {endpoint(target)} asked for an authentication method WhaleFall does not use ({reason}); "
+            "use scram-sha-256 for the monitoring role in pg_hba.conf",
+            instance_name=target.name,
+        )
+    return ConfigurationError(
+        f"the server at {endpoint(target)} asked for {asked}; WhaleFall refuses unless the credential allows "
+        "weak password authentication. If this is the credential's own server, switch it to SCRAM "
+        "(password_encryption = 'scram-sha-256', set the monitoring role's password again, "
+        "scram-sha-256 in pg_hba.conf); someone who may change credentials can allow weak authentication",
+        instance_name=target.name,
+    )
+
+
+def _connect(target: ConnectionTarget, dbname: str) -> Any:
+    """Connect; psycopg bounds the whole connection attempt (TCP, TLS, login) by connect_timeout itself.
+
+    `require_auth` (see `_require_auth`) decides which authentication requests libpq answers.
+    """
+    import psycopg
+
+    require_auth = _require_auth(target)
     timeout_ms = max(1, int(target.query_timeout * 1000))
     tls = (target.options.get("tls") or {}).get("mode") if isinstance(target.options.get("tls"), dict) else None
     try:
@@ -304,6 +368,7 @@ def _connect(target: ConnectionTarget, dbname: str) -> Any:
             application_name="whalefall",
             options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
             sslmode=tls or "prefer",
+            require_auth=require_auth,
             **_network_params(target),
         )
     except psycopg.Error as exc:

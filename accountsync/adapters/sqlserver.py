@@ -456,11 +456,26 @@ def _odbc_value(value: str) -> str:
     return "{" + value.replace("}", "}}") + "}"
 
 
-def connection_string(target: ConnectionTarget) -> str:
-    """ODBC keywords; the tls option is disable | require (no verification) | verify (default)."""
+def _tls_keywords(target: ConnectionTarget) -> tuple[str, str]:
+    """(Encrypt, TrustServerCertificate): encrypted and the certificate verified unless the instance says otherwise.
+
+    Why verify whatever the mode says: with TrustServerCertificate=yes the driver encrypts to any
+    certificate, so a server that is not the instance's (a host of the person who edited it, a man
+    in the middle) reads the login packet and its password. Only `"tls": {"trust_server_certificate":
+    true}` turns verification off; it sits inside the tls option, which only those who may change
+    credentials can change (instances/policy.py). Mode `disable` asks for no encryption (Encrypt=no),
+    which still encrypts the login packet but, with ODBC Driver 18, verifies no certificate unless
+    the server forces encryption; the password is then only as safe as the network.
+    """
     tls = target.options.get("tls")
     mode = tls.get("mode") if isinstance(tls, dict) else tls
-    encrypt, trust = {"disable": ("no", "yes"), "require": ("yes", "yes")}.get(str(mode), ("yes", "no"))
+    trust = isinstance(tls, dict) and tls.get("trust_server_certificate") is True
+    return ("no" if str(mode) == "disable" else "yes"), ("yes" if trust else "no")
+
+
+def connection_string(target: ConnectionTarget) -> str:
+    """ODBC keywords; TLS from the tls option (mode, trust_server_certificate: see `_tls_keywords`)."""
+    encrypt, trust = _tls_keywords(target)
     return (
         f"Server=tcp:{target.host},{int(target.port)};Database={_odbc_value(target.database_name or 'master')};"
         f"UID={_odbc_value(target.username)};PWD={_odbc_value(target.password)};"

@@ -261,9 +261,17 @@ def test_parse_and_canonicalise_stay_linear() -> None:
 
 def test_connection_string_quotes_values_and_maps_tls() -> None:
     text = connection_string(target(options={"tls": "require"}))
-    assert "PWD={s3cr3t;Pa}}ss}" in text and "Encrypt=yes;TrustServerCertificate=yes" in text
+    # require verifies the certificate too (it used to trust any: issue 17); only an explicit flag trusts
+    assert "PWD={s3cr3t;Pa}}ss}" in text and "Encrypt=yes;TrustServerCertificate=no" in text
     assert "Encrypt=no" in connection_string(target(options={"tls": {"mode": "disable"}}))
-    assert "TrustServerCertificate=no" in connection_string(target())
+    assert "Encrypt=yes;TrustServerCertificate=no" in connection_string(target())
+    trusting = {"tls": {"mode": "require", "trust_server_certificate": True}}
+    assert "Encrypt=yes;TrustServerCertificate=yes" in connection_string(target(options=trusting))
+    for not_true in ("yes", 1, "true"):  # only the JSON boolean true turns verification off
+        options = {"tls": {"mode": "require", "trust_server_certificate": not_true}}
+        assert "TrustServerCertificate=no" in connection_string(target(options=options))
+    # outside the tls option (which only those who may change credentials can change) it does nothing
+    assert "TrustServerCertificate=no" in connection_string(target(options={"trust_server_certificate": True}))
 
 
 def free_port() -> int:
