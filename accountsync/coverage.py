@@ -97,17 +97,35 @@ def last_known_privileges(marker: LastKnownMarker, snapshot: dict[str, Any] | No
     return out
 
 
-def gap_dict(episode: CoverageGapEpisode) -> dict[str, Any]:
-    """An episode as the API shows it."""
+def episode_dict(episode: CoverageGapEpisode) -> dict[str, Any]:
+    """An open episode as a sync result's ``details["coverage"]["gaps"]`` (and so the record) stores it."""
     return {
         "scope": episode.scope,
         "kind": episode.kind,
         "reason": episode.reason,
         "fix": episode.fix,
-        "since": episode.opened_at.isoformat(),
+        "inclusive": episode.inclusive,
+        "since": episode.opened_at.isoformat() if episode.opened_at else None,
         "last_read_at": episode.last_read_at.isoformat() if episode.last_read_at else None,
-        "closed_at": episode.closed_at.isoformat() if episode.closed_at else None,
     }
+
+
+def gap_dict(episode: CoverageGapEpisode) -> dict[str, Any]:
+    """An episode as the API shows it: the stored shape, with when it closed instead of `inclusive`."""
+    shown = episode_dict(episode)
+    del shown["inclusive"]
+    shown["closed_at"] = episode.closed_at.isoformat() if episode.closed_at else None
+    return shown
+
+
+def result_gaps(details: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The gaps a sync result's (or record's) details list, unreadable and out of scope alike."""
+    return list(((details or {}).get("coverage") or {}).get("gaps") or ())
+
+
+def unreadable_count(gaps: Iterable[dict[str, Any]]) -> int:
+    """How many of `gaps` are unreadable: what makes a sync "completed with gaps" (out of scope is a choice)."""
+    return sum(1 for gap in gaps if gap.get("kind") == GapKind.UNREADABLE)
 
 
 class EpisodeCache:

@@ -45,6 +45,7 @@ from accountsync.adapters.base import (
 )
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.codec import Prepared, SnapshotCodec, json_text
+from accountsync.coverage import episode_dict, result_gaps, unreadable_count
 from accountsync.models import (
     AccountChangeLog,
     AccountPermission,
@@ -61,12 +62,6 @@ logger = logging.getLogger(__name__)
 MODULE = "accountsync"
 SERVER_DETAILS = ("default_password_lifetime", "public_grants")
 ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attributes")
-
-
-def unreadable_gaps(details: dict[str, Any] | None) -> int:
-    """The number of unreadable scopes in a sync result's details (what makes it "completed with gaps")."""
-    gaps = ((details or {}).get("coverage") or {}).get("gaps") or ()
-    return sum(1 for gap in gaps if gap.get("kind") == GapKind.UNREADABLE)
 
 
 class SyncCancelled(Exception):
@@ -102,7 +97,7 @@ class SyncResult:
         Scopes the options leave out (out of scope) are listed in the details but are no gap:
         leaving a database out is a choice, not a failure to see it.
         """
-        return unreadable_gaps(self.details)
+        return unreadable_count(result_gaps(self.details))
 
     def as_dict(self) -> dict[str, Any]:
         """The seed's result dict, plus `error_kind` for classified failures."""
@@ -759,23 +754,11 @@ def _collection(
 def _open_gaps(instance: Instance) -> list[dict[str, Any]]:
     """The instance's open coverage episodes, as the result and the record show them."""
     return [
-        _gap_dict(row)
+        episode_dict(row)
         for row in CoverageGapEpisode.objects.filter(instance=instance, closed_at__isnull=True).order_by(
             "scope", "kind"
         )
     ]
-
-
-def _gap_dict(row: CoverageGapEpisode) -> dict[str, Any]:
-    return {
-        "scope": row.scope,
-        "kind": row.kind,
-        "reason": row.reason,
-        "fix": row.fix,
-        "inclusive": row.inclusive,
-        "since": row.opened_at.isoformat() if row.opened_at else None,
-        "last_read_at": row.last_read_at.isoformat() if row.last_read_at else None,
-    }
 
 
 def _coverage(
@@ -833,7 +816,7 @@ def _coverage(
         )
     rows = [*[r for k, r in open_rows.items() if k in current], *opened]
     return {
-        "gaps": [_gap_dict(row) for row in sorted(rows, key=lambda r: (r.scope, r.kind))],
+        "gaps": [episode_dict(row) for row in sorted(rows, key=lambda r: (r.scope, r.kind))],
         # what the coverage alerts tell: scopes lost from sight and seen again (leaving a scope out is not news)
         "opened": sorted(row.scope for row in opened if row.kind == GapKind.UNREADABLE),
         "closed": sorted(row.scope for row in closed if row.kind == GapKind.UNREADABLE),

@@ -18,6 +18,8 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accountsync.coverage import result_gaps, unreadable_count
+
 
 class SyncTypeChoices(models.TextChoices):
     MANUAL_SINGLE = "manual_single", _("Manual (single instance)")
@@ -241,9 +243,7 @@ class SyncInstanceRecord(models.Model):
 
     def mark_completed(self, *, synced: int, created: int, updated: int, deleted: int, details: dict) -> bool:
         """running -> completed with the sync's counts (and its coverage gaps, from the details)."""
-        gaps = sum(
-            1 for g in ((details or {}).get("coverage") or {}).get("gaps") or () if g.get("kind") == "unreadable"
-        )
+        gaps = unreadable_count(result_gaps(details))
         return self._transition(
             {SyncRecordStatusChoices.RUNNING},
             SyncRecordStatusChoices.COMPLETED,

@@ -22,6 +22,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accountsync.coverage import result_gaps, unreadable_count
 from audit.models import AuditVia
 from instances.models import Instance
 from sync.models import (
@@ -36,10 +37,6 @@ from sync.services import SyncBrokerError, SyncRequestError, sync_accounts, sync
 
 EXIT_BROKER = 3
 EXIT_GAPS = 4
-
-
-def _gaps(details: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return list(((details or {}).get("coverage") or {}).get("gaps") or ())
 
 
 def _record_result(record: SyncInstanceRecord) -> dict[str, Any]:
@@ -57,7 +54,7 @@ def _record_result(record: SyncInstanceRecord) -> dict[str, Any]:
         "modified_count": record.items_updated,
         "removed_count": record.items_deleted,
         "coverage_gaps": record.coverage_gaps,
-        "gaps": _gaps(record.details),
+        "gaps": result_gaps(record.details),
     }
 
 
@@ -146,8 +143,8 @@ class Command(BaseCommand):
         """Print the report; exit 1 if an instance failed, else 4 if one completed with coverage gaps."""
         for result in report["results"]:
             if "gaps" not in result:
-                result["gaps"] = _gaps(result.get("details"))
-                result["coverage_gaps"] = sum(1 for g in result["gaps"] if g.get("kind") == "unreadable")
+                result["gaps"] = result_gaps(result.get("details"))
+                result["coverage_gaps"] = unreadable_count(result["gaps"])
         failed = sum(1 for r in report["results"] if not r["success"])
         gapped = sum(1 for r in report["results"] if r["success"] and r["coverage_gaps"])
         report["with_gaps"] = gapped
@@ -316,8 +313,8 @@ class Command(BaseCommand):
         if result["success"]:
             gaps = result.get("gaps")
             if gaps is None:
-                gaps = _gaps(result.get("details"))
-            unreadable = any(g.get("kind") == "unreadable" for g in gaps)
+                gaps = result_gaps(result.get("details"))
+            unreadable = unreadable_count(gaps) > 0
             text = (self.style.WARNING if unreadable else self.style.SUCCESS)(
                 f"{prefix} ok{' with gaps' if unreadable else ''}: {result['synced_count']} accounts, "
                 f"+{result['added_count']} ~{result['modified_count']} -{result['removed_count']}"
