@@ -17,8 +17,10 @@ from accountsync.coverage import EpisodeCache, last_known_privileges
 from accountsync.models import AccountChangeLog, InstanceAccount
 from accountsync.selectors import account_last_seen
 from findings.models import Finding
+from instances.crypto import CredentialDecryptError
 from instances.models import DEFAULT_PORTS, Credential, DbType, Instance, Tag
 from instances.policy import instance_connection_refusals
+from instances.tls import client_key_error
 from sync.models import SyncInstanceRecord, SyncSession, SyncTypeChoices
 
 MAX_IDS = 1000
@@ -44,6 +46,15 @@ class CredentialSerializer(serializers.ModelSerializer):
         help_text="Write-only. Omit on update to keep the stored password; an empty string stores none.",
     )
     has_password = serializers.BooleanField(read_only=True)
+    tls_client_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=20_000,
+        trim_whitespace=True,
+        help_text="Write-only PEM private key of tls_client_cert. Omit to keep it; an empty string removes it.",
+    )
+    has_tls_client_key = serializers.BooleanField(read_only=True)
     allowed_db_types = serializers.ListField(
         child=serializers.ChoiceField(choices=DbType.choices),
         required=False,
@@ -63,21 +74,33 @@ class CredentialSerializer(serializers.ModelSerializer):
             "allowed_hosts",
             "allowed_ports",
             "allow_weak_auth",
+            "tls_client_cert",
+            "tls_client_key",
+            "has_tls_client_key",
             "description",
             "created_at",
             "updated_at",
         ]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """The binding's own checks (ports, database types), on the merged values."""
+        """The binding's own checks (ports, database types) and the client certificate, on the merged values."""
         probe = Credential(
             allowed_db_types=attrs.get("allowed_db_types", getattr(self.instance, "allowed_db_types", [])),
             allowed_ports=attrs.get("allowed_ports", getattr(self.instance, "allowed_ports", "")),
+            tls_client_cert=attrs.get("tls_client_cert", getattr(self.instance, "tls_client_cert", "")),
         )
         try:
             probe.clean()
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
+        key = attrs.get("tls_client_key")
+        if key is None and self.instance is not None and self.instance.has_tls_client_key:
+            try:
+                key = self.instance.get_tls_client_key()
+            except CredentialDecryptError:
+                key = ""
+        if error := client_key_error(probe.tls_client_cert.strip(), (key or "").strip()):
+            raise serializers.ValidationError({"tls_client_key": [error]})
         return attrs
 
     @staticmethod
@@ -90,17 +113,22 @@ class CredentialSerializer(serializers.ModelSerializer):
 
     def create(self, validated_data: dict[str, Any]) -> Credential:
         password = validated_data.pop("password", "")
+        client_key = validated_data.pop("tls_client_key", "")
         credential = Credential(**validated_data)
         self._store_password(credential, password)
+        credential.set_tls_client_key(client_key)
         credential.save()
         return credential
 
     def update(self, instance: Credential, validated_data: dict[str, Any]) -> Credential:
         password = validated_data.pop("password", None)
+        client_key = validated_data.pop("tls_client_key", None)
         for key, value in validated_data.items():
             setattr(instance, key, value)
         if password is not None:
             self._store_password(instance, password)
+        if client_key is not None:
+            instance.set_tls_client_key(client_key)
         instance.save()
         return instance
 
@@ -149,7 +177,7 @@ class InstanceSerializer(serializers.ModelSerializer):
         db_type = attrs.get("db_type", current.db_type if current else None)
         if "port" not in attrs and current is None:
             attrs["port"] = DEFAULT_PORTS[db_type]
-        probe = Instance(options=attrs.get("options", current.options if current else {}))
+        probe = Instance(db_type=db_type or "", options=attrs.get("options", current.options if current else {}))
         try:
             probe.clean()
         except DjangoValidationError as exc:

@@ -19,8 +19,10 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from adminkit.kit import KitAdmin
+from instances.crypto import CredentialDecryptError
 from instances.models import Credential, DbType, Instance, Tag
 from instances.policy import instance_connection_refusals
+from instances.tls import client_key_error
 
 HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 
@@ -36,6 +38,19 @@ class CredentialForm(forms.ModelForm):
     clear_password = forms.BooleanField(
         label=_("Clear password"), required=False, help_text=_("Store no password (e.g. socket authentication).")
     )
+    tls_client_key = forms.CharField(
+        label=_("TLS client key"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+        help_text=_(
+            "PEM private key of the client certificate (unencrypted). Stored encrypted and never shown again; "
+            "leave empty to keep the current key."
+        ),
+    )
+    clear_tls_client = forms.BooleanField(
+        label=_("Remove the client certificate"), required=False, help_text=_("Send no client certificate.")
+    )
 
     class Meta:
         model = Credential
@@ -48,9 +63,15 @@ class CredentialForm(forms.ModelForm):
             "allowed_hosts",
             "allowed_ports",
             "allow_weak_auth",
+            "tls_client_cert",
+            "tls_client_key",
+            "clear_tls_client",
             "description",
         ]
-        widgets = {"allowed_hosts": forms.Textarea(attrs={"rows": 3})}
+        widgets = {
+            "allowed_hosts": forms.Textarea(attrs={"rows": 3}),
+            "tls_client_cert": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        }
 
     allowed_db_types = forms.MultipleChoiceField(
         label=_("Allowed database types"),
@@ -60,8 +81,30 @@ class CredentialForm(forms.ModelForm):
         help_text=_("None selected: any type."),
     )
 
+    def clean(self) -> dict[str, Any]:
+        """A client certificate and key must belong together (the stored key when none is entered)."""
+        data = super().clean()
+        if data.get("clear_tls_client"):
+            data["tls_client_cert"] = ""
+            return data
+        key = data.get("tls_client_key") or ""
+        if not key and self.instance.pk and self.instance.has_tls_client_key:
+            try:
+                key = self.instance.get_tls_client_key()
+            except CredentialDecryptError:  # a key that no longer decrypts must be entered again
+                key = ""
+        error = client_key_error((data.get("tls_client_cert") or "").strip(), key.strip())
+        if error:
+            self.add_error("tls_client_key" if data.get("tls_client_cert") else "tls_client_cert", error)
+        return data
+
     def save(self, commit: bool = True) -> Credential:
         credential: Credential = super().save(commit=False)
+        if self.cleaned_data.get("clear_tls_client"):
+            credential.tls_client_cert = ""
+            credential.set_tls_client_key("")
+        elif self.cleaned_data.get("tls_client_key"):
+            credential.set_tls_client_key(self.cleaned_data["tls_client_key"].strip())
         raw = self.cleaned_data.get("password") or ""
         if self.cleaned_data.get("clear_password"):
             credential.password_encrypted = ""

@@ -14,6 +14,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from instances import crypto
+from instances.tls import pem_certificate_error, tls_option_errors
 
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
@@ -89,6 +90,15 @@ class Credential(models.Model):
             "SCRAM, MySQL one of its hashing plugins."
         ),
     )
+    # a client certificate for servers that want one (PEM; the key, a secret, only ever encrypted)
+    tls_client_cert = models.TextField(
+        _("TLS client certificate"),
+        blank=True,
+        help_text=_("PEM certificate sent to servers that ask for one; leave empty for none."),
+    )
+    tls_client_key_encrypted = models.TextField(
+        _("encrypted TLS client key"), db_column="tls_client_key", blank=True, editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -117,6 +127,18 @@ class Credential(models.Model):
     def has_password(self) -> bool:
         return bool(self.password_encrypted)
 
+    def set_tls_client_key(self, pem: str) -> None:
+        """Encrypt and store the client certificate's private key ("" removes it)."""
+        self.tls_client_key_encrypted = crypto.encrypt(pem) if pem else ""
+
+    def get_tls_client_key(self) -> str:
+        """Decrypt the client key for a driver; raises CredentialDecryptError."""
+        return crypto.decrypt(self.tls_client_key_encrypted) if self.tls_client_key_encrypted else ""
+
+    @property
+    def has_tls_client_key(self) -> bool:
+        return bool(self.tls_client_key_encrypted)
+
     @property
     def is_bound(self) -> bool:
         """Whether it names the hosts it may be used with (an unbound credential may be used anywhere)."""
@@ -142,6 +164,8 @@ class Credential(models.Model):
         types = self.allowed_db_types
         if not isinstance(types, list) or any(not isinstance(t, str) or t not in DbType.values for t in types):
             raise ValidationError({"allowed_db_types": _("Choose database types from the list.")})
+        if self.tls_client_cert.strip() and (error := pem_certificate_error(self.tls_client_cert, "tls_client_cert")):
+            raise ValidationError({"tls_client_cert": error})
 
 
 def host_patterns(text: str) -> list[str]:
@@ -224,7 +248,8 @@ class Instance(models.Model):
         blank=True,
         help_text=_(
             'Per-instance settings, e.g. {"connect_timeout": 5, "databases": ["app"], '
-            '"include_oracle_maintained": false, "tls": {"mode": "require"}}.'
+            '"include_oracle_maintained": false, "tls": {"mode": "verify-full", "ca": "-----BEGIN CERTIFICATE-----…"}} '
+            "(tls modes: disable, require, verify-ca, verify-full; see docs/monitoring-accounts.md, TLS)."
         ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -248,6 +273,9 @@ class Instance(models.Model):
                 not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 300
             ):
                 errors["options"] = [_("connect_timeout must be a number of seconds between 0 and 300.")]
+            tls_errors = tls_option_errors(self.options.get("tls"), self.db_type or None)
+            if tls_errors:
+                errors.setdefault("options", []).extend(tls_errors)
         if errors:
             raise ValidationError(errors)
 

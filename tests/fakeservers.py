@@ -267,7 +267,12 @@ class FakeMySQL(_FakeServer):
         switch_to: str | None = "mysql_clear_password",
         server_version: str = "8.0.99-fake",
         error_message: bytes = b"Access denied for user (fake server)",
+        full_auth: bool = False,
     ) -> None:
+        # full_auth: caching_sha2_password's "perform full authentication", handing out the fake's own
+        # RSA key when asked and decrypting what comes back (into `recovered`)
+        self.full_auth = full_auth
+        self.recovered: list[bytes] = []
         self.initial_plugin = initial_plugin
         self.switch_to = switch_to
         self.server_version = server_version
@@ -311,6 +316,8 @@ class FakeMySQL(_FakeServer):
         if self.initial_plugin == "mysql_clear_password":
             conn.asked = True  # the handshake itself asked for the password in clear
         seq, _response = self._read_packet(conn)
+        if self.full_auth:
+            seq = self._full_auth(conn, seq)
         if self.switch_to:
             conn.asked = True
             # dialog (PAM) is asked a question: type 4 is "password, do not echo"; other plugins get a scramble
@@ -321,3 +328,25 @@ class FakeMySQL(_FakeServer):
         error = b"\xff" + struct.pack("<H", 1045) + b"#28000" + self.error_message
         conn.sock.sendall(self._packet(seq + 1, error))
         conn.drain()
+
+    def _full_auth(self, conn: _Connection, seq: int) -> int:
+        """caching_sha2_password without a cached entry: the client must prove the password itself."""
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+        conn.asked = True
+        conn.sock.sendall(self._packet(seq + 1, b"\x01\x04"))  # AuthMoreData: perform_full_authentication
+        seq, answer = self._read_packet(conn)
+        if answer == b"\x02":  # "send me your public key": any server may hand out a key of its own
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            public = key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            conn.sock.sendall(self._packet(seq + 1, b"\x01" + public))
+            seq, encrypted = self._read_packet(conn)
+            oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+            mixed = key.decrypt(encrypted, oaep)
+            self.recovered.append(bytes(b ^ self.scramble[i % len(self.scramble)] for i, b in enumerate(mixed)))
+        else:  # over TLS the password comes in clear, NUL-terminated
+            self.recovered.append(answer)
+        return seq

@@ -77,6 +77,57 @@ class InternalError(AdapterError):
     kind = ErrorKind.INTERNAL
 
 
+_PRIVATE_FILES: dict[str, tuple[str, tuple[int, int]]] = {}  # sha256 of content -> (path, (st_dev, st_ino))
+_PRIVATE_FILES_LOCK = threading.Lock()
+
+
+def private_file(content: str) -> str:
+    """A path a driver can read `content` from (a CA bundle, a client key, an option file).
+
+    Why an unlinked file kept open and read through /proc/self/fd: drivers take these only as
+    paths (libpq, Connector/C, OpenSSL), and a client key must not lie in a directory where
+    another process can read or a tmp cleaner remove it (Connector/C silently ignores an option
+    file it cannot open). An open, unlinked file cannot be removed, and only this process (and its
+    forks) can reach it. Without /proc the file stays (mode 0600) in the temporary directory.
+    Either way the path is checked to lead to the same file (device, inode) before each use and
+    written anew if not. One file per distinct content, for the life of the process.
+    """
+    import os
+    import tempfile
+
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    with _PRIVATE_FILES_LOCK:
+        known = _PRIVATE_FILES.get(digest)
+        if known is not None:
+            path, identity = known
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                if (info.st_dev, info.st_ino) == identity:
+                    return path
+        fd, path = tempfile.mkstemp(prefix="whalefall-", suffix=".pem")  # mode 0600
+        os.write(fd, content.encode())
+        info = os.fstat(fd)
+        proc_path = f"/proc/self/fd/{fd}"
+        if os.path.exists(proc_path):
+            os.unlink(path)
+            path = proc_path
+        else:
+            os.close(fd)
+        _PRIVATE_FILES[digest] = (path, (info.st_dev, info.st_ino))
+        return path
+
+
+def tls_verify_failed(target: ConnectionTarget, detail: str) -> ConfigurationError:
+    """The server's certificate did not verify: a configuration error that says what to check."""
+    return ConfigurationError(
+        f"the TLS certificate of {endpoint(target)} could not be verified ({detail}); check that the "
+        "instance's tls.ca holds the CA that signed the server's certificate and, with verify-full, that the "
+        "certificate names the host the instance connects to (or use mode verify-ca). WhaleFall does not "
+        "connect to a server it cannot verify",
+        instance_name=target.name,
+    )
+
+
 def scrub(text: str, *secrets: str | None) -> str:
     """Remove every non-empty secret from driver-provided text."""
     for secret in secrets:
@@ -108,6 +159,42 @@ def gc_paused() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """How a connection is encrypted: the instance's tls option and the credential's client certificate.
+
+    `mode` is None when the instance says nothing (each adapter keeps its family's default then);
+    see instances/tls.py for the schema. The client key is excluded from repr like the password.
+    """
+
+    mode: str | None = None
+    ca_pem: str = ""
+    client_cert_pem: str = ""
+    client_key_pem: str = field(default="", repr=False)
+    trust_server_certificate: bool = False
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None, client_cert: str = "", client_key: str = "") -> TlsSettings:
+        tls = (options or {}).get("tls")
+        if isinstance(tls, str):
+            tls = {"mode": tls}
+        if not isinstance(tls, dict):
+            tls = {}
+        mode = tls.get("mode")
+        return cls(
+            mode=str(mode) if mode else None,
+            ca_pem=str(tls.get("ca") or ""),
+            client_cert_pem=client_cert or "",
+            client_key_pem=client_key or "",
+            trust_server_certificate=tls.get("trust_server_certificate") is True,
+        )
+
+    @property
+    def verifies(self) -> bool:
+        """Whether the server's certificate is checked against a CA."""
+        return self.mode in ("verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
 class ConnectionTarget:
     """Everything an adapter needs to connect, decoupled from the ORM.
 
@@ -129,6 +216,13 @@ class ConnectionTarget:
     known_catalog_digest: str = ""
     # the credential lets the server ask for the password in a weak form (md5, cleartext): see the adapters
     allow_weak_auth: bool = False
+    # None: read from options["tls"] (no client certificate); see TlsSettings
+    tls_settings: TlsSettings | None = field(default=None, repr=False)
+
+    @property
+    def tls(self) -> TlsSettings:
+        """The connection's TLS settings (from the instance's tls option when not given explicitly)."""
+        return self.tls_settings if self.tls_settings is not None else TlsSettings.from_options(self.options)
 
     @classmethod
     def from_instance(cls, instance: Any) -> ConnectionTarget:
@@ -154,6 +248,7 @@ class ConnectionTarget:
             )
         try:
             password = credential.get_password()
+            client_key = credential.get_tls_client_key() if hasattr(credential, "get_tls_client_key") else ""
         except CredentialDecryptError as exc:
             raise ConfigurationError(
                 f"credential {credential.name!r} cannot be decrypted: key rotated? "
@@ -174,6 +269,9 @@ class ConnectionTarget:
             instance_id=instance.pk,
             known_catalog_digest=getattr(instance, "catalog_digest", "") or "",
             allow_weak_auth=bool(getattr(credential, "allow_weak_auth", False)),
+            tls_settings=TlsSettings.from_options(
+                instance.options, getattr(credential, "tls_client_cert", "") or "", client_key
+            ),
         )
 
 

@@ -18,13 +18,11 @@ parsers still drop any hash column a row might carry, as a second guard.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
 import operator
 import re
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -1493,6 +1491,8 @@ def classify_error(
     code = _error_code(exc)
     detail = scrub(_error_text(exc), target.password)
     name = target.name
+    if code == CR_SSL_CONNECTION_ERROR and phase == "connect":
+        return _tls_failed(target, detail)
     if code in _AUTH_ERRORS and phase == "connect":
         return login_failed(
             target, detail, check="that the account may connect from this host", failed="authentication failed"
@@ -1523,6 +1523,25 @@ def classify_error(
     return unexpected_error(target, phase, detail, source="server")
 
 
+CR_SSL_CONNECTION_ERROR = 2026  # Connector/C and libmysqlclient: "SSL connection error: ..."
+
+
+def _tls_failed(target: ConnectionTarget, detail: str) -> AdapterError:
+    """TLS could not be set up: the server offers none, or its certificate did not verify."""
+    from accountsync.adapters.base import ConfigurationError, endpoint, tls_verify_failed
+
+    lowered = detail.lower()
+    if "not support" in lowered or "ssl is required" in lowered or "server doesn't support" in lowered:
+        return ConfigurationError(
+            f"{endpoint(target)} does not offer TLS, and the instance's tls mode is {target.tls.mode}; configure "
+            "ssl_cert/ssl_key on the server, or lower the instance's tls mode (someone who may change credentials)",
+            instance_name=target.name,
+        )
+    if target.tls.verifies:
+        return tls_verify_failed(target, detail)
+    return ConfigurationError(f"the TLS handshake with {endpoint(target)} failed ({detail})", instance_name=target.name)
+
+
 def _counter(conn: Any, target: ConnectionTarget) -> QueryCounter:
     """A counter whose statements each get a deadline (`query_deadline`) that shuts the socket down.
 
@@ -1550,13 +1569,15 @@ def _counter(conn: Any, target: ConnectionTarget) -> QueryCounter:
 # for it, but Connector/C 3.3.10+ reads `restricted-auth=` from an option file, and mysqlclient
 # passes one as read_default_file (only that file is read then, with the groups client,
 # client-server, client-mariadb and read_default_group).
-# Left open: caching_sha2_password (MySQL 8's default, so allowed) proves the password by a
-# scramble when the server has it cached, but its full authentication sends the password
-# RSA-encrypted to a key the server supplies (no TLS), or in clear over TLS; so it is allowed over
-# TLS only when TLS is verified (or the credential allows weak authentication).
+# caching_sha2_password (MySQL 8's default) proves the password by a scramble when the server has
+# it cached, but its full authentication sends the password RSA-encrypted to a public key the server
+# supplies (without TLS: a fake server supplies its own and decrypts it), or in clear over TLS. So
+# it runs only over verified TLS, or when the credential allows weak authentication.
 
-# prove knowledge of the password without sending it (caching_sha2_password: see above)
-_HASHING_PLUGINS = ("mysql_native_password", "caching_sha2_password", "client_ed25519", "parsec")
+# prove knowledge of the password without sending it
+_HASHING_PLUGINS = ("mysql_native_password", "client_ed25519", "parsec")
+# scramble, or the password itself (see above): only over verified TLS or with weak auth allowed
+_CACHING_SHA2 = "caching_sha2_password"
 # give the server the password, encrypted to a key the server chooses: only when the credential allows weak auth
 _KEY_EXCHANGE_PLUGINS = ("sha256_password",)
 # send the password in clear: only when the credential allows weak auth and TLS is verified
@@ -1565,7 +1586,37 @@ CR_PLUGIN_NOT_ALLOWED = 5010  # Connector/C: "Authentication plugin '%s' couldn'
 CR_AUTH_PLUGIN_CANNOT_LOAD = 2059  # libmysqlclient: "... cannot be loaded: plugin not enabled"
 _RESTRICTED_AUTH_FILES_SINCE = (3, 3, 10)  # Connector/C release notes 3.3.10: restricted_auth in option files
 _AUTH_GROUP = "whalefall"
-_AUTH_FILES_LOCK = threading.Lock()
+
+
+# instances/tls.py modes -> mysqlclient's ssl_mode. With MariaDB Connector/C, mysqlclient turns
+# REQUIRED into MYSQL_OPT_SSL_ENFORCE and both VERIFY_* into MYSQL_OPT_SSL_VERIFY_SERVER_CERT, which
+# checks the chain and the host name: there verify-ca is as strict as verify-full.
+_SSL_MODES = {"disable": "DISABLED", "require": "REQUIRED", "verify-ca": "VERIFY_CA", "verify-full": "VERIFY_IDENTITY"}
+
+
+def tls_params(target: ConnectionTarget) -> dict[str, Any]:
+    """mysqlclient's TLS keywords from the instance's tls option and the credential's client certificate.
+
+    No tls option: no keywords (the driver's default: no TLS), as before. The CA and the client
+    certificate reach the driver as private files (`private_file`).
+    """
+    from accountsync.adapters.base import private_file
+
+    tls = target.tls
+    if tls.mode is None:
+        return {}
+    params: dict[str, Any] = {"ssl_mode": _SSL_MODES[tls.mode]}
+    if tls.mode == "disable":
+        return params
+    ssl: dict[str, str] = {}
+    if tls.verifies and tls.ca_pem:
+        ssl["ca"] = private_file(tls.ca_pem)
+    if tls.client_cert_pem and tls.client_key_pem:
+        ssl["cert"] = private_file(tls.client_cert_pem)
+        ssl["key"] = private_file(tls.client_key_pem)
+    if ssl:
+        params["ssl"] = ssl
+    return params
 
 
 def _tls_in_use(params: Mapping[str, Any]) -> bool:
@@ -1587,8 +1638,8 @@ def allowed_auth_plugins(target: ConnectionTarget, params: Mapping[str, Any]) ->
     """The authentication plugins this connection may run, given the credential and the TLS in `params`."""
     verified = _tls_verified(params)
     plugins = list(_HASHING_PLUGINS)
-    if _tls_in_use(params) and not verified and not target.allow_weak_auth:
-        plugins.remove("caching_sha2_password")  # over unverified TLS it sends the password in clear
+    if verified or target.allow_weak_auth:
+        plugins.append(_CACHING_SHA2)
     if target.allow_weak_auth:
         plugins.extend(_KEY_EXCHANGE_PLUGINS)
         if verified:
@@ -1607,39 +1658,11 @@ def _client_library() -> tuple[str, tuple[int, ...]]:
     return ("connector/c" if version and version[0] < 5 else "libmysqlclient"), version
 
 
-_AUTH_FILES: dict[tuple[str, ...], tuple[str, tuple[int, int]]] = {}  # plugins -> (path, (st_dev, st_ino))
-
-
 def _restricted_auth_file(plugins: tuple[str, ...]) -> str:
-    """A path Connector/C reads the `restricted-auth` option from, checked to still be that file at each call.
+    """A path Connector/C reads the `restricted-auth` option from (see `private_file` for why this kind of path)."""
+    from accountsync.adapters.base import private_file
 
-    Why an unlinked file kept open and read through /proc/self/fd: Connector/C silently ignores an
-    option file it cannot open, so a file a tmp cleaner removed would quietly drop the restriction.
-    An open, unlinked file cannot be removed, and only this process (and its forks) can reach it.
-    Without /proc the file stays (mode 0600) in the temporary directory. Either way the path is
-    checked to lead to the same file (device, inode) before every connect, and written anew if not.
-    """
-    import os
-    import tempfile
-
-    known = _AUTH_FILES.get(plugins)
-    if known is not None:
-        path, identity = known
-        with contextlib.suppress(OSError):
-            info = os.stat(path)
-            if (info.st_dev, info.st_ino) == identity:
-                return path
-    fd, path = tempfile.mkstemp(prefix="whalefall-mysql-auth-", suffix=".cnf")  # mode 0600
-    os.write(fd, f"[{_AUTH_GROUP}]\nrestricted-auth={','.join(plugins)}\n".encode())
-    info = os.fstat(fd)
-    proc_path = f"/proc/self/fd/{fd}"
-    if os.path.exists(proc_path):
-        os.unlink(path)
-        path = proc_path
-    else:
-        os.close(fd)
-    _AUTH_FILES[plugins] = (path, (info.st_dev, info.st_ino))
-    return path
+    return private_file(f"[{_AUTH_GROUP}]\nrestricted-auth={','.join(plugins)}\n")
 
 
 def _auth_options(target: ConnectionTarget, params: Mapping[str, Any]) -> dict[str, str]:
@@ -1667,8 +1690,7 @@ def _auth_options(target: ConnectionTarget, params: Mapping[str, Any]) -> dict[s
             "install Connector/C 3.3.10 or later (libmariadb3) and reinstall mysqlclient",
             instance_name=target.name,
         )
-    with _AUTH_FILES_LOCK:
-        path = _restricted_auth_file(plugins)
+    path = _restricted_auth_file(plugins)
     return {"read_default_file": path, "read_default_group": _AUTH_GROUP}
 
 
@@ -1708,8 +1730,9 @@ def _weak_auth_refused(exc: Exception, target: ConnectionTarget, plugins: tuple[
         return None
     return ConfigurationError(
         f"the server at {endpoint(target)} asked for the password in clear text (or in another form it can "
-        "read: mysql_clear_password, dialog, sha256_password, or an unknown plugin); WhaleFall refuses unless "
-        "the credential allows weak password authentication, and for clear text only over verified TLS. "
+        "read: mysql_clear_password, dialog, sha256_password, caching_sha2_password without verified TLS, or an "
+        "unknown plugin); WhaleFall refuses unless the credential allows weak password authentication, and for "
+        "clear text only over verified TLS. "
         f"Allowed for this connection: {', '.join(plugins)}. If this is the credential's own server, give the "
         "monitoring account one of those plugins (ALTER USER ... IDENTIFIED WITH ...); someone who may "
         "change credentials can allow weak authentication",
@@ -1747,7 +1770,8 @@ class MySQLAdapter:
             "autocommit": True,
             "init_command": "SET time_zone = '+00:00'",
         }
-        # last, from the parameters above: which authentication plugins the server may make us run
+        params.update(tls_params(target))
+        # last, from the parameters above (TLS included): which authentication plugins the server may make us run
         params.update(_auth_options(target, params))
         started = time.monotonic()
         try:

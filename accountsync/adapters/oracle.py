@@ -451,6 +451,32 @@ def classify_error(
 # --- the adapter ------------------------------------------------------------------------
 
 
+def tls_params(target: ConnectionTarget) -> dict[str, Any]:
+    """python-oracledb thin-mode keywords for the instance's tls option (TCPS) and the client certificate.
+
+    No tls option or `disable`: plain TCP, as before (O5LOGON never sends the password itself).
+    `require` encrypts without checking the certificate; `verify-ca` checks the chain against the
+    instance's CA (default: the system's); `verify-full` also matches the host name
+    (ssl_server_dn_match). The port is then the listener's TCPS port (often 2484).
+    """
+    import ssl
+
+    from accountsync.adapters.base import private_file
+
+    tls = target.tls
+    if tls.mode in (None, "disable"):
+        return {}
+    context = ssl.create_default_context(cadata=tls.ca_pem or None) if tls.verifies else ssl.create_default_context()
+    if not tls.verifies:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.check_hostname = tls.mode == "verify-full"
+    if tls.client_cert_pem and tls.client_key_pem:
+        context.load_cert_chain(private_file(tls.client_cert_pem), private_file(tls.client_key_pem))
+    return {"protocol": "tcps", "ssl_context": context, "ssl_server_dn_match": tls.mode == "verify-full"}
+
+
 class OracleAdapter:
     """Reads Oracle Database 19c+ accounts with python-oracledb in thin mode."""
 
@@ -479,6 +505,7 @@ class OracleAdapter:
                 "no service name: set the instance's database name to the Oracle service (e.g. ORCLPDB1)",
                 instance_name=target.name,
             )
+        tls = tls_params(target)
         outcome: dict[str, Any] = {}
         abandoned = threading.Event()
 
@@ -493,6 +520,7 @@ class OracleAdapter:
                     tcp_connect_timeout=float(target.connect_timeout),
                     retry_count=0,
                     program="whalefall",
+                    **tls,
                 )
             except BaseException as exc:  # handed to the caller's thread
                 outcome["error"] = exc

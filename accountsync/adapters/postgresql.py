@@ -56,6 +56,7 @@ from accountsync.adapters.base import (
     rows_digest,
     scrub,
     shutdown_socket,
+    tls_verify_failed,
     unchanged_catalog,
 )
 
@@ -201,6 +202,16 @@ class ServerRows:
 _SESSION_ENDED = {"57P01", "57P02", "57P03"}
 
 
+# libpq's words for a certificate it would not accept (fe-secure-openssl.c)
+_TLS_VERIFY_MARKERS = (
+    "certificate verify failed",
+    "does not match host name",
+    "could not read root certificate",
+    "certificate present, but not private key",
+    "server certificate for",
+)
+
+
 def _classify(
     exc: Exception, target: ConnectionTarget, dbname: str, *, counter: QueryCounter | None = None, conn: Any = None
 ) -> AdapterError:
@@ -243,6 +254,14 @@ def _classify(
             return connection_lost(target, phase, counter.elapsed, text, running="the server is running")
     if "authentication method requirement" in lowered:
         return _weak_auth_refused(text, target)
+    if counter is None and any(marker in lowered for marker in _TLS_VERIFY_MARKERS):
+        return tls_verify_failed(target, _server_words(exc, target))
+    if counter is None and "server does not support ssl" in lowered:
+        return ConfigurationError(
+            f"{where} does not offer TLS, and the instance's tls mode is {target.tls.mode}; turn ssl on in the "
+            "server's postgresql.conf, or lower the instance's tls mode (someone who may change credentials)",
+            instance_name=target.name,
+        )
     if any(
         marker in lowered
         for marker in ("password authentication failed", "no password supplied", "authentication failed")
@@ -346,6 +365,29 @@ def _weak_auth_refused(text: str, target: ConnectionTarget) -> ConfigurationErro
     )
 
 
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates
+
+
+def tls_params(target: ConnectionTarget) -> dict[str, str]:
+    """libpq's TLS keywords from the instance's tls option and the credential's client certificate.
+
+    No tls option: sslmode=prefer, as before (encrypted where the server offers it; the password
+    is safe anyway, as require_auth only lets SCRAM prove it). verify-* without a CA of the
+    instance's own trusts the system's bundle (libpq's default, ~/.postgresql/root.crt, would be
+    the WhaleFall user's home). The PEMs reach libpq as private files (`private_file`).
+    """
+    from accountsync.adapters.base import private_file
+
+    tls = target.tls
+    params = {"sslmode": tls.mode or "prefer"}
+    if tls.verifies:
+        params["sslrootcert"] = private_file(tls.ca_pem) if tls.ca_pem else SYSTEM_CA_BUNDLE
+    if tls.mode != "disable" and tls.client_cert_pem and tls.client_key_pem:
+        params["sslcert"] = private_file(tls.client_cert_pem)
+        params["sslkey"] = private_file(tls.client_key_pem)
+    return params
+
+
 def _connect(target: ConnectionTarget, dbname: str) -> Any:
     """Connect; psycopg bounds the whole connection attempt (TCP, TLS, login) by connect_timeout itself.
 
@@ -355,7 +397,6 @@ def _connect(target: ConnectionTarget, dbname: str) -> Any:
 
     require_auth = _require_auth(target)
     timeout_ms = max(1, int(target.query_timeout * 1000))
-    tls = (target.options.get("tls") or {}).get("mode") if isinstance(target.options.get("tls"), dict) else None
     try:
         conn = psycopg.connect(
             host=target.host,
@@ -367,8 +408,8 @@ def _connect(target: ConnectionTarget, dbname: str) -> Any:
             autocommit=True,
             application_name="whalefall",
             options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
-            sslmode=tls or "prefer",
             require_auth=require_auth,
+            **tls_params(target),
             **_network_params(target),
         )
     except psycopg.Error as exc:

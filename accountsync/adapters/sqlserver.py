@@ -467,10 +467,17 @@ def _tls_keywords(target: ConnectionTarget) -> tuple[str, str]:
     which still encrypts the login packet but, with ODBC Driver 18, verifies no certificate unless
     the server forces encryption; the password is then only as safe as the network.
     """
-    tls = target.options.get("tls")
-    mode = tls.get("mode") if isinstance(tls, dict) else tls
-    trust = isinstance(tls, dict) and tls.get("trust_server_certificate") is True
-    return ("no" if str(mode) == "disable" else "yes"), ("yes" if trust else "no")
+    tls = target.tls
+    if tls.ca_pem or tls.client_cert_pem:
+        raise ConfigurationError(
+            "SQL Server's driver takes neither a CA bundle nor a client certificate per connection: install the "
+            "CA in the system trust store (update-ca-certificates) and remove tls.ca / the credential's client "
+            "certificate",
+            instance_name=target.name,
+        )
+    # require, verify-ca and verify-full alike verify: the driver has no CA-only check, and an
+    # unverified certificate would hand the login packet to whoever answers
+    return ("no" if tls.mode == "disable" else "yes"), ("yes" if tls.trust_server_certificate else "no")
 
 
 def connection_string(target: ConnectionTarget) -> str:

@@ -185,14 +185,31 @@ def test_a_server_error_that_is_not_utf8_is_classified_not_a_crash() -> None:
     assert "valid UTF-8" in repr(info.value.__context__.args)
 
 
+def test_caching_sha2_full_authentication_gives_a_fake_server_the_password_unless_refused() -> None:
+    """Without TLS, caching_sha2_password's full authentication encrypts the password to the server's own key."""
+    import MySQLdb
+
+    with FakeMySQL("caching_sha2_password", switch_to=None, full_auth=True) as control:
+        with pytest.raises(MySQLdb.OperationalError):
+            MySQLdb.connect(host="127.0.0.1", port=control.port, user=USER, password=PASSWORD, connect_timeout=3)
+        control.wait_idle()
+        assert control.recovered and control.recovered[0].rstrip(b"\x00") == PASSWORD.encode()
+    with FakeMySQL("caching_sha2_password", switch_to=None, full_auth=True) as server:
+        with pytest.raises(ConfigurationError, match="asked for the password in clear text"):
+            MySQLAdapter().test_connection(target(server.port, "mysql"))
+        server.wait_idle()
+        assert server.received() == b"" and server.recovered == []  # refused at the greeting: nothing sent
+
+
 def test_allowed_plugins_follow_the_credential_and_the_tls_actually_used() -> None:
     plain, weak = target(1, "mysql"), target(1, "mysql", allow_weak_auth=True)
-    hashing = ("mysql_native_password", "caching_sha2_password", "client_ed25519", "parsec")
+    hashing = ("mysql_native_password", "client_ed25519", "parsec")
+    sha2 = "caching_sha2_password"
     assert allowed_auth_plugins(plain, {}) == hashing
-    assert allowed_auth_plugins(weak, {}) == (*hashing, "sha256_password")
+    assert allowed_auth_plugins(weak, {}) == (*hashing, sha2, "sha256_password")
     verified = {"ssl_mode": "VERIFY_IDENTITY", "ssl": {"ca": "/ca.pem"}}
-    assert allowed_auth_plugins(plain, verified) == hashing
-    assert allowed_auth_plugins(weak, verified) == (*hashing, "sha256_password", "mysql_clear_password", "dialog")
+    assert allowed_auth_plugins(plain, verified) == (*hashing, sha2)
+    assert allowed_auth_plugins(weak, verified) == (*hashing, sha2, "sha256_password", "mysql_clear_password", "dialog")
     # over TLS that verifies nothing caching_sha2_password sends the password in clear
     unverified = {"ssl_mode": "REQUIRED"}
     assert "caching_sha2_password" not in allowed_auth_plugins(plain, unverified)
