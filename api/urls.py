@@ -21,6 +21,7 @@ router.register("findings", views.FindingViewSet, basename="finding")
 router.register("permissions", views.AccountPermissionViewSet, basename="permission")
 router.register("effective-access", views.EffectiveAccessViewSet, basename="effective-access")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
+router.register("model-history", views.ModelHistoryViewSet, basename="model-history")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -10,12 +10,19 @@ import uuid
 from typing import Any
 
 import django_filters
+from auditlog.models import LogEntry
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.defaults import page_not_found
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework import serializers as drf_serializers
 from rest_framework.decorators import action
@@ -34,7 +41,7 @@ from api.exceptions import AccountNotSeenYet, NothingToRetry, SessionNotRunning,
 from api.filtersets import MAX_ID, TextFilter, UtcDateTimeFilter
 from api.permissions import CanRunSync, ViewChangeLogs, ViewModelPermission
 from api.querying import FORMAT_PARAMETER, ExportMixin, export_action, parse_when, reject_nul, when_parameter
-from audit.exporting import EVENT_COLUMNS, FORMATS, stream_rows
+from audit.exporting import EVENT_COLUMNS, FORMATS, HISTORY_COLUMNS, stream_rows
 from audit.models import AuditEvent, AuditKind, AuditVia
 from audit.services import query_filters
 from findings.models import Finding
@@ -569,22 +576,111 @@ class AuditEventViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
     def export(self, request: Request) -> HttpResponse:
-        fmt = reject_nul("format", request.query_params.get("format") or "csv").lower()
-        if fmt not in FORMATS:
-            raise ValidationError(
-                {"format": [f"Unknown export format {fmt[:20]!r}; use one of: {', '.join(FORMATS)}."]},
-                code="invalid_format",
-            )
-        return stream_rows(
-            self.filter_queryset(self.get_queryset()),
-            EVENT_COLUMNS,
-            kind="audit_events",
-            fmt=fmt,
-            actor=request.user,
-            via=AuditVia.API,
-            request=request._request,
-            filters=query_filters(request.query_params, drop=("format",)),
+        return _audit_export(self, request, EVENT_COLUMNS, "audit_events")
+
+
+class ModelHistorySerializer(drf_serializers.ModelSerializer):
+    """One change of a tracked object (django-auditlog); secret fields show their name with ``[hidden]`` values."""
+
+    action = drf_serializers.CharField(source="get_action_display", read_only=True)
+    model = drf_serializers.SerializerMethodField()
+    actor_username = drf_serializers.SerializerMethodField()
+    changes = drf_serializers.SerializerMethodField()
+
+    class Meta:
+        model = LogEntry
+        fields = [
+            "id",
+            "timestamp",
+            "action",
+            "model",
+            "object_pk",
+            "object_repr",
+            "actor",
+            "actor_username",
+            "remote_addr",
+            "changes",
+        ]
+        read_only_fields = fields
+
+    def get_model(self, entry: LogEntry) -> str:
+        return f"{entry.content_type.app_label}.{entry.content_type.model}"
+
+    def get_actor_username(self, entry: LogEntry) -> str | None:
+        return entry.actor.get_username() if entry.actor_id else None
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {}}})
+    def get_changes(self, entry: LogEntry) -> dict[str, Any]:
+        return entry.changes_dict
+
+
+class ModelHistoryFilterSet(django_filters.FilterSet):
+    model = TextFilter(method="filter_model", help_text="Model label, e.g. instances.credential.")
+    object_pk = TextFilter(help_text="The object's id.")
+    action = django_filters.ChoiceFilter(
+        method="filter_action", choices=[("create", "create"), ("update", "update"), ("delete", "delete")]
+    )
+    actor_id = django_filters.NumberFilter(field_name="actor_id", min_value=0, max_value=MAX_ID, help_text="User id.")
+    since = UtcDateTimeFilter(field_name="timestamp", lookup_expr="gte", help_text="ISO 8601 date-time, inclusive.")
+    until = UtcDateTimeFilter(field_name="timestamp", lookup_expr="lt", help_text="ISO 8601 date-time, exclusive.")
+
+    class Meta:
+        model = LogEntry
+        fields = ["model", "object_pk", "action", "actor_id", "since", "until"]
+
+    def filter_model(self, queryset: QuerySet[LogEntry], name: str, value: str) -> QuerySet[LogEntry]:
+        app_label, _dot, model = value.lower().partition(".")
+        return queryset.filter(content_type__app_label=app_label, content_type__model=model)
+
+    def filter_action(self, queryset: QuerySet[LogEntry], name: str, value: str) -> QuerySet[LogEntry]:
+        actions = {"create": LogEntry.Action.CREATE, "update": LogEntry.Action.UPDATE, "delete": LogEntry.Action.DELETE}
+        return queryset.filter(action=actions[value])
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List model history: who created, changed or deleted credentials, instances, ..."),
+    retrieve=extend_schema(summary="One model history entry"),
+)
+class ModelHistoryViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
+    """django-auditlog's entries, newest first; the same permission as the admin's "Log entries" (admins)."""
+
+    queryset = LogEntry.objects.select_related("content_type", "actor").order_by("-timestamp", "-id")
+    serializer_class = ModelHistorySerializer
+    filterset_class = ModelHistoryFilterSet
+    ordering_fields = ["timestamp"]
+
+    @extend_schema(
+        summary="Export model history (CSV, JSON or NDJSON), streamed",
+        description="Takes the same filters as the list. The export is itself an audit event. See docs/audit.md.",
+        parameters=[FORMAT_PARAMETER],
+        responses={
+            (200, "text/csv"): OpenApiResponse(description="CSV, a JSON array or NDJSON."),
+            (400, "application/json"): OpenApiResponse(serializers.ErrorSerializer),
+        },
+        filters=True,
+    )
+    @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
+    def export(self, request: Request) -> HttpResponse:
+        return _audit_export(self, request, HISTORY_COLUMNS, "model_history")
+
+
+def _audit_export(view: Any, request: Request, columns: list[Any], kind: str) -> HttpResponse:
+    fmt = reject_nul("format", request.query_params.get("format") or "csv").lower()
+    if fmt not in FORMATS:
+        raise ValidationError(
+            {"format": [f"Unknown export format {fmt[:20]!r}; use one of: {', '.join(FORMATS)}."]},
+            code="invalid_format",
         )
+    return stream_rows(
+        view.filter_queryset(view.get_queryset()),
+        columns,
+        kind=kind,
+        fmt=fmt,
+        actor=request.user,
+        via=AuditVia.API,
+        request=request._request,
+        filters=query_filters(request.query_params, drop=("format",)),
+    )
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
