@@ -241,3 +241,38 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(_internal_body(None), status=500)
     return django_server_error(request)
+
+
+_STATUS_CODES = {400: "bad_request", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed"}
+
+
+class JsonApiErrorsMiddleware:
+    """Under /api/, an error answered as a page (HTML) becomes the API's JSON error body.
+
+    Why a middleware, first in the list: with DEBUG on, Django answers an unknown URL and an
+    exception outside DRF (in a middleware, say) with its HTML technical pages instead of the
+    handlers above, and a CSRF or host failure is a page either way; an API client must get JSON
+    with a ``code`` whatever the settings. The technical page (which may show settings and local
+    variables) is never sent under /api/: only a status and a code.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith("/api/") or response.status_code < 400:
+            return response
+        content_type = response.get("Content-Type", "")
+        if "json" in content_type or getattr(response, "streaming", False):
+            return response
+        if response.status_code >= 500:
+            body: dict[str, str] = _internal_body(None)
+        else:
+            code = _STATUS_CODES.get(response.status_code, "error")
+            body = {"detail": response.reason_phrase or "Error.", "code": code}
+        replaced = JsonResponse(body, status=response.status_code)
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                replaced[header] = response[header]
+        return replaced

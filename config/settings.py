@@ -92,6 +92,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # first: an error page under /api/ (DEBUG's technical pages included) becomes JSON with a code
+    "api.exceptions.JsonApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -322,7 +324,14 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env("WHALEFALL_LOG_LEVEL", default="INFO")},
     # axes' own text lines would repeat api/lockout.py's structured login_failed/login_locked_out events
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "ERROR"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "ERROR"},
+        # named, so that Django's own handlers (set up before this dict, writing unscrubbed text and,
+        # with DEBUG, every request error twice) are replaced by the scrubbing formatter's
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # --- production hardening -------------------------------------------------
