@@ -609,7 +609,8 @@ class ModelHistorySerializer(drf_serializers.ModelSerializer):
     def get_actor_username(self, entry: LogEntry) -> str | None:
         return entry.actor.get_username() if entry.actor_id else None
 
-    @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {}}})
+    # {"field": [old, new]} for a field; {"type": "m2m", "operation": "add", "objects": [...]} for a relation
+    @extend_schema_field({"type": "object", "additionalProperties": {}})
     def get_changes(self, entry: LogEntry) -> dict[str, Any]:
         return entry.changes_dict
 
