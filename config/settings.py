@@ -340,6 +340,9 @@ if PRODUCTION:
         raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production.")
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # Paths answered over plain http too (regexes on the path without its leading slash): /healthz, so that a
+    # probe on the loopback needs no proxy header; more (e.g. ^metrics$ for a direct scrape) from the environment.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", *env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[])]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
@@ -360,6 +363,12 @@ WHALEFALL_ALERT_FROM_EMAIL = env("WHALEFALL_ALERT_FROM_EMAIL", default="")
 WHALEFALL_ALERT_SIGNING_KEY = env("WHALEFALL_ALERT_SIGNING_KEY", default="")
 # More escalations than this in one sync, for one channel, become a single digest alert.
 WHALEFALL_ALERT_DIGEST_OVER = env.int("WHALEFALL_ALERT_DIGEST_OVER", default=10)
+# Operational alerts (alerts/operational.py): an instance that failed FAILURE_STREAK syncs in a row, an active
+# one not synced successfully for STALE_HOURS; 0 turns one off. THRESHOLDS overrides them per environment, as
+# JSON: {"production": {"failure_streak": 2, "stale_hours": 6}}; checked at start-up (alerts.E001).
+WHALEFALL_ALERT_FAILURE_STREAK = env.int("WHALEFALL_ALERT_FAILURE_STREAK", default=3)
+WHALEFALL_ALERT_STALE_HOURS = env.float("WHALEFALL_ALERT_STALE_HOURS", default=26.0)
+WHALEFALL_ALERT_THRESHOLDS = env("WHALEFALL_ALERT_THRESHOLDS", default="")
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 
 # --- metrics (metrics/, docs/operations.md, "Metrics") ---------------------------------

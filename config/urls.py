@@ -1,9 +1,14 @@
-"""Top-level URL map: the admin is the product's UI; /api/ serves automation (docs/api.md)."""
+"""Top-level URL map: the admin is the product's UI; /api/ serves automation (docs/api.md).
+
+/healthz is for probes (config/health.py); /metrics for Prometheus (docs/operations.md).
+"""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
+
+from config.health import healthz
 
 admin.site.site_header = "WhaleFall"
 admin.site.site_title = "WhaleFall"
@@ -14,6 +19,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("api.urls")),
     path("metrics", include("metrics.urls")),  # Prometheus (docs/operations.md, "Metrics")
+    path("healthz", healthz, name="healthz"),  # probes: no auth, 200 or 503 (docs/operations.md)
 ]
 
 handler404 = "api.views.not_found"

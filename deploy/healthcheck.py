@@ -1,15 +1,17 @@
-"""Docker healthcheck of the `web` service: is gunicorn answering WhaleFall pages?
+"""Docker healthcheck of the `web` service: is gunicorn answering, and does WhaleFall's database answer?
 
-    python deploy/healthcheck.py [URL]     (default http://127.0.0.1:8000/admin/login/)
+    python deploy/healthcheck.py [URL]     (default http://127.0.0.1:8000/healthz)
 
-Exit 0 when the page answers 200, 1 otherwise (one line on stderr says why).
+Exit 0 when the page answers 200, 1 otherwise (one line on stderr says why). /healthz (config/health.py)
+answers 200 ``{"status": "ok", "database": "ok"}`` only when a query on the app database succeeds, 503 with
+``"database": "error"`` when it fails; the line printed repeats the ``database`` word of the body.
 
 The request is sent the way a browser behind the TLS proxy would send it, so it passes whatever the
 container is configured with:
 - Host is the first DJANGO_ALLOWED_HOSTS entry (``*`` -> ``localhost``, ``.example.com`` -> ``example.com``):
   Django answers 400 to a host it does not serve, which is why asking for 127.0.0.1 never got healthy;
 - X-Forwarded-Proto: https, the header SECURE_PROXY_SSL_HEADER trusts, so DJANGO_SECURE_SSL_REDIRECT=true
-  does not answer 301.
+  does not answer 301 to a page given as URL (/healthz itself is exempt from the redirect).
 
 Standard library only: no Django import, so each probe costs a few milliseconds.
 """
@@ -17,11 +19,12 @@ Standard library only: no Django import, so each probe costs a few milliseconds.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import sys
 from urllib.parse import urlsplit
 
-DEFAULT_URL = "http://127.0.0.1:8000/admin/login/"
+DEFAULT_URL = "http://127.0.0.1:8000/healthz"
 TIMEOUT_SECONDS = 5
 
 
@@ -47,14 +50,22 @@ def probe(url: str, allowed_hosts: str) -> tuple[bool, str]:
             headers={"Host": served_host(allowed_hosts), "X-Forwarded-Proto": "https", "Connection": "close"},
         )
         response = conn.getresponse()
-        response.read()
+        body = response.read(4096)
     except OSError as exc:
         return False, f"{url}: {type(exc).__name__}: {exc}"
     finally:
         conn.close()
-    if response.status != 200:
-        return False, f"{url}: HTTP {response.status} {response.reason}"
-    return True, f"{url}: HTTP 200"
+    line = f"{url}: HTTP {response.status} {response.reason}{database_word(body)}"
+    return response.status == 200, line
+
+
+def database_word(body: bytes) -> str:
+    """`` (database: ok)`` from a /healthz body; empty for any other page."""
+    try:
+        database = json.loads(body).get("database")
+    except (ValueError, AttributeError):
+        return ""
+    return f" (database: {database})" if isinstance(database, str) else ""
 
 
 def main(argv: list[str]) -> int:

@@ -98,8 +98,39 @@ def test_gunicorn_settings_are_explicit(services):
 def test_web_healthcheck_is_the_script_on_the_published_port(services):
     test = services["web"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "deploy/healthcheck.py"]
-    assert test[3].startswith("http://127.0.0.1:8000/")
+    assert test[3] == "http://127.0.0.1:8000/healthz", "the page that also asks the database"
+    assert f'DEFAULT_URL = "{test[3]}"' in (ROOT / "deploy" / "healthcheck.py").read_text()
     assert services["web"]["ports"] == ["127.0.0.1:8000:8000"]
+
+
+METRICS_DEFAULTS = {
+    "WHALEFALL_METRICS_TOKEN": "",
+    "WHALEFALL_METRICS_ALLOW": "127.0.0.1/32,::1/128",
+    "WHALEFALL_METRICS_WINDOW_SECONDS": "86400",
+}
+
+
+def test_metrics_settings_reach_the_app_services_with_the_apps_defaults(services):
+    """No token, the container's loopback only: a scrape of the published port needs the token (docs)."""
+    from metrics.access import DEFAULT_ALLOW
+
+    settings_text = (ROOT / "config" / "settings.py").read_text()
+    for key, default in METRICS_DEFAULTS.items():
+        assert f'env("{key}", default="{default}")' in settings_text or (
+            f'env.int("{key}", default={default})' in settings_text
+        ), f"compose's default for {key} is not the app's"
+    assert METRICS_DEFAULTS["WHALEFALL_METRICS_ALLOW"] == DEFAULT_ALLOW
+    for name in APP_SERVICES:
+        env = service_environment(services[name])
+        assert {k: env[k] for k in METRICS_DEFAULTS} == METRICS_DEFAULTS, name
+        assert env["DJANGO_SECURE_REDIRECT_EXEMPT"] == "", name
+
+    dot_env = {**SECRETS, "WHALEFALL_METRICS_TOKEN": "tok", "WHALEFALL_METRICS_WINDOW_SECONDS": "3600"}
+    env = service_environment(load_compose(dot_env)["services"]["web"])
+    assert (env["WHALEFALL_METRICS_TOKEN"], env["WHALEFALL_METRICS_WINDOW_SECONDS"]) == ("tok", "3600")
+    # WHALEFALL_METRICS_ALLOW= in .env means "token only": kept empty, not replaced by the default
+    token_only = load_compose({**SECRETS, "WHALEFALL_METRICS_ALLOW": ""})["services"]["web"]
+    assert service_environment(token_only)["WHALEFALL_METRICS_ALLOW"] == ""
 
 
 def test_required_secrets_fail_fast():

@@ -14,6 +14,7 @@ Q_BROKER_URL stays redis://redis:6379/0: serving a page never touches the broker
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import secrets
 import signal
@@ -142,8 +143,23 @@ def healthcheck_command(port: int) -> list[str]:
 def test_the_compose_healthcheck_passes(web):
     proc = run(healthcheck_command(web["port"]), web["env"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == f"http://127.0.0.1:{web['port']}/healthz: HTTP 200 OK (database: ok)"
     stdout = web["logs"] / "stdout"
-    wait_for(lambda: '"GET /admin/login/ HTTP/1.1" 200' in stdout.read_text(), "the access log line on stdout")
+    wait_for(lambda: '"GET /healthz HTTP/1.1" 200' in stdout.read_text(), "the access log line on stdout")
+
+
+def test_healthz_answers_over_plain_http_without_a_redirect(web):
+    """/healthz is exempt from SECURE_SSL_REDIRECT: a probe on the host needs no proxy header, only an allowed Host."""
+    host = web["env"]["DJANGO_ALLOWED_HOSTS"].split(",")[0]
+    conn = http.client.HTTPConnection("127.0.0.1", web["port"], timeout=30)
+    try:
+        conn.request("GET", "/healthz", headers={"Host": host})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read()) == {"status": "ok", "database": "ok"}
+    finally:
+        conn.close()
+    assert get(web["port"], "/healthz", {"Host": "127.0.0.1"}).status == 400, "the Host is still checked"
 
 
 def test_gunicorn_boots_the_configured_workers(web):
@@ -164,6 +180,53 @@ def test_what_the_old_healthcheck_got(web):
     host = web["env"]["DJANGO_ALLOWED_HOSTS"].split(",")[0]
     plain = get(web["port"], "/admin/login/", {"Host": host})
     assert plain.status == 301 and plain.getheader("Location") == f"https://{host}/admin/login/"
+
+
+@pytest.fixture(scope="module")
+def web_without_database(var_dir, tmp_path_factory):
+    """The web service whose postgres is gone: its DATABASE_URL as compose sets it, on a port nothing listens on."""
+    port, closed = free_port(), free_port()
+    env = container_env("web", var_dir)
+    compose_url = service_environment(load_compose(dot_env())["services"]["web"])["DATABASE_URL"]
+    assert "@postgres:5432/" in compose_url
+    env["DATABASE_URL"] = compose_url.replace("@postgres:5432/", f"@127.0.0.1:{closed}/")
+    command = argv(load_compose(dot_env())["services"]["web"]["command"])
+    command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("web-nodb-logs")
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True)
+    try:
+        wait_for(lambda: port_open(port), f"gunicorn on port {port}", proc)
+        yield {"port": port, "env": env, "logs": logs}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_the_healthcheck_fails_when_the_database_does(web_without_database):
+    web = web_without_database
+    proc = run(healthcheck_command(web["port"]), web["env"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"http://127.0.0.1:{web['port']}/healthz: HTTP 503 Service Unavailable (database: error)"
+    )
+    host = web["env"]["DJANGO_ALLOWED_HOSTS"].split(",")[0]
+    conn = http.client.HTTPConnection("127.0.0.1", web["port"], timeout=30)
+    try:
+        conn.request("GET", "/healthz", headers={"Host": host, "X-Forwarded-Proto": "https"})
+        body = conn.getresponse().read()
+    finally:
+        conn.close()
+    assert body == b'{"status": "error", "database": "error"}', "no host, port, user or driver text"
+    stderr = web["logs"] / "stderr"
+    wait_for(lambda: '"operation": "healthz"' in stderr.read_text(), "the healthz log line")
+    assert "OperationalError" in stderr.read_text()
+    assert DOT_ENV["POSTGRES_PASSWORD"] not in stderr.read_text()
 
 
 @pytest.mark.parametrize("service", ["migrate", "web", "worker"])
