@@ -27,6 +27,13 @@ from instances.tls import client_key_error
 HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 
 
+class SecretTextarea(forms.Textarea):
+    """A textarea that never renders a value back (like PasswordInput(render_value=False)), for a private key."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class CredentialForm(forms.ModelForm):
     password = forms.CharField(
         label=_("Password"),
@@ -42,7 +49,7 @@ class CredentialForm(forms.ModelForm):
         label=_("TLS client key"),
         required=False,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+        widget=SecretTextarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
         help_text=_(
             "PEM private key of the client certificate (unencrypted). Stored encrypted and never shown again; "
             "leave empty to keep the current key."

@@ -194,6 +194,10 @@ def test_the_admin_stores_the_client_key_and_keeps_it_when_left_empty(alice) -> 
     assert credential.has_tls_client_key and credential.description == "kept"
     page = client.post(change, {**form, "tls_client_key": "", "tls_client_cert": PKI.server_cert_pem})
     assert page.status_code == 200 and "does not belong to the client certificate" in page.content.decode()
+    # a form shown again with an error never echoes a key that was typed into it
+    mismatch = client.post(change, {**form, "tls_client_key": PKI.server_key_pem})
+    assert "does not belong" in mismatch.content.decode()
+    assert PKI.server_key_pem.splitlines()[1] not in mismatch.content.decode()
     assert client.post(change, {**form, "tls_client_key": "", "clear_tls_client": "on"}).status_code == 302
     credential.refresh_from_db()
     assert not credential.has_tls_client_key and credential.tls_client_cert == ""
