@@ -23,7 +23,13 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from adminkit.kit import KitAdminMixin, ReadOnlyAdmin, badge
-from alerts.models import AlertChannel, AlertDelivery, DeliveryStatusChoices, webhook_url_validator
+from alerts.models import (
+    AlertChannel,
+    AlertDelivery,
+    DeliveryStatusChoices,
+    OperationalAlertState,
+    webhook_url_validator,
+)
 from alerts.services import (
     alert_channel_create,
     alert_channel_rotate_secret,
@@ -75,6 +81,8 @@ class AlertChannelForm(forms.ModelForm):
             "environments",
             "min_severity",
             "coverage_events",
+            "failure_streak_events",
+            "stale_events",
             "is_active",
             "description",
         ]
@@ -98,8 +106,8 @@ class AlertChannelForm(forms.ModelForm):
 @admin.register(AlertChannel)
 class AlertChannelAdmin(KitAdminMixin, admin.ModelAdmin):
     form = AlertChannelForm
-    list_display = ["name", "kind", "target", "filters", "min_severity", "is_active", "updated_at"]
-    list_filter = ["kind", "is_active", "min_severity"]
+    list_display = ["name", "kind", "target", "filters", "min_severity", "events", "is_active", "updated_at"]
+    list_filter = ["kind", "is_active", "min_severity", "failure_streak_events", "stale_events"]
     search_fields = ["name", "description"]
     actions = ["send_test_alert", "rotate_signing_secret"]
     readonly_fields = ["target", "signing"]
@@ -147,6 +155,17 @@ class AlertChannelAdmin(KitAdminMixin, admin.ModelAdmin):
     def filters(self, obj: AlertChannel) -> str:
         parts = [", ".join(obj.db_types or []), ", ".join(obj.environments or [])]
         return " / ".join(p for p in parts if p) or str(_("all instances"))
+
+    @admin.display(description=_("events"))
+    def events(self, obj: AlertChannel) -> str:
+        chosen = [str(_("escalations"))]
+        if obj.coverage_events:
+            chosen.append(str(_("coverage")))
+        if obj.failure_streak_events:
+            chosen.append(str(_("failed syncs in a row")))
+        if obj.stale_events:
+            chosen.append(str(_("not synced for too long")))
+        return ", ".join(chosen)
 
     @admin.action(description=_("Send a test alert"), permissions=["change"])
     def send_test_alert(self, request: HttpRequest, queryset: QuerySet[AlertChannel]) -> None:
@@ -229,3 +248,36 @@ class AlertDeliveryAdmin(ReadOnlyAdmin):
             % {"n": count},
             messages.SUCCESS if count else messages.WARNING,
         )
+
+
+@admin.register(OperationalAlertState)
+class OperationalAlertStateAdmin(ReadOnlyAdmin):
+    """Which operational alerts are open now, and since when; written only by alerts.operational."""
+
+    list_display = ["instance", "kind", "open_badge", "opened_at", "closed_at", "summary"]
+    list_filter = ["is_open", "kind", "instance__environment", "opened_at"]
+    search_fields = ["instance__name"]
+    list_select_related = ["instance"]
+    readonly_fields = ["instance", "kind", "is_open", "opened_at", "closed_at", "summary", "channel_ids", "updated_at"]
+    fields = readonly_fields
+
+    @admin.display(description=_("state"), ordering="is_open")
+    def open_badge(self, obj: OperationalAlertState) -> str:
+        return badge("failed" if obj.is_open else "ok", str(_("open") if obj.is_open else _("closed")))
+
+    @admin.display(description=_("details"))
+    def summary(self, obj: OperationalAlertState) -> str:
+        details = obj.details or {}
+        if obj.kind == "failure_streak":
+            return str(_("%(count)s failed syncs in a row (threshold %(limit)s)")) % {
+                "count": details.get("failures", "?"),
+                "limit": details.get("threshold", "?"),
+            }
+        return str(_("%(hours)s h without a successful sync (threshold %(limit)s h)")) % {
+            "hours": _number(details.get("hours")),
+            "limit": _number(details.get("threshold_hours")),
+        }
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "?"

@@ -10,7 +10,12 @@ class AlertsConfig(AppConfig):
     verbose_name = _("Alerts")
 
     def ready(self) -> None:
+        from alerts import checks  # noqa: F401  (registers the thresholds check)
+        from alerts.operational import operational_on_record_failed
         from alerts.services import alerts_on_sync_applied
-        from config.registry import post_sync_hook_register
+        from config.registry import post_sync_hook_register, record_failed_hook_register
 
+        # escalations, coverage, and the end of open operational alerts (alerts.operational)
         post_sync_hook_register(name="alerts", order=HOOK_ORDER, func=alerts_on_sync_applied)
+        # and every record that ends failed (a worker, one process, the reaper): the failure-streak alert
+        record_failed_hook_register(name="alerts.failure_streak", func=operational_on_record_failed)

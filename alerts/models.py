@@ -45,7 +45,18 @@ class EventKindChoices(models.TextChoices):
     DIGEST = "escalation_digest", _("Many escalations in one sync")
     COVERAGE_LOST = "coverage_lost", _("Coverage lost")
     COVERAGE_REGAINED = "coverage_regained", _("Coverage regained")
+    FAILURE_STREAK = "failure_streak", _("Failed syncs in a row")
+    FAILURE_STREAK_RECOVERED = "failure_streak_recovered", _("Syncs succeed again")
+    STALE = "stale", _("Not synced for too long")
+    STALE_RECOVERED = "stale_recovered", _("Synced again")
     TEST = "test", _("Test alert")
+
+
+class OperationalKindChoices(models.TextChoices):
+    """The operational alerts that are open until the instance recovers (one state row per instance and kind)."""
+
+    FAILURE_STREAK = "failure_streak", _("Failed syncs in a row")
+    STALE = "stale", _("Not synced for too long")
 
 
 webhook_url_validator = URLValidator(schemes=["http", "https"])
@@ -103,6 +114,23 @@ class AlertChannel(models.Model):
         help_text=_(
             "Also tell when a sync can no longer read part of an instance (a database, a grant table) "
             "and when it can again. Sent whatever the minimum severity."
+        ),
+    )
+    failure_streak_events = models.BooleanField(
+        _("failed syncs in a row"),
+        default=False,
+        help_text=_(
+            "Also tell when an instance has failed WHALEFALL_ALERT_FAILURE_STREAK syncs in a row (once per streak) "
+            "and when it syncs successfully again. Sent whatever the minimum severity."
+        ),
+    )
+    stale_events = models.BooleanField(
+        _("not synced for too long"),
+        default=False,
+        help_text=_(
+            "Also tell when an active instance has not been synced successfully for WHALEFALL_ALERT_STALE_HOURS, "
+            "also when no sync ran at all (the scheduler is down), and when it is synced again. "
+            "Sent whatever the minimum severity."
         ),
     )
     is_active = models.BooleanField(_("active"), default=True)
@@ -276,3 +304,43 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_kind} {self.account_identity} → {self.channel_name} ({self.status})"
+
+
+class OperationalAlertState(models.Model):
+    """Whether an operational alert (failure streak, staleness) is open for one instance.
+
+    Why a row: the alert is sent once when its condition starts and a "recovered" once
+    when it ends, by whichever process sees it first (a worker after a sync, the periodic
+    check, ``manage.py check_staleness`` from cron), across restarts. One row per
+    (instance, kind), created on first need; it is opened and closed only by
+    ``alerts.operational`` under a row lock (``select_for_update``) with a conditional
+    UPDATE on ``is_open``, so two processes that both see the condition send one alert.
+    """
+
+    instance = models.ForeignKey(
+        "instances.Instance",
+        on_delete=models.CASCADE,
+        related_name="operational_alert_states",
+        verbose_name=_("instance"),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=OperationalKindChoices.choices)
+    is_open = models.BooleanField(_("open"), default=False)
+    opened_at = models.DateTimeField(_("opened"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    # what opened it (failures and threshold, or hours without a successful sync), for the "recovered" message
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    # the channels told it opened: they (and only they) hear that it recovered
+    channel_ids = models.JSONField(_("channels alerted"), default=list, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["-is_open", "-opened_at", "pk"]
+        verbose_name = _("operational alert")
+        verbose_name_plural = _("operational alerts")
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "kind"], name="alerts_one_state_per_instance_kind"),
+        ]
+        indexes = [models.Index(fields=["is_open", "kind"], name="alert_state_open_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.instance_id} ({'open' if self.is_open else 'closed'})"

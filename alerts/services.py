@@ -277,8 +277,26 @@ def _log(
 
 
 def alerts_on_sync_applied(event: PostSyncEvent) -> None:
-    """The post-sync hook (registered in ``AlertsConfig.ready``): detect, record and queue alerts."""
+    """The post-sync hook (registered in ``AlertsConfig.ready``): detect, record and queue alerts.
+
+    Then the successful sync ends the instance's open operational alerts ("recovered",
+    ``alerts.operational``), in a savepoint of its own: neither part can undo the other.
+    """
     alerts_after_sync(instance=event.instance, session_id=event.session_id, result=event.result)
+    from alerts.operational import operational_on_sync_applied  # it imports this module
+
+    try:
+        with transaction.atomic():
+            operational_on_sync_applied(event)
+    except Exception as exc:
+        _log(
+            logging.ERROR,
+            f"{event.instance.name}: closing operational alerts failed ({type(exc).__name__}: {exc}); "
+            "the periodic check will close them",
+            instance=event.instance,
+            session_id=event.session_id,
+            phase="error",
+        )
 
 
 def alerts_after_sync(
@@ -644,6 +662,15 @@ def alert_email_text(payload: dict[str, Any]) -> tuple[str, str]:
     if kind == EventKindChoices.TEST:
         subject = "[WhaleFall] test alert"
         lines = [str((payload.get("change") or {}).get("summary", "Test alert"))]
+    elif kind in (
+        EventKindChoices.FAILURE_STREAK,
+        EventKindChoices.FAILURE_STREAK_RECOVERED,
+        EventKindChoices.STALE,
+        EventKindChoices.STALE_RECOVERED,
+    ):
+        from alerts.operational import operational_email_text  # it imports this module
+
+        subject, lines = operational_email_text(payload)
     elif kind in (EventKindChoices.COVERAGE_LOST, EventKindChoices.COVERAGE_REGAINED):
         lost = kind == EventKindChoices.COVERAGE_LOST
         subject = f"[WhaleFall] {inst.get('name', '?')}: " + (

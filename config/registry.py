@@ -11,6 +11,9 @@ Stores:
 
 - ``post_sync_hooks``: what runs after an instance's sync was applied (``sync.hooks``),
   by name, run in ``order`` (then name).
+- ``record_failed_hooks``: what runs after a sync record ended ``failed`` (``sync.hooks``), by
+  name: applied syncs reach ``post_sync_hooks``; a failure (any path: a worker, one process, the
+  reaper) reaches these, after the failure committed.
 - ``admin_actions``: extra admin actions per model label (``"accountsync.instanceaccount"``),
   offered by every admin built on the admin kit (``adminkit.kit.KitAdminMixin``).
 """
@@ -45,6 +48,7 @@ class Registry(dict):
 
 registry = Registry(
     post_sync_hooks={},  # name -> PostSyncHook
+    record_failed_hooks={},  # name -> func(record_id)
     admin_actions={},  # model label -> [admin action callables]
 )
 
@@ -70,6 +74,20 @@ def post_sync_hook_unregister(*, name: str) -> None:
 def post_sync_hooks() -> list[PostSyncHook]:
     """The subscribers in the order they run: by ``order``, then by name, so ties are still deterministic."""
     return sorted(registry["post_sync_hooks"].values(), key=lambda hook: (hook.order, hook.name))
+
+
+def record_failed_hook_register(*, name: str, func: Callable[[int], None]) -> None:
+    """Subscribe ``func(record_id)`` to sync records that end failed; the same hook again is a no-op."""
+    hooks: dict[str, Callable[[int], None]] = registry["record_failed_hooks"]
+    current = hooks.get(name)
+    if current is not None and current is not func:
+        raise ImproperlyConfigured(f"record-failed hook {name!r} is already registered by {current.__module__}")
+    hooks[name] = func
+
+
+def record_failed_hooks() -> list[tuple[str, Callable[[int], None]]]:
+    """The subscribers to failed records, by name."""
+    return sorted(registry["record_failed_hooks"].items())
 
 
 def admin_action_register(*, model: str, action: Callable[..., Any]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import transaction
 
 from config.logging import log_event
-from config.registry import post_sync_hooks
+from config.registry import post_sync_hooks, record_failed_hooks
 from instances.models import Instance
 
 logger = logging.getLogger(__name__)
@@ -70,3 +70,26 @@ def post_sync_announce(event: PostSyncEvent) -> list[str]:
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
     return failed
+
+
+def record_failed_announce(record_id: int) -> None:
+    """Tell the subscribers that a record ended failed (called once its failure has committed).
+
+    Why here and not only from the worker: a record fails in a worker, in one process
+    (``sync_accounts`` without ``--async``), in the reaper or when the broker refuses it; the
+    subscribers (the failure-streak alert) must hear of each one. A subscriber that raises is
+    logged with its traceback; the sync and the other subscribers carry on.
+    """
+    for name, func in record_failed_hooks():
+        try:
+            func(record_id)
+        except Exception as exc:
+            log_event(
+                logger,
+                logging.ERROR,
+                f"record-failed hook {name!r} raised {type(exc).__name__} for record {record_id}: {exc}",
+                exc_info=True,
+                module=__name__,
+                operation=name,
+                phase="record_failed_hook",
+            )

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -228,6 +228,11 @@ class SyncInstanceRecord(models.Model):
             self.status = to
             for key, value in fields.items():
                 setattr(self, key, value)
+            if to == SyncRecordStatusChoices.FAILED:
+                from sync.hooks import record_failed_announce
+
+                record_id = self.pk
+                transaction.on_commit(lambda: record_failed_announce(record_id), robust=True)
         return done
 
     def mark_running(self) -> bool:

@@ -185,14 +185,16 @@ def test_setup_schedules_is_idempotent(settings):
     call_command("setup_schedules")
     call_command("setup_schedules")
     schedules = {s.name: s for s in Schedule.objects.all()}
-    assert len(schedules) == 2
+    assert len(schedules) == 3
+    check = schedules["whalefall: operational alert check"]  # docs/alerts.md, "Operational alerts"
+    assert check.func == "alerts.tasks.check_operational_alerts" and check.minutes == 15
     daily = schedules["whalefall: daily account sync"]
     assert daily.func == "sync.tasks.run_scheduled_sync" and daily.cron == "30 2 * * *"
     reaper = schedules["whalefall: reap stale sync records"]
     assert reaper.func == "sync.tasks.reap_stale_records" and reaper.minutes == 1
     settings.WHALEFALL_SYNC_CRON = "0 3 * * 1"
     call_command("setup_schedules")
-    assert Schedule.objects.count() == 2
+    assert Schedule.objects.count() == 3
     assert Schedule.objects.get(name="whalefall: daily account sync").cron == "0 3 * * 1"
     settings.WHALEFALL_SYNC_CRON = "not a cron"
     with pytest.raises(CommandError, match="not a valid cron"):

@@ -17,6 +17,12 @@ SCHEDULES = {
         "schedule_type": Schedule.MINUTES,
         "minutes": 1,
     },
+    # named as a string, like config/urls.py names api.urls: sync never imports alerts (docs/alerts.md)
+    "whalefall: operational alert check": {
+        "func": "alerts.tasks.check_operational_alerts",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 15,
+    },
 }
 
 
@@ -29,7 +35,10 @@ def _valid_cron(expr: str) -> bool:
 
 
 class Command(BaseCommand):
-    help = "Create or update the daily sync and reaper schedules (safe to run any number of times)."
+    help = (
+        "Create or update the daily sync, reaper and operational alert check schedules "
+        "(safe to run any number of times)."
+    )
 
     def handle(self, *args: object, **options: object) -> None:
         for name, spec in SCHEDULES.items():
