@@ -16,6 +16,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 
 from audit.models import AuditKind
 from audit.services import audit_record
+from config.db import read_in_transaction
 from config.textstream import FORMATS, encode_rows, export_filename
 
 CHUNK_SIZE = 2000
@@ -41,7 +42,7 @@ def stream_rows(
 
     def rows() -> Iterator[dict[str, Any]]:
         nonlocal count
-        for obj in queryset.iterator(chunk_size=CHUNK_SIZE):
+        for obj in read_in_transaction(queryset.iterator(chunk_size=CHUNK_SIZE)):
             count += 1
             yield {name: get(obj) for name, get in columns}
 
@@ -52,6 +53,7 @@ def stream_rows(
                 yield chunk.encode("utf-8")
             complete = True
         finally:  # also when the response is closed early (the client went away)
+            chunks.close()  # first: ends the read's transaction, so the audit row below is committed
             details = {"kind": kind, "format": fmt, "filters": filters, "rows": count, "complete": complete}
             if selection is not None:
                 details["selection"] = selection

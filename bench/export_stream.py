@@ -76,8 +76,17 @@ def build(n_accounts: int, n_instances: int) -> None:
     AccountChangeLog.objects.bulk_create(batch)
 
 
-def child(kind: str, fmt: str, limit_instances: int) -> dict[str, float]:
-    """Export in this (fresh) process and report rows, bytes, seconds and memory."""
+def child(kind: str, fmt: str, limit_instances: int, *, hold: bool = False) -> dict[str, float]:
+    """Export in this (fresh) process and report rows, bytes, seconds, the first megabyte's seconds and memory.
+
+    ``hold``: read outside a transaction, as before #19 (config.db.read_in_transaction bypassed), so
+    one run shows what the transaction buys on PostgreSQL (a WITH HOLD cursor computes everything
+    before the first row).
+    """
+    if hold:
+        import exports.writers
+
+        exports.writers.read_in_transaction = lambda rows: rows
     from accountsync.models import AccountChangeLog, InstanceAccount
     from exports.columns import current_permissions
     from exports.http import export_response
@@ -94,15 +103,19 @@ def child(kind: str, fmt: str, limit_instances: int) -> dict[str, float]:
     started = time.perf_counter()
     response = export_response(kind, queryset, fmt)
     n_bytes = n_lines = 0
+    first_mb = None
     for chunk in response.streaming_content:
         n_bytes += len(chunk)
         n_lines += chunk.count(b"\n")
+        if first_mb is None and n_bytes >= 1_000_000:
+            first_mb = time.perf_counter() - started
     seconds = time.perf_counter() - started
     rows = n_lines - {"csv": 1, "json": 2}.get(fmt, 0)  # the header; the "[" line and the closing "]"
     return {
         "rows": rows,
         "bytes": n_bytes,
         "seconds": seconds,
+        "first_mb_s": first_mb if first_mb is not None else seconds,
         "base_mb": base_rss / 1024,
         "peak_mb": vm_kb("VmHWM") / 1024,
     }
@@ -113,12 +126,12 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--instances", type=int, default=50)
     parser.add_argument("--database-url")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         setup_django(args.database_url, migrate=False)
-        kind, fmt, limit = args.child
-        print(json.dumps(child(kind, fmt, int(limit))))
+        kind, fmt, limit, hold = args.child
+        print(json.dumps(child(kind, fmt, int(limit), hold=hold == "hold")))
         return 0
     with tempfile.TemporaryDirectory(prefix="wf-bench-export-") as tmp:
         url = args.database_url or f"sqlite:///{tmp}/export.sqlite3"
@@ -127,23 +140,26 @@ def main() -> int:
         build(args.accounts, args.instances)
         print(f"built {args.accounts} accounts on {args.instances} instances in {time.perf_counter() - started:.1f} s")
         print(
-            f"{'kind':<12} {'fmt':<7} {'rows':>8} {'MB out':>7} {'s':>6} {'rows/s':>8} {'base MB':>8} "
-            f"{'peak MB':>8} {'peak-base':>9}"
+            f"{'kind':<12} {'fmt':<7} {'read':<11} {'rows':>8} {'MB out':>7} {'s':>6} {'1st MB s':>8} "
+            f"{'rows/s':>8} {'base MB':>8} {'peak MB':>8} {'peak-base':>9}"
         )
+        # "hold": outside a transaction, as before (only differs on PostgreSQL)
+        reads = ("transaction", "hold") if url.startswith("postgres") else ("transaction",)
         for kind, fmt in CASES:
             for share in (args.instances // 10, args.instances):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--database-url", url, "--child", kind, fmt, str(share)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(
-                    f"{kind:<12} {fmt:<7} {r['rows']:>8} {r['bytes'] / 1e6:>7.1f} {r['seconds']:>6.2f} "
-                    f"{r['rows'] / r['seconds']:>8.0f} {r['base_mb']:>8.1f} {r['peak_mb']:>8.1f} "
-                    f"{r['peak_mb'] - r['base_mb']:>9.1f}"
-                )
+                for read in reads:
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--database-url", url, "--child", kind, fmt, str(share), read],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    print(
+                        f"{kind:<12} {fmt:<7} {read:<11} {r['rows']:>8} {r['bytes'] / 1e6:>7.1f} "
+                        f"{r['seconds']:>6.2f} {r['first_mb_s']:>8.2f} {r['rows'] / r['seconds']:>8.0f} "
+                        f"{r['base_mb']:>8.1f} {r['peak_mb']:>8.1f} {r['peak_mb'] - r['base_mb']:>9.1f}"
+                    )
     return 0
 
 

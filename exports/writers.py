@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from config.db import read_in_transaction
 from config.textstream import FORMATS, encode_rows, export_filename, neutralise
 from exports.columns import KINDS, ExportKind, Row
 
@@ -70,6 +71,9 @@ def _observed(chunks: Iterator[str], rows: _Counted, on_done: ExportDone) -> Ite
         yield from chunks
         complete = True
     finally:  # also when the response is closed early (the client went away): GeneratorExit
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # first: ends the read's transaction (config.db.read_in_transaction) before on_done writes
         on_done(rows.count, complete)
 
 
@@ -83,7 +87,7 @@ class ExportError(ValueError):
 
 def _rows(kind: ExportKind, queryset: QuerySet[Any], chunk_size: int) -> Iterator[Row]:
     rows = kind.fresh() if kind.fresh is not None else kind.rows
-    for obj in kind.prepare(queryset).iterator(chunk_size=chunk_size):
+    for obj in read_in_transaction(kind.prepare(queryset).iterator(chunk_size=chunk_size)):
         yield from rows(obj)
 
 
