@@ -142,10 +142,12 @@ def test_a_large_export_reads_in_a_bounded_number_of_queries(kind, bulk_accounts
         assert len(ctx.captured_queries) == 0, "nothing is read before the stream is consumed"
         n_lines = sum(chunk.count("\n") for chunk in chunks)
     assert n_lines >= 3001
-    # one SELECT (server-side cursor or chunked fetch), plus a savepoint/cursor statement at most,
-    # plus (permissions) one for the coverage episodes of every instance
+    # one SELECT (server-side cursor or chunked fetch), plus a cursor statement at most, plus
+    # (permissions) one for the coverage episodes of every instance; the read's transaction
+    # (config.db.read_in_transaction: a savepoint inside the test's) is not a read
+    reads = [q["sql"] for q in ctx.captured_queries if "SAVEPOINT" not in q["sql"]]
     bound = 3 if kind == "permissions" else 2
-    assert len(ctx.captured_queries) <= bound, [q["sql"][:80] for q in ctx.captured_queries]
+    assert len(reads) <= bound, [sql[:80] for sql in reads]
 
 
 def test_admin_action_streams_the_selection(fleet, rf, charlie):
