@@ -29,7 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG_DB = "whalefall_bench_search"
-PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+PG_PORT = int(os.environ.get("WHALEFALL_TEST_PG_PORT") or 5432)  # scripts/_testservers.sh
+PG_ADMIN = {"host": "127.0.0.1", "port": PG_PORT, "user": "postgres", "dbname": "postgres"}
 DB_TYPES = ("mysql", "postgresql", "sqlserver", "oracle")
 MODES = [
     ("exact", "app_rw", "exact"),
@@ -201,7 +202,7 @@ def main() -> int:
     if args.only in (None, "postgresql"):
         postgres_create()
         try:
-            url = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
+            url = f"postgres://postgres@127.0.0.1:{PG_PORT}/{PG_DB}"
             status |= subprocess.call([sys.executable, __file__, *common, "--child", url])
         finally:
             postgres_drop()

@@ -53,8 +53,8 @@ from accountsync.adapters.base import ConnectionTarget, get_adapter  # noqa: E40
 from bench.latency_proxy import LatencyProxy  # noqa: E402
 
 HOST = "127.0.0.1"
-MYSQL_PORT = 3306
-PG_PORT = 5432
+MYSQL_PORT = int(os.environ.get("WHALEFALL_TEST_MARIADB_PORT") or 3306)  # scripts/_testservers.sh
+PG_PORT = int(os.environ.get("WHALEFALL_TEST_PG_PORT") or 5432)
 TABLES = 10
 BATCH = 500
 

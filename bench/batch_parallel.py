@@ -24,6 +24,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MARIADB_PORT = int(os.environ.get("WHALEFALL_TEST_MARIADB_PORT") or 3306)  # scripts/_testservers.sh
+PG_PORT = int(os.environ.get("WHALEFALL_TEST_PG_PORT") or 5432)
 
 
 def main() -> int:
@@ -63,7 +65,7 @@ def main() -> int:
     with ExitStack() as stack:
         instances = []
         for i in range(args.instances):
-            db_type, port = ("mysql", 3306) if i % 2 == 0 else ("postgresql", 5432)
+            db_type, port = ("mysql", MARIADB_PORT) if i % 2 == 0 else ("postgresql", PG_PORT)
             proxy = stack.enter_context(LatencyProxy(target_port=port, delay_ms=args.delay_ms))
             instances.append(
                 Instance.objects.create(

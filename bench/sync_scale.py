@@ -28,6 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+MARIADB_PORT = int(os.environ.get("WHALEFALL_TEST_MARIADB_PORT") or 3306)  # scripts/_testservers.sh
+PG_PORT = int(os.environ.get("WHALEFALL_TEST_PG_PORT") or 5432)
 TMP = Path(tempfile.mkdtemp(prefix="wf-bench-"))
 os.environ["DATABASE_URL"] = f"sqlite:///{TMP / 'bench.sqlite3'}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -122,7 +124,7 @@ def floor(raw_queries: list[str], connect: Any) -> float:
     return round(time.perf_counter() - t0, 3)
 
 
-def seed_way_mysql(prefix: str, port: int = 3306) -> float:
+def seed_way_mysql(prefix: str, port: int = MARIADB_PORT) -> float:
     """SHOW GRANTS per account and one ORM write per row, committed one by one (the seed's pattern)."""
     import MySQLdb
 
@@ -158,7 +160,7 @@ def seed_way_mysql(prefix: str, port: int = 3306) -> float:
 def bench_mysql(n: int, prefix: str) -> None:
     import MySQLdb
 
-    admin = MySQLdb.connect(host="127.0.0.1", user="root", password="", autocommit=True)
+    admin = MySQLdb.connect(host="127.0.0.1", port=MARIADB_PORT, user="root", password="", autocommit=True)
     cur = admin.cursor()
     db = f"{prefix}_db"
     users = [f"'{prefix}_{i:06d}'@'%'" for i in range(n)]
@@ -177,19 +179,19 @@ def bench_mysql(n: int, prefix: str) -> None:
             cur.execute(f"GRANT UPDATE ON {db}.t TO {chunk}")
             cur.execute(f"GRANT {roles[(i // CHUNK) % 3]} TO {chunk}")
         print(f"mysql: created {n} users with 3 grants and a role each in {time.perf_counter() - t0:.1f}s")
-        instance = make_instance("mysql", 3306, "root", {})
+        instance = make_instance("mysql", MARIADB_PORT, "root", {})
         first = engine_sync(instance)
         again = engine_sync(instance)
         instance.catalog_digest = ""  # the same no-change re-sync without the unchanged-rows shortcut
         again_full = engine_sync(instance)
         tables = ("global_priv", "db", "tables_priv", "columns_priv", "procs_priv", "roles_mapping")
         raw = [f"SELECT * FROM mysql.{t}" for t in tables]
-        flo = floor(raw, lambda: MySQLdb.connect(host="127.0.0.1", user="root", password=""))
+        flo = floor(raw, lambda: MySQLdb.connect(host="127.0.0.1", port=MARIADB_PORT, user="root", password=""))
         seed = seed_way_mysql(prefix)
         report("mysql", first, again, flo, seed, again_full)
         from latency_proxy import LatencyProxy
 
-        with LatencyProxy(target_port=3306, delay_ms=0.5) as proxy:
+        with LatencyProxy(target_port=MARIADB_PORT, delay_ms=0.5) as proxy:
             proxied = engine_sync(make_instance("mysql", proxy.port, "root", {}))
             seed_proxied = seed_way_mysql(prefix, proxy.port)
         print(
@@ -210,7 +212,7 @@ def bench_postgresql(n: int, prefix: str) -> None:
 
     from accountsync.adapters import postgresql as pg
 
-    admin = psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True)
+    admin = psycopg.connect(host="127.0.0.1", port=PG_PORT, user="postgres", dbname="postgres", autocommit=True)
     db = f"{prefix}_db"
     try:
         t0 = time.perf_counter()
@@ -220,7 +222,7 @@ def bench_postgresql(n: int, prefix: str) -> None:
             f"FOR i IN 0..{n - 1} LOOP EXECUTE format('CREATE ROLE %I LOGIN IN ROLE %I', "
             f"'{prefix}_' || lpad(i::text, 6, '0'), '{prefix}_r' || (i % 3)); END LOOP; END $$"
         )
-        with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db, autocommit=True) as dbc:
+        with psycopg.connect(host="127.0.0.1", port=PG_PORT, user="postgres", dbname=db, autocommit=True) as dbc:
             # one table per 500 grantees: a single ACL cannot hold 10,000 entries (8 kB row limit)
             dbc.execute(
                 f"DO $$ DECLARE r record; BEGIN FOR i IN 0..{n // 500} LOOP EXECUTE format('CREATE TABLE %I (id int)', "
@@ -230,15 +232,16 @@ def bench_postgresql(n: int, prefix: str) -> None:
                 "'t' || (r.k / 500), r.rolname); END LOOP; END $$"
             )
         print(f"postgresql: created {n} roles with 3 grants and a role each in {time.perf_counter() - t0:.1f}s")
-        instance = make_instance("postgresql", 5432, "postgres", {"databases": [db]})
+        instance = make_instance("postgresql", PG_PORT, "postgres", {"databases": [db]})
         first = engine_sync(instance)
         again = engine_sync(instance)
         instance.catalog_digest = ""
         again_full = engine_sync(instance)
         raw = [pg.ROLES_SQL, pg.MEMBERS_SQL, pg.DATABASES_SQL]
-        flo = floor(raw, lambda: psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres"))
+        flo = floor(raw, lambda: psycopg.connect(host="127.0.0.1", port=PG_PORT, user="postgres", dbname="postgres"))
         flo += floor(
-            [pg.SCHEMAS_SQL, pg.RELATIONS_SQL], lambda: psycopg.connect(host="127.0.0.1", user="postgres", dbname=db)
+            [pg.SCHEMAS_SQL, pg.RELATIONS_SQL],
+            lambda: psycopg.connect(host="127.0.0.1", port=PG_PORT, user="postgres", dbname=db),
         )
         report("postgresql", first, again, round(flo, 3), None, again_full)
     finally:

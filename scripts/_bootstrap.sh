@@ -1,4 +1,5 @@
-# Sourced by scripts/run and scripts/test: installs what WhaleFall needs on
+# shellcheck shell=bash
+# Sourced by scripts/run, scripts/test and .ci/run: installs what WhaleFall needs on
 # Debian 12 (as root), idempotently; a second run only checks and returns.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -2,6 +2,12 @@
 
 A missing server skips the live tests on a laptop, and fails them when
 WHALEFALL_REQUIRE_LIVE=1 (CI), so CI can never go green by skipping.
+
+Where the servers are comes from the environment, set by scripts/test (scripts/_testservers.sh)
+when it uses private servers: WHALEFALL_TEST_MARIADB_PORT, WHALEFALL_TEST_PG_PORT and
+WHALEFALL_TEST_REDIS_URL. The defaults are the usual local servers (MariaDB 127.0.0.1:3306 as
+root, PostgreSQL 127.0.0.1:5432 as postgres, Redis 127.0.0.1:6379); the host is always 127.0.0.1.
+Every test that reaches a live server takes its port from here.
 """
 
 from __future__ import annotations
@@ -12,12 +18,24 @@ from collections.abc import Iterator
 
 import pytest
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+MARIADB = {
+    "host": "127.0.0.1",
+    "port": int(os.environ.get("WHALEFALL_TEST_MARIADB_PORT") or 3306),
+    "user": "root",
+    "password": "",
+}
+POSTGRES = {
+    "host": "127.0.0.1",
+    "port": int(os.environ.get("WHALEFALL_TEST_PG_PORT") or 5432),
+    "user": "postgres",
+    "dbname": "postgres",
+}
+REDIS_URL = os.environ.get("WHALEFALL_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def _unavailable(what: str, exc: Exception) -> None:
-    message = f"live {what} at 127.0.0.1 is not reachable: {exc}"
+    port = {"MariaDB": MARIADB["port"], "PostgreSQL": POSTGRES["port"]}[what]
+    message = f"live {what} at 127.0.0.1:{port} is not reachable: {exc}"
     if os.environ.get("WHALEFALL_REQUIRE_LIVE") == "1":
         pytest.fail(message + " (WHALEFALL_REQUIRE_LIVE=1)")
     pytest.skip(message)

@@ -14,6 +14,7 @@ import pytest
 
 from alerts.models import AlertChannel, AlertDelivery
 from sync.services import sync_accounts
+from tests.livedb import MARIADB, POSTGRES
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -31,7 +32,7 @@ def test_mariadb_grants_alert_once_each(
     p = unique_prefix
     inst = make_instance(
         "mysql",
-        port=3306,
+        port=MARIADB["port"],
         name=f"{p}-maria",
         environment="staging",
         credential=make_credential(name="root", username="root", password=""),
@@ -88,7 +89,7 @@ def test_postgresql_alter_role_superuser_alerts(
     p = unique_prefix
     inst = make_instance(
         "postgresql",
-        port=5432,
+        port=POSTGRES["port"],
         name=f"{p}-pg",
         database_name="postgres",
         options={"databases": ["postgres"]},

@@ -11,7 +11,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.livedb import mariadb_admin  # noqa: F401
+from tests.livedb import MARIADB, mariadb_admin  # noqa: F401
 from tests.sync.conftest import closed_port
 
 SECRET = "s3cr3t-Pa55"  # the password tests/conftest.py's make_credential stores
@@ -110,4 +110,4 @@ def make_session(alice):
 def live_mariadb_instance(mariadb_admin, make_instance, make_credential):  # noqa: F811
     """The local MariaDB as root (skips, or fails under WHALEFALL_REQUIRE_LIVE=1, when it is absent)."""
     cred = make_credential(name="live-root", username="root", password="")
-    return make_instance(name="live-mariadb", port=3306, credential=cred)
+    return make_instance(name="live-mariadb", port=MARIADB["port"], credential=cred)

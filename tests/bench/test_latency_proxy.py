@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from bench.latency_proxy import LatencyProxy, require_loopback
+from tests.livedb import MARIADB, POSTGRES
 
 pytestmark = pytest.mark.live
 
@@ -32,8 +33,8 @@ def _timed_selects(cursor: object, n: int) -> tuple[float, list[int]]:
 
 
 def test_mariadb_through_proxy_works_and_pays_the_delay() -> None:
-    with LatencyProxy(target_port=3306, delay_ms=DELAY_MS) as proxy:
-        assert proxy.port not in (0, 3306)
+    with LatencyProxy(target_port=MARIADB["port"], delay_ms=DELAY_MS) as proxy:
+        assert proxy.port not in (0, MARIADB["port"])
         conn = MySQLdb.connect(host="127.0.0.1", port=proxy.port, user="root", password="", connect_timeout=10)
         try:
             cur = conn.cursor()
@@ -47,7 +48,7 @@ def test_mariadb_through_proxy_works_and_pays_the_delay() -> None:
 
 
 def test_postgresql_through_proxy_works_and_pays_the_delay() -> None:
-    with LatencyProxy(target_port=5432, delay_ms=DELAY_MS) as proxy:
+    with LatencyProxy(target_port=POSTGRES["port"], delay_ms=DELAY_MS) as proxy:
         conn = psycopg.connect(host="127.0.0.1", port=proxy.port, user="postgres", dbname="postgres", autocommit=True)
         try:
             cur = conn.cursor()
@@ -62,7 +63,7 @@ def test_postgresql_through_proxy_works_and_pays_the_delay() -> None:
 
 def test_large_result_arrives_intact_and_in_order() -> None:
     with (
-        LatencyProxy(target_port=5432, delay_ms=0.5) as proxy,
+        LatencyProxy(target_port=POSTGRES["port"], delay_ms=0.5) as proxy,
         psycopg.connect(host="127.0.0.1", port=proxy.port, user="postgres", dbname="postgres") as conn,
     ):
         rows = conn.execute("SELECT g, md5(g::text) FROM generate_series(1, 20000) g").fetchall()
@@ -71,7 +72,7 @@ def test_large_result_arrives_intact_and_in_order() -> None:
 
 
 def test_stop_closes_the_listener() -> None:
-    proxy = LatencyProxy(target_port=5432).start()
+    proxy = LatencyProxy(target_port=POSTGRES["port"]).start()
     port = proxy.port
     proxy.stop()
     with pytest.raises(psycopg.OperationalError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from instances.models import Credential, Instance
+from tests.livedb import MARIADB
 
 from .conftest import screenshot
 
@@ -37,7 +38,7 @@ def test_add_credential_and_instance_then_test_connection(admin_login, live_serv
         page.fill("#id_name", name)
         page.select_option("#id_db_type", "mysql")
         page.fill("#id_host", "127.0.0.1")
-        page.fill("#id_port", "3306")
+        page.fill("#id_port", str(MARIADB["port"]))
         page.select_option("#id_credential", label=f"{cred} (root)")
         page.click("input[name=_save]")
         page.wait_for_selector(".messagelist .success")

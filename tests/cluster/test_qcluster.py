@@ -18,6 +18,7 @@ from instances.models import Credential, Instance
 from sync.leases import InstanceLease
 from sync.models import SyncSession
 from sync.services import sync_reap, sync_session_retry_failed, sync_session_start
+from tests.livedb import MARIADB, POSTGRES, REDIS_URL
 
 from .conftest import ROOT, cluster_env, wait_for
 
@@ -48,10 +49,10 @@ def make(name: str, db_type: str, port: int, user: str, **kw) -> Instance:
 def fleet(mariadb_admin, postgres_admin):
     """Six instances: two live MariaDB, two live PostgreSQL, two that refuse connections."""
     return [
-        make("maria-a", "mysql", 3306, "root"),
-        make("maria-b", "mysql", 3306, "root"),
-        make("pg-a", "postgresql", 5432, "postgres", db="postgres", options={"databases": ["postgres"]}),
-        make("pg-b", "postgresql", 5432, "postgres", db="postgres", options={"databases": ["postgres"]}),
+        make("maria-a", "mysql", MARIADB["port"], "root"),
+        make("maria-b", "mysql", MARIADB["port"], "root"),
+        make("pg-a", "postgresql", POSTGRES["port"], "postgres", db="postgres", options={"databases": ["postgres"]}),
+        make("pg-b", "postgresql", POSTGRES["port"], "postgres", db="postgres", options={"databases": ["postgres"]}),
         make("dead-a", "mysql", closed_port(), "root", options={"connect_timeout": 2}),
         make("dead-b", "postgresql", closed_port(), "postgres", options={"connect_timeout": 2}),
     ]
@@ -93,14 +94,14 @@ def test_cli_async_wait_through_redis_broker(fleet, qcluster):
     import redis
 
     try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
         if os.environ.get("WHALEFALL_REQUIRE_LIVE") == "1":
-            pytest.fail(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
+            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
         pytest.skip(f"Redis is not reachable: {exc}")
     get_user_model().objects.create_user("bob", password="bob-pw-123")
     # a private queue name: other runs may share this Redis
-    env = cluster_env(Q_BROKER_URL="redis://127.0.0.1:6379/0", Q_CLUSTER_NAME="wftest" + uuid.uuid4().hex[:8])
+    env = cluster_env(Q_BROKER_URL=REDIS_URL, Q_CLUSTER_NAME="wftest" + uuid.uuid4().hex[:8])
     cluster = qcluster(workers=2, **{k: env[k] for k in ("Q_BROKER_URL", "Q_CLUSTER_NAME", "DATABASE_URL")})
     proc = subprocess.run(
         [sys.executable, "manage.py", "sync_accounts", "--all", "--async", "--wait", "--json", "--user", "bob"],
@@ -123,7 +124,7 @@ def test_sigkilled_worker_is_reaped_and_rerun_succeeds_without_duplicates(mariad
     from bench.latency_proxy import LatencyProxy
 
     alice = get_user_model().objects.create_user("alice", password="alice-pw-123")
-    with LatencyProxy(target_port=3306, delay_ms=400) as proxy:
+    with LatencyProxy(target_port=MARIADB["port"], delay_ms=400) as proxy:
         slow = make("slow-maria", "mysql", proxy.port, "root", options={"connect_timeout": 10})
         session = sync_session_start(instances=[slow], sync_type="manual_batch", created_by=alice)
         cluster = qcluster(workers=1)
@@ -159,7 +160,7 @@ def test_two_sessions_over_one_instance_one_loses_the_lease(mariadb_admin, qclus
     from bench.latency_proxy import LatencyProxy
 
     alice = get_user_model().objects.create_user("alice", password="alice-pw-123")
-    with LatencyProxy(target_port=3306, delay_ms=100) as proxy:
+    with LatencyProxy(target_port=MARIADB["port"], delay_ms=100) as proxy:
         inst = make("shared-maria", "mysql", proxy.port, "root", options={"connect_timeout": 10})
         first = sync_session_start(instances=[inst], sync_type="manual_batch", created_by=alice)
         second = sync_session_start(instances=[inst], sync_type="manual_batch", created_by=alice)

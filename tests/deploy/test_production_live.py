@@ -24,6 +24,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.deploy import production as prod
+from tests.livedb import POSTGRES
 
 pytestmark = [
     pytest.mark.live,
@@ -33,7 +34,7 @@ pytestmark = [
     ),
 ]
 
-PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+PG = ["-h", "127.0.0.1", "-p", str(POSTGRES["port"]), "-U", "postgres"]
 MONITOR_PASSWORD = "mon-Pa55-" + secrets.token_hex(4)
 WEBHOOK_URL = "https://hooks.example.com/T0/B0/hook-token-" + secrets.token_hex(4)
 
@@ -49,7 +50,7 @@ def site(postgres_admin, unique_prefix, tmp_path):
         cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name)))
     env = {**prod.base_env(tmp_path), **prod.environment_file(db_password=password)}
     assert env["DATABASE_URL"] == f"postgres://whalefall:{password}@127.0.0.1:5432/whalefall"
-    env["DATABASE_URL"] = f"postgres://{name}:{password}@127.0.0.1:5432/{name}"
+    env["DATABASE_URL"] = f"postgres://{name}:{password}@127.0.0.1:{POSTGRES['port']}/{name}"
     env["WHALEFALL_VAR_DIR"] = str(tmp_path / "var")
     backups = tmp_path / "backups"
     backups.mkdir(mode=0o700)
@@ -108,7 +109,7 @@ def backup(site) -> Path:
     """whalefall-backup.service: deploy/systemd/whalefall-backup DIR DATABASE KEEP_DAYS, as postgres."""
     argv = prod.exec_argv(prod.unit_value("whalefall-backup.service", "ExecStart"))
     assert argv[1:] == ["/var/backups/whalefall", "whalefall", "14"]
-    env = {**prod.base_env(site["tmp"]), "PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
+    env = {**prod.base_env(site["tmp"]), "PGHOST": "127.0.0.1", "PGPORT": str(POSTGRES["port"]), "PGUSER": "postgres"}
     out = checked(prod.run([argv[0], str(site["backups"]), site["name"], argv[3]], env)).stdout.strip()
     return Path(out)
 

@@ -17,6 +17,7 @@ import pytest
 
 from sync.services import sync_accounts
 from tests.api.conftest import SECRET
+from tests.livedb import MARIADB
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -41,7 +42,9 @@ def test_hostile_names_from_a_real_sync_are_neutralised_and_no_secret_leaks(
     cur.execute("SELECT PASSWORD(%s)", (password,))
     password_hash = cur.fetchone()[0]
     # the instance's monitoring credential is root without password; a second credential carries SECRET
-    inst = make_instance("mysql", port=3306, credential=make_credential(name="root", username="root", password=""))
+    inst = make_instance(
+        "mysql", port=MARIADB["port"], credential=make_credential(name="root", username="root", password="")
+    )
     make_credential(name="other", password=SECRET)
     try:
         for name in names:

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accountsync.models import InstanceAccount
 from sync.services import sync_accounts
+from tests.livedb import MARIADB
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -37,7 +38,9 @@ def test_grant_revoke_regrant_answers(
 ):
     p = unique_prefix
     user, db = f"'{p}_app'@'%'", f"{p}_db"
-    inst = make_instance("mysql", port=3306, credential=make_credential(name="root", username="root", password=""))
+    inst = make_instance(
+        "mysql", port=MARIADB["port"], credential=make_credential(name="root", username="root", password="")
+    )
     cur = mariadb_admin.cursor()
     client = api_client(charlie)
     try:

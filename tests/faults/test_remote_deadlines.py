@@ -35,6 +35,7 @@ from accountsync.adapters.base import (
 from accountsync.adapters.mysql import MySQLAdapter
 from accountsync.adapters.postgresql import PostgreSQLAdapter
 from tests.faults.faultproxy import ClosingServer, FaultProxy
+from tests.livedb import MARIADB, POSTGRES
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
 
@@ -132,7 +133,7 @@ def measured(proxy: FaultProxy, connect: Callable[[], Any], fetch: Callable[[], 
 
 
 def test_pg_fault_point_lies_inside_the_account_list(many_pg_roles: list[str]) -> None:
-    with FaultProxy("127.0.0.1", 5432) as proxy:
+    with FaultProxy("127.0.0.1", POSTGRES["port"]) as proxy:
         target = pg_target(proxy.port)
         login, total, catalog = measured(
             proxy, lambda: pg_adapter._connect(target, "postgres"), lambda: PostgreSQLAdapter().fetch(target)
@@ -144,7 +145,7 @@ def test_pg_fault_point_lies_inside_the_account_list(many_pg_roles: list[str]) -
 def test_pg_stall_mid_result_is_a_timeout_within_the_deadline(
     many_pg_roles: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with FaultProxy("127.0.0.1", 5432) as proxy:
+    with FaultProxy("127.0.0.1", POSTGRES["port"]) as proxy:
         target = pg_target(proxy.port)
         fault_after_login(monkeypatch, pg_adapter, "_connect", lambda: proxy.stall_after(N_BYTES))
         error, elapsed = timed_failure(lambda: PostgreSQLAdapter().fetch(target))
@@ -155,7 +156,7 @@ def test_pg_stall_mid_result_is_a_timeout_within_the_deadline(
 
 
 def test_pg_cut_mid_result_is_a_lost_connection(many_pg_roles: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    with FaultProxy("127.0.0.1", 5432) as proxy:
+    with FaultProxy("127.0.0.1", POSTGRES["port"]) as proxy:
         target = pg_target(proxy.port)
         fault_after_login(monkeypatch, pg_adapter, "_connect", lambda: proxy.cut_after(N_BYTES))
         error, elapsed = timed_failure(lambda: PostgreSQLAdapter().fetch(target))
@@ -167,7 +168,7 @@ def test_pg_cut_mid_result_is_a_lost_connection(many_pg_roles: list[str], monkey
 
 
 def test_pg_test_connection_stalled_after_login_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    with FaultProxy("127.0.0.1", 5432) as proxy:
+    with FaultProxy("127.0.0.1", POSTGRES["port"]) as proxy:
         target = pg_target(proxy.port)
         fault_after_login(monkeypatch, pg_adapter, "_connect", lambda: proxy.stall_after(0))
         error, elapsed = timed_failure(lambda: PostgreSQLAdapter().test_connection(target))
@@ -176,7 +177,7 @@ def test_pg_test_connection_stalled_after_login_is_a_timeout(monkeypatch: pytest
 
 
 def test_pg_stall_during_login_is_a_connect_timeout(postgres_admin: Any) -> None:
-    with FaultProxy("127.0.0.1", 5432) as proxy:
+    with FaultProxy("127.0.0.1", POSTGRES["port"]) as proxy:
         proxy.stall_after(0)  # the server's first byte never arrives
         error, elapsed = timed_failure(lambda: PostgreSQLAdapter().test_connection(pg_target(proxy.port)))
     assert isinstance(error, TimeoutFailed) and "did not answer within 1s" in str(error), str(error)
@@ -187,7 +188,7 @@ def test_pg_stall_during_login_is_a_connect_timeout(postgres_admin: Any) -> None
 
 
 def test_mariadb_fault_point_lies_inside_the_account_list(many_mariadb_users: list[str]) -> None:
-    with FaultProxy("127.0.0.1", 3306) as proxy:
+    with FaultProxy("127.0.0.1", MARIADB["port"]) as proxy:
         target = mariadb_target(proxy.port)
         login, total, catalog = measured(
             proxy, lambda: MySQLAdapter()._connect(target), lambda: MySQLAdapter().fetch(target)
@@ -200,7 +201,7 @@ def test_mariadb_fault_point_lies_inside_the_account_list(many_mariadb_users: li
 def test_mariadb_stall_mid_result_is_a_timeout_within_the_deadline(
     many_mariadb_users: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with FaultProxy("127.0.0.1", 3306) as proxy:
+    with FaultProxy("127.0.0.1", MARIADB["port"]) as proxy:
         target = mariadb_target(proxy.port)
         fault_after_login(monkeypatch, MySQLAdapter, "_connect", lambda: proxy.stall_after(N_BYTES))
         error, elapsed = timed_failure(lambda: MySQLAdapter().fetch(target))
@@ -213,7 +214,7 @@ def test_mariadb_stall_mid_result_is_a_timeout_within_the_deadline(
 def test_mariadb_cut_mid_result_is_a_lost_connection_not_a_timeout(
     many_mariadb_users: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with FaultProxy("127.0.0.1", 3306) as proxy:
+    with FaultProxy("127.0.0.1", MARIADB["port"]) as proxy:
         target = mariadb_target(proxy.port, query_timeout=10.0)  # far from the cut: nothing may "time out"
         fault_after_login(monkeypatch, MySQLAdapter, "_connect", lambda: proxy.cut_after(N_BYTES))
         error, elapsed = timed_failure(lambda: MySQLAdapter().fetch(target))
@@ -225,7 +226,7 @@ def test_mariadb_cut_mid_result_is_a_lost_connection_not_a_timeout(
 
 
 def test_mariadb_silent_before_the_greeting_is_a_connect_timeout(mariadb_admin: Any) -> None:
-    with FaultProxy("127.0.0.1", 3306) as proxy:
+    with FaultProxy("127.0.0.1", MARIADB["port"]) as proxy:
         proxy.stall_after(0)  # TCP connects, the greeting never arrives
         error, elapsed = timed_failure(lambda: MySQLAdapter().test_connection(mariadb_target(proxy.port)))
     assert isinstance(error, TimeoutFailed), str(error)
@@ -247,7 +248,7 @@ def test_mariadb_closed_before_the_greeting_is_a_connection_error() -> None:
 def test_proxy_switches_modes_at_runtime(postgres_admin: Any) -> None:
     import psycopg
 
-    with FaultProxy("127.0.0.1", 5432) as proxy:
+    with FaultProxy("127.0.0.1", POSTGRES["port"]) as proxy:
         conn = psycopg.connect(host="127.0.0.1", port=proxy.port, user="postgres", dbname="postgres", autocommit=True)
         try:
             proxy.stall_after(0)

@@ -18,6 +18,7 @@ import pytest
 from accountsync.models import InstanceAccount
 from findings.models import Finding
 from sync.services import sync_accounts
+from tests.livedb import MARIADB, POSTGRES
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -43,7 +44,9 @@ def test_mariadb_every_rule_opens_and_resolves(
     mariadb_admin, make_instance, make_credential, unique_prefix, strict_policy
 ):
     p = unique_prefix
-    inst = make_instance("mysql", port=3306, credential=make_credential(name="root", username="root", password=""))
+    inst = make_instance(
+        "mysql", port=MARIADB["port"], credential=make_credential(name="root", username="root", password="")
+    )
     cur = mariadb_admin.cursor()
     su, go, ex, nv, lk, dflt = (f"'{p}_{n}'@'localhost'" for n in ("su", "go", "x", "n", "l", "d"))
     empty, sock = f"'{p}_e'@'localhost'", f"'{p}_s'@'localhost'"
@@ -127,7 +130,7 @@ def test_postgresql_rules_open_and_resolve(
     p = unique_prefix
     inst = make_instance(
         "postgresql",
-        port=5432,
+        port=POSTGRES["port"],
         credential=make_credential(name="pg", username="postgres", password=""),
         database_name="postgres",
         options={"databases": ["postgres"]},
@@ -181,7 +184,7 @@ def test_postgresql_grant_to_public_opens_and_its_revoke_resolves(
     scope = f"object:postgres.public.{table}"
     inst = make_instance(
         "postgresql",
-        port=5432,
+        port=POSTGRES["port"],
         credential=make_credential(name="pg", username="postgres", password=""),
         database_name="postgres",
         options={"databases": ["postgres"]},

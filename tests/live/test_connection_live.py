@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from accountsync.connection import instance_connection_test
 from instances.models import Credential, Instance
+from tests.livedb import MARIADB, POSTGRES
 
 pytestmark = pytest.mark.live
 
@@ -37,8 +38,8 @@ def mariadb_monitor(mariadb_admin, unique_prefix):
 def test_admin_action_shows_versions_of_live_servers(client, mariadb_admin, postgres_admin):
     admin = get_user_model().objects.create_superuser("alice", "a@example.com", "pw-alice-123")
     client.force_login(admin)
-    maria = _instance("live-mariadb", "mysql", 3306, "root", "")
-    pg = _instance("live-postgres", "postgresql", 5432, "postgres", "", database_name="postgres")
+    maria = _instance("live-mariadb", "mysql", MARIADB["port"], "root", "")
+    pg = _instance("live-postgres", "postgresql", POSTGRES["port"], "postgres", "", database_name="postgres")
     resp = client.post(
         reverse("admin:instances_instance_changelist"),
         {"action": "test_connection", "_selected_action": [maria.pk, pg.pk]},
@@ -58,7 +59,7 @@ def test_admin_action_shows_versions_of_live_servers(client, mariadb_admin, post
 def test_wrong_password_is_a_permission_error_without_the_password(mariadb_monitor, caplog):
     user, password = mariadb_monitor
     wrong = password + "-WRONG-xyz"
-    inst = _instance("wrong-pw", "mysql", 3306, user, wrong)
+    inst = _instance("wrong-pw", "mysql", MARIADB["port"], user, wrong)
     result = instance_connection_test(instance=inst)
     assert not result.ok
     assert result.error_kind == "permission"
@@ -66,13 +67,13 @@ def test_wrong_password_is_a_permission_error_without_the_password(mariadb_monit
     assert "wrong-pw" in result.message
     assert wrong not in result.message and wrong not in caplog.text
 
-    ok = instance_connection_test(instance=_instance("right-pw", "mysql", 3306, user, password))
+    ok = instance_connection_test(instance=_instance("right-pw", "mysql", MARIADB["port"], user, password))
     assert ok.ok, ok.message
 
 
 @pytest.mark.django_db
 def test_unresolvable_host_is_a_connection_error(mariadb_admin):
-    inst = _instance("nowhere", "mysql", 3306, "root", "secret-nowhere-1")
+    inst = _instance("nowhere", "mysql", MARIADB["port"], "root", "secret-nowhere-1")
     Instance.objects.filter(pk=inst.pk).update(host="no-such-host.invalid")
     inst.refresh_from_db()
     result = instance_connection_test(instance=inst)

@@ -24,11 +24,14 @@ import pytest
 from accountsync.adapters.base import Catalog, ConnectionTarget, make_scope
 from accountsync.adapters.mysql import MySQLAdapter, account_identity
 from accountsync.effective import EffectiveGrant, effective_access
+from tests.livedb import MARIADB
 
 pytestmark = pytest.mark.live
 
 SEED = 1011
-ROOT = ConnectionTarget(name="live-mariadb", db_type="mysql", host="127.0.0.1", port=3306, username="root", password="")
+ROOT = ConnectionTarget(
+    name="live-mariadb", db_type="mysql", host="127.0.0.1", port=MARIADB["port"], username="root", password=""
+)
 HOSTILE = ["o'brien", 'dq"uote', "dot.ted", "sp ace", "ünïcødé", "报表", "back`tick", "%_"]
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE")
 DENIED = {1142, 1143, 1044}  # table / column / database access denied
@@ -196,7 +199,7 @@ def test_effective_access_matches_what_each_user_can_do(scenario: Scenario) -> N
     for user, password in s.users.items():
         identity = account_identity(user, "127.0.0.1")
         grants = at_login[identity]
-        conn = MySQLdb.connect(host="127.0.0.1", port=3306, user=user, password=password, charset="utf8mb4")
+        conn = MySQLdb.connect(host="127.0.0.1", port=MARIADB["port"], user=user, password=password, charset="utf8mb4")
         try:
             login = server_allows(s, conn)
             if login != ours_allows(s, grants):

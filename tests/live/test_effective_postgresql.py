@@ -25,6 +25,7 @@ from psycopg import sql
 from accountsync.adapters.base import ConnectionTarget, make_scope
 from accountsync.adapters.postgresql import build_catalog, read_rows
 from accountsync.effective import EffectiveGrant, effective_access
+from tests.livedb import POSTGRES
 
 pytestmark = pytest.mark.live
 
@@ -39,7 +40,7 @@ def target(**kw: Any) -> ConnectionTarget:
         "name": "live-postgres",
         "db_type": "postgresql",
         "host": "127.0.0.1",
-        "port": 5432,
+        "port": POSTGRES["port"],
         "username": "postgres",
         "password": "",
     }
@@ -98,7 +99,9 @@ def build(s: Scenario, rng: random.Random) -> dict[str, int]:
         s.run(sql.SQL("GRANT {} TO {}").format(ident(s.roles[j]), ident(s.roles[i])))
 
     s.run(sql.SQL("CREATE DATABASE {}").format(ident(s.database)))
-    s.db_conn = psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=s.database, autocommit=True)
+    s.db_conn = psycopg.connect(
+        host="127.0.0.1", port=POSTGRES["port"], user="postgres", dbname=s.database, autocommit=True
+    )
     s.run(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(ident(s.database)))
     s.run(sql.SQL("CREATE SCHEMA {}").format(ident(s.schema)), db=True)
     columns = sql.SQL(", ").join(sql.SQL("{} int").format(ident(c)) for c in COLUMNS)

@@ -38,6 +38,7 @@ from findings.models import Finding
 from sync.services import sync_accounts
 from tests.live.test_mysql_adapter import Scratch as MariaScratch
 from tests.live.test_postgresql_adapter import P, Scratch
+from tests.livedb import MARIADB, POSTGRES
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -156,7 +157,7 @@ def pg_instance(make_instance, make_credential, scratch: Scratch, unique_prefix:
         mon = scratch.role(f"{unique_prefix}_mon", f"LOGIN PASSWORD '{MON_PW}'")
         instance = make_instance(
             "postgresql",
-            port=5432,
+            port=POSTGRES["port"],
             credential=make_credential(name=f"mon-{unique_prefix}", username=mon, password=MON_PW),
             name=f"pg-{unique_prefix}",
             database_name="postgres",
@@ -301,7 +302,7 @@ def test_mariadb_procs_priv_unreadable_keeps_routine_grants(
     procs = make_scope("object", "mysql", "procs_priv")
     inst = make_instance(
         "mysql",
-        port=3306,
+        port=MARIADB["port"],
         credential=make_credential(name=f"mon-{p}", username=f"{p}_mon", password=MON_PW),
         name=f"maria-{p}",
     )

@@ -27,10 +27,13 @@ from accountsync.adapters.base import (
     get_adapter,
 )
 from accountsync.adapters.mysql import MySQLAdapter, account_identity, routine_scope
+from tests.livedb import MARIADB
 
 pytestmark = pytest.mark.live
 
-ROOT = ConnectionTarget(name="live-mariadb", db_type="mysql", host="127.0.0.1", port=3306, username="root", password="")
+ROOT = ConnectionTarget(
+    name="live-mariadb", db_type="mysql", host="127.0.0.1", port=MARIADB["port"], username="root", password=""
+)
 
 
 def target(**kw: Any) -> ConnectionTarget:
@@ -38,7 +41,7 @@ def target(**kw: Any) -> ConnectionTarget:
         "name": "live-mariadb",
         "db_type": "mysql",
         "host": "127.0.0.1",
-        "port": 3306,
+        "port": MARIADB["port"],
         "username": "root",
         "password": "",
     }
@@ -326,7 +329,7 @@ def test_every_grant_level_exact(scratch: Scratch, unique_prefix: str) -> None:
     ):
         scratch.run(sql)
     # Only the proxied account itself (or a holder of PROXY WITH GRANT OPTION on it) may grant PROXY.
-    as_b = MySQLdb.connect(host="127.0.0.1", port=3306, user=f"{unique_prefix}_b", password="Pw-b-1")
+    as_b = MySQLdb.connect(host="127.0.0.1", port=MARIADB["port"], user=f"{unique_prefix}_b", password="Pw-b-1")
     try:
         as_b.cursor().execute(f"GRANT PROXY ON {b_sql} TO {a_sql}")
         as_b.cursor().execute(f"GRANT PROXY ON {b_sql} TO '{unique_prefix}_d'@'db.example' WITH GRANT OPTION")

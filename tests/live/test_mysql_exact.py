@@ -17,6 +17,7 @@ from accountsync.adapters import mysql as mysql_adapter
 from accountsync.adapters.base import GapKind
 from accountsync.adapters.mysql import MySQLAdapter, account_identity, routine_scope
 from tests.live.test_mysql_adapter import ROOT, Scratch, cross_check, target
+from tests.livedb import MARIADB
 
 pytestmark = pytest.mark.live
 
@@ -174,7 +175,7 @@ def test_escalation_routes_are_superusers_with_their_reason(scratch: Scratch, un
 
 
 def as_user(user: str, password: str, statement: str) -> None:
-    conn = MySQLdb.connect(host="127.0.0.1", port=3306, user=user, password=password)
+    conn = MySQLdb.connect(host="127.0.0.1", port=MARIADB["port"], user=user, password=password)
     try:
         conn.cursor().execute(statement)
     finally:
@@ -260,7 +261,7 @@ def test_mariadb_cannot_hold_a_name_that_is_not_utf8(scratch: Scratch, unique_pr
     """
     db = scratch.database(f"{unique_prefix}_n")
     conn = MySQLdb.connect(
-        host="127.0.0.1", port=3306, user="root", password="", database=db, charset="latin1", autocommit=True
+        host="127.0.0.1", port=MARIADB["port"], user="root", password="", database=db, charset="latin1", autocommit=True
     )
     bad = unique_prefix + "\xff\xfe"  # as latin1 these are the bytes FF FE on the wire
     try:

@@ -27,6 +27,7 @@ from accountsync.adapters.postgresql import (
 )
 from accountsync.diff import diff_snapshots
 from tests.live.test_postgresql_adapter import P, Scratch, account, target
+from tests.livedb import POSTGRES
 
 pytestmark = pytest.mark.live
 
@@ -160,7 +161,7 @@ def test_sql_ascii_database_with_invalid_utf8_names_is_read(
         )
     )
     scratch.databases.append(db)
-    with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=db, autocommit=True) as conn:
+    with psycopg.connect(host="127.0.0.1", port=POSTGRES["port"], user="postgres", dbname=db, autocommit=True) as conn:
         assert conn.info.encoding == "ascii"
         reader_b = reader.encode()
         conn.execute(b'CREATE SCHEMA "s\xff"')

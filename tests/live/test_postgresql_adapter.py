@@ -36,6 +36,7 @@ from accountsync.adapters.postgresql import (
     ServerRows,
     build_catalog,
 )
+from tests.livedb import POSTGRES
 
 pytestmark = pytest.mark.live
 
@@ -45,7 +46,7 @@ def target(**kw: Any) -> ConnectionTarget:
         "name": "live-postgres",
         "db_type": "postgresql",
         "host": "127.0.0.1",
-        "port": 5432,
+        "port": POSTGRES["port"],
         "username": "postgres",
         "password": "",
     }
@@ -95,7 +96,7 @@ class Scratch:
         self.run(stmt)
         self.databases.append(name)
         self.db_conns[name] = psycopg.connect(
-            host="127.0.0.1", port=5432, user="postgres", dbname=name, autocommit=True
+            host="127.0.0.1", port=POSTGRES["port"], user="postgres", dbname=name, autocommit=True
         )
         return name
 
@@ -480,7 +481,7 @@ def test_pg16_membership_options_and_newer_privileges_from_rows() -> None:
 
 def test_slow_catalog_query_hits_statement_timeout(scratch: Scratch, unique_prefix: str) -> None:
     db = scratch.database(f"{unique_prefix}_slow")
-    blocker = psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=db)
+    blocker = psycopg.connect(host="127.0.0.1", port=POSTGRES["port"], user="postgres", dbname=db)
     try:
         blocker.execute("LOCK TABLE pg_catalog.pg_default_acl IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()

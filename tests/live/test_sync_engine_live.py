@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from accountsync.adapters.base import ConnectionTarget, get_adapter
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from accountsync.services import SyncResult, account_sync_apply, account_sync_run
+from tests.livedb import MARIADB, POSTGRES
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -61,14 +62,16 @@ def privs(instance: Any, identity: str) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def mariadb_instance(make_instance, make_credential):
-    return make_instance("mysql", port=3306, credential=make_credential(name="root", username="root", password=""))
+    return make_instance(
+        "mysql", port=MARIADB["port"], credential=make_credential(name="root", username="root", password="")
+    )
 
 
 @pytest.fixture
 def postgres_instance(make_instance, make_credential):
     return make_instance(
         "postgresql",
-        port=5432,
+        port=POSTGRES["port"],
         credential=make_credential(name="pg", username="postgres", password=""),
         database_name="postgres",
     )
@@ -165,10 +168,10 @@ def test_postgresql_inventory_collection_and_change_log(postgres_admin, make_ins
     a, b, c, d, role = f"{p}_a", f"{p}_b", f"{p}_c", f"{p}_d", f"{p}_role"
     run = postgres_admin.execute
     run(f"CREATE DATABASE {db}")
-    dbconn = psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=db, autocommit=True)
+    dbconn = psycopg.connect(host="127.0.0.1", port=POSTGRES["port"], user="postgres", dbname=db, autocommit=True)
     inst = make_instance(
         "postgresql",
-        port=5432,
+        port=POSTGRES["port"],
         credential=make_credential(name="pg", username="postgres", password=""),
         database_name="postgres",
         options={"databases": [db]},

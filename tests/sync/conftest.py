@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.livedb import mariadb_admin, unique_prefix  # noqa: F401
+from tests.livedb import MARIADB, mariadb_admin, unique_prefix  # noqa: F401
 
 
 def closed_port() -> int:
@@ -30,4 +30,4 @@ def dead_instance(make_instance):
 def live_mariadb_instance(mariadb_admin, make_instance, make_credential):  # noqa: F811
     """An Instance for the local MariaDB as root (skips or fails like other live tests when absent)."""
     cred = make_credential(name="live-root", username="root", password="")
-    return make_instance(name="live-mariadb", port=3306, credential=cred)
+    return make_instance(name="live-mariadb", port=MARIADB["port"], credential=cred)
