@@ -33,3 +33,18 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
+
+# The tests put deploy/nginx/whalefall.conf in front of gunicorn (tests/deploy/test_nginx_proxy.py).
+# Debian's nginx package would start a daemon on port 80 when installed, so the binary is unpacked
+# from the package into .venv/nginx instead (nothing installed, nothing started).
+if [ "${WHALEFALL_DEV:-0}" = "1" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x .venv/nginx/usr/sbin/nginx ]; then
+  echo "==> unpacking Debian's nginx into .venv/nginx (for the proxy tests)"
+  nginx_tmp="$(mktemp -d)" && chmod 755 "$nginx_tmp"  # apt downloads as _apt
+  if ! (cd "$nginx_tmp" && apt-get download -qq nginx nginx-common >/dev/null 2>&1); then
+    apt-get update -qq && (cd "$nginx_tmp" && apt-get download -qq nginx nginx-common >/dev/null) ||
+      echo "==> could not download nginx; the proxy tests will say so" >&2
+  fi
+  for deb in "$nginx_tmp"/*.deb; do [ -f "$deb" ] && dpkg-deb -x "$deb" .venv/nginx; done
+  rm -rf "$nginx_tmp"
+fi
+[ -x "$ROOT/.venv/nginx/usr/sbin/nginx" ] && export PATH="$PATH:$ROOT/.venv/nginx/usr/sbin"

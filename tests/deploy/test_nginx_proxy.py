@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import json
+import os
 import re
 import shutil
 import ssl
@@ -25,7 +26,16 @@ import pytest
 from tests.deploy import production as prod
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-pytestmark = pytest.mark.skipif(NGINX is None, reason="needs an nginx binary")
+
+
+@pytest.fixture(autouse=True)
+def _needs_nginx() -> None:
+    """scripts/test unpacks Debian's nginx (scripts/_bootstrap.sh); without it CI fails rather than skips."""
+    if NGINX is None:
+        if os.environ.get("WHALEFALL_REQUIRE_LIVE") == "1":
+            pytest.fail("no nginx binary (scripts/_bootstrap.sh unpacks one into .venv/nginx)")
+        pytest.skip("needs an nginx binary")
+
 
 HOST = "whalefall.example.com"
 ADMIN_PASSWORD = "proxy-Adm1n-pass"
