@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from accountsync.adapters.base import AccountRecord, Catalog, RoleGrant
+from accountsync.adapters.sqlserver import ImplicitMemberships
 from config.scopes import split_scope
 
 FAMILIES = ("mysql", "postgresql", "sqlserver", "oracle")
@@ -212,6 +213,8 @@ class _Rules:
         self.public_identity = self._public_identity(catalog)
         mandatory = (self.details.get("mandatory_roles") or []) if family == "mysql" else []
         self.mandatory = sorted({resolve[m] for m in mandatory if m in resolve})
+        # SQL Server: server public, each database's public, guest (accountsync/adapters/sqlserver.py)
+        self.sqlserver = ImplicitMemberships(catalog.accounts) if family == "sqlserver" else None
 
     def _public_identity(self, catalog: Catalog) -> str | None:
         if self.family == "oracle":
@@ -247,6 +250,8 @@ class _Rules:
 
     def implicit(self, acc: AccountRecord) -> list[tuple[str, bool, bool]]:
         """Memberships no RoleGrant shows: PUBLIC, and MySQL's mandatory roles."""
+        if self.sqlserver is not None:
+            return [(role, True, False) for role in self.sqlserver.roles_of(acc)] if self.include_public else []
         edges: list[tuple[str, bool, bool]] = []
         public = self.public_identity
         if public is not None and acc.identity != public and self.include_public:

@@ -117,6 +117,9 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
     active = django_filters.BooleanFilter(field_name="is_active")
     superuser = django_filters.BooleanFilter(field_name="is_superuser")
     locked = django_filters.BooleanFilter(field_name="is_locked")
+    oracle_maintained = django_filters.BooleanFilter(
+        method="_oracle_maintained", help_text="Oracle-maintained accounts (SYS, SYSTEM, DBSNMP, DBA, ...)."
+    )
     search = TextFilter(method=_search(("username", "identity")), help_text="Account name.")
     # on the true last seen (the view's ``last_seen`` annotation), not the row's write time
     last_seen_after = UtcDateTimeFilter(
@@ -135,10 +138,20 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
             "active",
             "superuser",
             "locked",
+            "oracle_maintained",
             "search",
             "last_seen_after",
             "last_seen_before",
         ]
+
+    def _oracle_maintained(self, queryset: Any, name: str, value: bool | None) -> Any:
+        """The account attribute the Oracle adapter sets; false: every other account (other families too)."""
+        if value is None:
+            return queryset
+        if value:
+            return queryset.filter(attributes__oracle_maintained=True)
+        # accounts without the attribute (other families) too: a missing key is SQL's NULL, not "no"
+        return queryset.filter(Q(attributes__oracle_maintained=False) | Q(attributes__oracle_maintained__isnull=True))
 
 
 class AccountChangeLogFilterSet(django_filters.FilterSet):

@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.conf import settings
 
+from config.scopes import split_scope
 from findings.models import SeverityChoices
 
 DETAIL_ITEMS = 20  # examples listed in a detail; the count says how many there are in all
@@ -35,6 +37,8 @@ class Policy:
     require_password_expiry: bool = False
     report_expired_passwords: bool = True
     disabled_rules: frozenset[str] = frozenset()
+    # DORMANT_PRIVILEGED: a privileged login with no login for this many days (0: never reported)
+    dormant_days: int = 90
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -58,7 +62,16 @@ def policy_from_settings() -> Policy:
             configured.get("report_expired_passwords", _env_bool("WHALEFALL_FINDINGS_REPORT_EXPIRED", True))
         ),
         disabled_rules=frozenset(str(c).strip().upper() for c in disabled),
+        dormant_days=_days(configured.get("dormant_days", os.environ.get("WHALEFALL_FINDINGS_DORMANT_DAYS")), 90),
     )
+
+
+def _days(value: Any, default: int) -> int:
+    """A number of days from the setting or the environment; an empty or unreadable value keeps the default."""
+    try:
+        return max(0, int(str(value).strip())) if value not in (None, "") else default
+    except ValueError:
+        return default
 
 
 @dataclass(frozen=True)
@@ -265,6 +278,40 @@ def _locked_privileged(s: Subject, _p: Policy) -> dict[str, Any] | None:
     return {"capabilities": sorted(held)}
 
 
+def _login_day(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _dormant_privileged(s: Subject, p: Policy) -> dict[str, Any] | None:
+    """A login holding SUPERUSER, GRANT_ADMIN or CREATE_USER that nobody has used for `dormant_days` days.
+
+    Only where the adapter records the last login (attribute `last_login`, a day: Oracle's
+    DBA_USERS.LAST_LOGIN and V$PWFILE_USERS.LAST_LOGIN); an account never logged in counts from
+    `created`. `last_login_partial` (an administrator on Oracle 12.1, whose AS SYSDBA logins are
+    recorded nowhere) is left out rather than reported on a guess. The detail names the day, not
+    a count of days, so it does not change from one sync to the next.
+    """
+    attrs = s.attributes
+    if p.dormant_days <= 0 or "last_login" not in attrs or attrs.get("last_login_partial") or not s.active_login:
+        return None
+    held = set(PRIVILEGED) & s.capabilities
+    since = _login_day(attrs.get("last_login") or attrs.get("created"))
+    if not held or since is None:
+        return None
+    today = _login_day(s.context.get("today")) or datetime.now(UTC).date()
+    if (today - since).days < p.dormant_days:
+        return None
+    return {
+        "last_login": attrs.get("last_login"),
+        "no_login_since": since.isoformat(),
+        "dormant_days": p.dormant_days,
+        "capabilities": sorted(held),
+    }
+
+
 def _orphaned(s: Subject, _p: Policy) -> dict[str, Any] | None:
     if "ORPHANED" not in s.capabilities:
         return None
@@ -274,19 +321,42 @@ def _orphaned(s: Subject, _p: Policy) -> dict[str, Any] | None:
 _PG_DEFAULT_PUBLIC = {("database", "CONNECT"), ("database", "TEMPORARY"), ("routine", "EXECUTE")}
 
 
+# SQL Server: what every database's public role holds out of the box (2016+), and the Microsoft-shipped
+# objects Microsoft never grants to public (sysadmin only): a grant of those to public is always reported
+_MSSQL_DATABASE_PUBLIC = {"VIEW ANY COLUMN ENCRYPTION KEY DEFINITION", "VIEW ANY COLUMN MASTER KEY DEFINITION"}
+_MSSQL_SYSADMIN_ONLY = frozenset(
+    {
+        "xp_cmdshell", "sp_oacreate", "sp_oadestroy", "sp_oamethod", "sp_oagetproperty", "sp_oasetproperty",
+        "sp_oageterrorinfo", "sp_oastop", "xp_regwrite", "xp_regdeletekey", "xp_regdeletevalue",
+        "xp_regaddmultistring", "xp_regremovemultistring", "xp_instance_regwrite", "xp_instance_regdeletekey",
+        "xp_instance_regdeletevalue", "xp_instance_regaddmultistring", "xp_instance_regremovemultistring",
+    }
+)  # fmt: skip
+
+
 def _is_default_public_grant(s: Subject, privilege: dict[str, Any]) -> bool:
-    """What SQL Server gives its `public` server role and PostgreSQL gives PUBLIC out of the box."""
+    """What SQL Server gives its `public` roles and PostgreSQL gives PUBLIC out of the box."""
     if s.db_type == "postgresql":
         return (privilege["scope"].split(":", 1)[0], privilege["privilege"]) in _PG_DEFAULT_PUBLIC
     if s.db_type != "sqlserver":
         return False
-    return (privilege["scope"], privilege["privilege"]) == ("global", "VIEW ANY DATABASE") or (
-        privilege["privilege"] == "CONNECT" and privilege["scope"].startswith("object:server.ENDPOINT")
-    )
+    scope, name = privilege["scope"], privilege["privilege"]
+    if (scope, name) == ("global", "VIEW ANY DATABASE") or (
+        name == "CONNECT" and scope.startswith("object:server.ENDPOINT")
+    ):
+        return True
+    level, parts = split_scope(scope)
+    if level == "database":  # a database's public role (`<db>::public`)
+        return name in _MSSQL_DATABASE_PUBLIC
+    # a grant on an object Microsoft ships (the adapter lists them: sys.all_objects.is_ms_shipped) is the
+    # server's own, unless the object is one Microsoft keeps to sysadmin
+    shipped = scope in set(s.attributes.get("ms_shipped_scopes") or ())
+    return level in ("object", "column") and shipped and len(parts) > 2 and parts[2].lower() not in _MSSQL_SYSADMIN_ONLY
 
 
 def _public_grants(s: Subject, _p: Policy) -> dict[str, Any] | None:
-    """Grants to the PUBLIC pseudo-role reach every account (MariaDB 10.11+ PUBLIC, SQL Server `public`)."""
+    """Grants to the PUBLIC pseudo-role reach every account (MariaDB 10.11+ PUBLIC, SQL Server's server and
+    database `public` roles: every login and every database user is a member)."""
     if s.kind != "role" or s.username.upper() != "PUBLIC":
         return None
     granted = [
@@ -331,7 +401,9 @@ RULES: tuple[Rule, ...] = (
         "Privileges granted to PUBLIC",
         _public_grants,
         "Privileges or roles granted to the PUBLIC pseudo-role reach every account, present and future "
-        "(SQL Server's built-in VIEW ANY DATABASE and endpoint CONNECT, PostgreSQL's database CONNECT/TEMPORARY, "
+        "(SQL Server's built-in VIEW ANY DATABASE and endpoint CONNECT, each database public role's VIEW ANY COLUMN "
+        "ENCRYPTION/MASTER KEY DEFINITION and its grants on Microsoft-shipped objects but xp_cmdshell, the OLE "
+        "Automation and registry-writing procedures; PostgreSQL's database CONNECT/TEMPORARY, "
         "schema USAGE and function EXECUTE are not reported).",
     ),
     Rule(
@@ -363,6 +435,15 @@ RULES: tuple[Rule, ...] = (
         _locked_privileged,
         "A locked or disabled login that still holds SUPERUSER, GRANT_ADMIN or CREATE_USER: unlocking it "
         "restores that power silently.",
+    ),
+    Rule(
+        "DORMANT_PRIVILEGED",
+        S.MEDIUM,
+        "Dormant privileged account",
+        _dormant_privileged,
+        "An unlocked login holding SUPERUSER, GRANT_ADMIN or CREATE_USER that has not logged in for "
+        "dormant_days days (policy, default 90; Oracle: DBA_USERS.LAST_LOGIN, or since it was created): "
+        "unused power is better revoked.",
     ),
     Rule(
         "PASSWORD_EXPIRED",

@@ -7,7 +7,8 @@ An instance's ``options["tls"]`` says how its server is reached::
 ``mode`` is ``disable``, ``require`` (encrypted, the certificate not checked), ``verify-ca`` (signed
 by the CA) or ``verify-full`` (signed by the CA and naming the host the instance connects to). ``ca``
 is the PEM bundle of the CAs trusted for this server (default: the system's trust store). SQL Server
-also knows ``trust_server_certificate`` (see the SQL Server adapter). The client certificate belongs
+also knows ``trust_server_certificate``, ``strict`` (TDS 8.0, Encrypt=strict) and
+``host_name_in_certificate`` (see the SQL Server adapter). The client certificate belongs
 to the credential (its private key is a secret, encrypted like the password).
 
 Why the CA lives with the instance: it describes the server, and changing it (like the host) needs
@@ -17,12 +18,16 @@ make WhaleFall trust a certificate of theirs.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.utils.translation import gettext as _
 
 TLS_MODES = ("disable", "require", "verify-ca", "verify-full")
-TLS_KEYS = {"mode", "ca", "trust_server_certificate"}
+GENERIC_TLS_KEYS = {"mode", "ca"}
+TLS_KEYS = GENERIC_TLS_KEYS | {"trust_server_certificate", "strict", "host_name_in_certificate"}  # + SQL Server's
+# a DNS name, optionally starting with a wildcard label; nothing that could end an ODBC keyword
+_CERT_HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$")
 MAX_PEM_CHARS = 200_000  # a large corporate bundle is ~200 certificates
 
 
@@ -54,7 +59,10 @@ def tls_option_errors(tls: Any, db_type: str | None) -> list[str]:
     if unknown:
         errors.append(
             _("tls: unknown key(s) %(keys)s; valid keys: %(valid)s.")
-            % {"keys": ", ".join(unknown), "valid": ", ".join(sorted(TLS_KEYS))}
+            % {
+                "keys": ", ".join(unknown),
+                "valid": ", ".join(sorted(TLS_KEYS if db_type in (None, "sqlserver") else GENERIC_TLS_KEYS)),
+            }
         )
     mode = tls.get("mode")
     if mode is not None and mode not in TLS_MODES:
@@ -76,6 +84,31 @@ def tls_option_errors(tls: Any, db_type: str | None) -> list[str]:
             errors.append(_("tls.trust_server_certificate is a SQL Server setting."))
         elif not isinstance(tls["trust_server_certificate"], bool):
             errors.append(_("tls.trust_server_certificate must be true or false."))
+    errors += _sqlserver_tls_errors(tls, db_type)
+    return errors
+
+
+def _sqlserver_tls_errors(tls: dict[str, Any], db_type: str | None) -> list[str]:
+    """SQL Server's strict encryption (TDS 8.0, SQL Server 2022+) and the certificate's host name."""
+    errors = []
+    if "strict" in tls:
+        if db_type not in (None, "sqlserver"):
+            errors.append(_("tls.strict is a SQL Server setting."))
+        elif not isinstance(tls["strict"], bool):
+            errors.append(_("tls.strict must be true or false."))
+        elif tls["strict"] and (tls.get("mode") == "disable" or tls.get("trust_server_certificate") is True):
+            errors.append(
+                _(
+                    "tls.strict always encrypts and verifies: it cannot go with mode disable or "
+                    "trust_server_certificate."
+                )
+            )
+    if "host_name_in_certificate" in tls:
+        value = tls["host_name_in_certificate"]
+        if db_type not in (None, "sqlserver"):
+            errors.append(_("tls.host_name_in_certificate is a SQL Server setting."))
+        elif not isinstance(value, str) or not _CERT_HOST_RE.match(value):
+            errors.append(_("tls.host_name_in_certificate must be a host name, e.g. ag1-listener.example.com."))
     return errors
 
 

@@ -171,6 +171,9 @@ class TlsSettings:
     client_cert_pem: str = ""
     client_key_pem: str = field(default="", repr=False)
     trust_server_certificate: bool = False
+    # SQL Server only: TDS 8.0 strict encryption, and the name the server's certificate must carry
+    strict: bool = False
+    host_name_in_certificate: str = ""
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None, client_cert: str = "", client_key: str = "") -> TlsSettings:
@@ -186,6 +189,8 @@ class TlsSettings:
             client_cert_pem=client_cert or "",
             client_key_pem=client_key or "",
             trust_server_certificate=tls.get("trust_server_certificate") is True,
+            strict=tls.get("strict") is True,
+            host_name_in_certificate=str(tls.get("host_name_in_certificate") or ""),
         )
 
     @property

@@ -271,12 +271,15 @@ def test_postgresql_rules():
 
 # --- SQL Server recorded catalog --------------------------------------------------------------
 
-RECORDED = json.loads((ROOT / "tests" / "fixtures" / "sqlserver" / "catalog_2022.json").read_text("utf-8"))
 
+def sqlserver_catalog(
+    extra_permissions: list[dict[str, Any]] = (), extra_database_permissions: list[dict[str, Any]] = ()
+) -> Catalog:
+    from tests.sqlserver_recorded import recorded_rows
 
-def sqlserver_catalog(extra_permissions: list[dict[str, Any]] = ()) -> Catalog:
-    rows = sqlserver.SQLServerRows(**{k: v for k, v in RECORDED.items() if k != "modelled_on"})
+    rows = recorded_rows()
     rows.server_permissions = rows.server_permissions + list(extra_permissions)
+    rows.database_permissions = rows.database_permissions + list(extra_database_permissions)
     return sqlserver.build_catalog(rows)
 
 
@@ -288,13 +291,29 @@ def test_sqlserver_recorded_catalog():
     assert got["admin_via_role"]["SUPERUSER"] == "high"
     assert got["denied_ctrl"].get("SUPERUSER") is None  # DENY CONTROL SERVER wins
     assert got["expired_one"] == {"PASSWORD_EXPIRED": "low"}
-    assert got["locked_one"] == {}
+    assert got["locked_one"] == {"LOCKED_PRIVILEGED": "low"}  # IMPERSONATE on sa, but locked
     assert got["sysadmin"] == {} and got["public"] == {}
     assert "PASSWORD_NEVER_EXPIRES" not in got["CORP\\ops"]  # Windows login: no SQL password
+    # routes to sysadmin are superusers, with the route as the reason
+    assert got["CORP\\ops"]["SUPERUSER"] == "high" and got["jobs"]["SUPERUSER"] == "high"
+    reasons = detail_of(sqlserver_catalog(), "sqlserver", "jobs", "SUPERUSER")["reasons"]
+    assert reasons == [
+        "db_owner of msdb, a TRUSTWORTHY database owned by sa (a superuser): code run there as dbo "
+        "(EXECUTE AS USER = 'dbo') acts on the server as sa"
+    ]
+    # the databases' public roles: Microsoft's own grants are no finding, a grant on a user table is
+    assert got["master::public"] == {} and got["msdb::public"] == {} and got["tempdb::public"] == {}
+    assert got["sales::public"] == {"PUBLIC_GRANTS": "high"}
+    assert detail_of(sqlserver_catalog(), "sqlserver", "sales::public", "PUBLIC_GRANTS")["privileges"] == {
+        "count": 1,
+        "examples": ["SELECT on object:sales.dbo.customers"],
+    }
 
 
 def test_sqlserver_public_role_grants_beyond_the_defaults():
-    public_id = next(row["principal_id"] for row in RECORDED["logins"] if row["name"] == "public")
+    from tests.sqlserver_recorded import recorded
+
+    public_id = next(row["principal_id"] for row in recorded()["logins"] if row["name"] == "public")
 
     def perm(name: str, cls: int = 100, major: int = 0) -> dict[str, Any]:
         return {
@@ -307,10 +326,22 @@ def test_sqlserver_public_role_grants_beyond_the_defaults():
             "state": "G",
         }
 
-    defaults = [perm("VIEW ANY DATABASE"), {**perm("CONNECT", 105, 2), "class_desc": "ENDPOINT"}]
-    assert findings_of(sqlserver_catalog(defaults), "sqlserver")["public"] == {}
-    risky = findings_of(sqlserver_catalog([*defaults, perm("VIEW SERVER STATE")]), "sqlserver")
+    assert findings_of(sqlserver_catalog(), "sqlserver")["public"] == {}  # VIEW ANY DATABASE, endpoint CONNECT
+    risky = findings_of(sqlserver_catalog([perm("VIEW SERVER STATE")]), "sqlserver")
     assert risky["public"] == {"PUBLIC_GRANTS": "high"}
+
+
+def test_sqlserver_database_public_grant_of_a_sysadmin_only_procedure():
+    xp_cmdshell = {
+        "database_name": "master", "class": 1, "major_id": -1016106768, "minor_id": 0, "grantee_principal_id": 0,
+        "permission_name": "EXECUTE", "state": "G", "schema_name": None, "object_name": "xp_cmdshell",
+        "object_schema_name": "sys", "column_name": None, "is_ms_shipped": True,
+    }  # fmt: skip
+    catalog = sqlserver_catalog(extra_database_permissions=[xp_cmdshell])
+    assert findings_of(catalog, "sqlserver")["master::public"] == {"PUBLIC_GRANTS": "high"}
+    assert detail_of(catalog, "sqlserver", "master::public", "PUBLIC_GRANTS")["privileges"]["examples"] == [
+        "EXECUTE on object:master.sys.xp_cmdshell"
+    ]
 
 
 # --- the table and the policy ----------------------------------------------------------------
@@ -386,11 +417,104 @@ def test_oracle_rules_through_the_maintained_dba_role():
         ],
     )
     got = findings_of(oracle.build_catalog(rows), "oracle", STRICT)
-    assert got["APP_DBA"] == {"SUPERUSER": "high"}  # DBA is excluded as maintained, its power is kept
+    assert got["APP_DBA"] == {"SUPERUSER": "high"}
+    assert got["DBA"] == {} and got["PUBLIC"] == {}  # a role, and PUBLIC holding nothing beyond the defaults
+    hidden = findings_of(oracle.build_catalog(rows, include_oracle_maintained=False), "oracle", STRICT)
+    assert hidden["APP_DBA"] == {"SUPERUSER": "high"}  # DBA left out as maintained, its power is kept
     assert got["OLD_DBA"] == {"LOCKED_PRIVILEGED": "low"}
     assert got["APP_SCHEMA"] == {}  # schema-only: cannot log in at all
     assert got["STALE"] == {"PASSWORD_EXPIRED": "low"}
     assert got["FOREVER"] == {"PASSWORD_NEVER_EXPIRES": "low"}
+
+
+def oracle_recorded() -> Catalog:
+    from tests.accountsync.oracle_rows import load, rows_of
+
+    return oracle.build_catalog(rows_of(load("catalog_19c.json")))
+
+
+ORACLE_TODAY = {"today": "2026-11-23"}  # the recorded server's day
+
+
+def test_oracle_dormant_privileged_accounts():
+    catalog = oracle_recorded()
+    got = findings_of(catalog, "oracle", context=ORACLE_TODAY)
+    # DEV_DEPLOY (SUPERUSER by CREATE ANY PROCEDURE + EXECUTE ANY PROCEDURE) last logged in 2025-12-01
+    assert got["DEV_DEPLOY"] == {"SUPERUSER": "high", "DORMANT_PRIVILEGED": "medium"}
+    acc = next(a for a in catalog.accounts if a.identity == "DEV_DEPLOY")
+    subject = Subject.build(
+        db_type="oracle", identity=acc.identity, username=acc.username, kind=acc.kind, snapshot=acc.snapshot(),
+        context=ORACLE_TODAY,
+    )  # fmt: skip
+    assert evaluate(subject, DEFAULT)["DORMANT_PRIVILEGED"][1] == {
+        "last_login": "2025-12-01",
+        "no_login_since": "2025-12-01",
+        "dormant_days": 90,
+        "capabilities": ["SUPERUSER"],
+    }
+    # logged in three days ago, or holding nothing privileged, or unable to log in: not dormant
+    assert "DORMANT_PRIVILEGED" not in got["JR_DBA"]
+    assert "DORMANT_PRIVILEGED" not in got["OPERATOR1"]  # never logged in, but SYSOPER gives SHUTDOWN only
+    assert "DORMANT_PRIVILEGED" not in got["DBSNMP"]  # locked
+    # the threshold is the policy's; 0 turns the rule off
+    for policy in (Policy(dormant_days=400), Policy(dormant_days=0)):
+        assert "DORMANT_PRIVILEGED" not in findings_of(catalog, "oracle", policy, ORACLE_TODAY)["DEV_DEPLOY"]
+    # the same login day is dormant once enough days have passed
+    assert findings_of(catalog, "oracle", Policy(dormant_days=30), {"today": "2027-01-01"})["APP_SRV"] == {
+        "SUPERUSER": "high",
+        "DORMANT_PRIVILEGED": "medium",
+    }
+
+
+def test_oracle_dormancy_without_a_recorded_login_time():
+    from tests.accountsync.oracle_rows import clock, sys_priv, user_row
+
+    rows = oracle.OracleRows(
+        release=(12, 1),
+        clock=clock(datetime(2026, 11, 23)),
+        users=[
+            user_row("NEVER", LAST_LOGIN=None, CREATED=datetime(2025, 1, 1)),
+            user_row("ADMIN121", LAST_LOGIN=None, CREATED=datetime(2025, 1, 1)),
+        ],
+        sys_privs=[sys_priv("NEVER", "CREATE USER"), sys_priv("ADMIN121", "CREATE USER")],
+        pwfile=[{"USERNAME": "ADMIN121", "SYSDBA": "TRUE"}],
+    )
+    got = findings_of(oracle.build_catalog(rows), "oracle", context=ORACLE_TODAY)
+    assert got["NEVER"] == {"DORMANT_PRIVILEGED": "medium"}
+    assert got["ADMIN121"] == {"SUPERUSER": "high"}  # 12.1 keeps no AS SYSDBA login time: not judged
+
+
+def test_dormant_days_from_settings_then_environment(settings, monkeypatch):
+    settings.WHALEFALL_FINDINGS_POLICY = None
+    assert policy_from_settings().dormant_days == 90
+    monkeypatch.setenv("WHALEFALL_FINDINGS_DORMANT_DAYS", "30")
+    assert policy_from_settings().dormant_days == 30
+    monkeypatch.setenv("WHALEFALL_FINDINGS_DORMANT_DAYS", "soon")
+    assert policy_from_settings().dormant_days == 90
+    settings.WHALEFALL_FINDINGS_POLICY = {"dormant_days": 180}
+    assert policy_from_settings().dormant_days == 180
+
+
+def test_oracle_escalation_routes_and_proxies_are_superuser_findings_with_their_reason():
+    catalog = oracle_recorded()
+    got = findings_of(catalog, "oracle", context=ORACLE_TODAY)
+    assert got["APP_SRV"] == {"SUPERUSER": "high"}  # a proxy into JR_DBA, a DBA
+    assert got["NOROLE_SRV"] == {} and got["AUTH_SRV"] == {}
+    assert got["SPLIT_DEV"] == {"SUPERUSER": "high"}
+    assert detail_of(catalog, "oracle", "APP_SRV", "SUPERUSER")["reasons"] == [
+        "proxy for JR_DBA (CONNECT THROUGH): may connect as JR_DBA without its password, and JR_DBA holds SUPERUSER"
+    ]
+    # status as of now: STALE_OPEN's password has expired though ACCOUNT_STATUS still says OPEN
+    assert got["STALE_OPEN"] == {"PASSWORD_EXPIRED": "low"}
+
+
+def test_oracle_public_grants_beyond_the_defaults():
+    catalog = oracle_recorded()
+    assert findings_of(catalog, "oracle")["PUBLIC"] == {"PUBLIC_GRANTS": "high"}
+    assert detail_of(catalog, "oracle", "PUBLIC", "PUBLIC_GRANTS") == {
+        "privileges": {"count": 2, "examples": ["SELECT on object:APP_OWNER.PRICES", "READ on object:SYS.ETL_DIR"]},
+        "roles": ["APP_READ"],
+    }
 
 
 def test_postgresql_public_pseudo_role_reports_grants_beyond_the_defaults():
