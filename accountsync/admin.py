@@ -8,15 +8,17 @@ export actions are added by ``exports`` through the registry.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_value
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
@@ -26,7 +28,16 @@ from accountsync import selectors
 from accountsync.coverage import LastKnownMarker, gaps_at
 from accountsync.effective_read import account_effective_access
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
-from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter, diff_html, snapshot_context
+from adminkit.kit import (
+    ReadOnlyAdmin,
+    badge,
+    change_html,
+    change_summary,
+    date_range_filter,
+    scope_label,
+    snapshot_context,
+)
+from config.scopes import ROLE_SCOPE
 
 DIFF_LINES_IN_LIST = 6
 EFFECTIVE_ROWS = 500  # on the account page; the API and the exports list all
@@ -61,6 +72,24 @@ class WildcardHostFilter(CapabilityFilter):
     capability = "WILDCARD_HOST"
 
 
+class OracleMaintainedFilter(admin.SimpleListFilter):
+    """Yes/No on the account's attribute ``oracle_maintained`` (SYS, SYSTEM, DBSNMP, DBA, ...; Oracle only)."""
+
+    title = _("Oracle-maintained")
+    parameter_name = "oracle_maintained"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("1", _("Yes")), ("0", _("No"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if self.value() == "1":
+            return queryset.filter(attributes__oracle_maintained=True)
+        if self.value() == "0":  # accounts without the attribute (other families) too: SQL's NULL is not "no"
+            missing = Q(attributes__oracle_maintained__isnull=True)
+            return queryset.filter(Q(attributes__oracle_maintained=False) | missing)
+        return queryset
+
+
 def _point_in_time(raw: str) -> tuple[datetime | None, str]:
     """`?at=` from the account page's picker (`YYYY-MM-DDTHH:MM` or a date) as an aware datetime."""
     raw = raw.strip()
@@ -72,8 +101,15 @@ def _point_in_time(raw: str) -> tuple[datetime | None, str]:
         return None, gettext("“%(value)s” is not a date and time; showing the current permissions.") % {"value": raw}
     if len(raw) == 10:  # a bare date means the end of that day
         value = datetime.combine(value.date(), time.max)
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value)
+    try:
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value)
+        value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None, gettext("“%(value)s” is out of range; showing the current permissions.") % {"value": raw}
+    # a bare date of today means "now"; anything later is a moment nobody can answer for yet
+    if (value.date() > timezone.localdate()) if len(raw) == 10 else (value > timezone.now()):
+        return None, gettext("“%(value)s” is in the future; showing the current permissions.") % {"value": raw}
     return value, ""
 
 
@@ -99,6 +135,7 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
         "is_locked",
         GrantAdminFilter,
         WildcardHostFilter,
+        OracleMaintainedFilter,
         "kind",
     ]
     search_fields = ["username", "identity", "host"]
@@ -136,7 +173,9 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
     ) -> tuple[QuerySet[InstanceAccount], bool]:
         """Structured terms (prefix `*`, `name@host`, `host=`) go through the indexed cross-instance search."""
         term = search_term.strip()
-        if term and ("*" in term or "@" in term or term.startswith("host=")):
+        if "@" in term:
+            return self._at_search(request, queryset, term)
+        if term and ("*" in term or term.startswith("host=")):
             try:
                 found = selectors.account_search(q=term, mode="auto")
             except selectors.AccountSearchError as exc:
@@ -144,6 +183,25 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
                 return queryset.none(), False
             return queryset.filter(pk__in=found.values("pk")), False
         return super().get_search_results(request, queryset, search_term)
+
+    def _at_search(
+        self, request: HttpRequest, queryset: QuerySet[InstanceAccount], term: str
+    ) -> tuple[QuerySet[InstanceAccount], bool]:
+        """A text with ``@``: ``name@host`` (MySQL), ``name@`` (any host), ``@host``, or part of a name.
+
+        The identity as the list shows it (``'app'@'%'``) and a PostgreSQL role whose name holds an
+        ``@`` (``svc@corp``) are found too: the structured matches are joined by the plain search.
+        """
+        name, _at, host = term.rpartition("@")
+        name, host = name.strip("'\"` "), host.strip("'\"` ")
+        found = queryset.none()
+        if name and not host:  # "app@": the name on every host
+            found = queryset.filter(pk__in=selectors.account_search(q=name, mode="exact").values("pk"))
+        elif host:
+            with contextlib.suppress(selectors.AccountSearchError):
+                found = queryset.filter(pk__in=selectors.account_search(q=term, mode="auto").values("pk"))
+        plain, duplicates = super().get_search_results(request, queryset, term)
+        return found | plain, duplicates
 
     @admin.display(description=_("database type"), ordering="instance__db_type")
     def db_type(self, obj: InstanceAccount) -> str:
@@ -170,6 +228,7 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
             at, at_error = _point_in_time(request.GET.get("at", ""))
             if at_error:
                 self.message_user(request, at_error, messages.ERROR)
+                extra["at_error"] = at_error
             if at is not None:
                 current = selectors.account_permission_at(account=account, at=at)
             else:
@@ -179,21 +238,69 @@ class InstanceAccountAdmin(ReadOnlyAdmin):
             effective = account_effective_access(account=account, at=at) if current else []
             gaps = gaps_at(instance=account.instance_id, at=at)
             marker = LastKnownMarker(gaps)
+            context = snapshot_context(
+                snapshot, account.attributes, last_known=marker.mark if marker else None, gaps=gaps
+            )
+            shown = effective[:EFFECTIVE_ROWS]
+            urls = _role_urls(account, context["snapshot_roles"], shown)
+            role_known = marker.mark(ROLE_SCOPE) if marker else None
+            context["snapshot_roles"] = [
+                {**role, "url": urls.get(role.get("role", "")), "last_known": role_known}
+                for role in context["snapshot_roles"]
+            ]
             extra.update(
-                snapshot_context(snapshot, account.attributes, last_known=marker.mark if marker else None, gaps=gaps),
+                context,
+                role_flags=_role_flag_words(account.instance.db_type),
                 at=at,
                 at_value=timezone.localtime(at).strftime("%Y-%m-%dT%H:%M") if at else "",
                 current_permission=current,
                 effective_rows=[
-                    {**grant.as_dict(), "last_known": marker.mark(grant.scope) if marker else None}
-                    for grant in effective[:EFFECTIVE_ROWS]
+                    {
+                        **grant.as_dict(),
+                        "label": scope_label(grant.scope),
+                        "path": [(hop, urls.get(hop)) for hop in grant.via],
+                        "last_known": marker.mark(grant.scope) if marker else None,
+                    }
+                    for grant in shown
                 ],
                 effective_total=len(effective),
                 effective_shown=min(len(effective), EFFECTIVE_ROWS),
                 snapshot_versions=selectors.account_permission_history(account=account).count(),
-                change_rows=[(c, diff_html(c.diff)) for c in changes],
+                change_rows=[(c, change_html(c.change_type, c.diff)) for c in changes],
             )
         return super().change_view(request, object_id, form_url, extra)
+
+
+def _role_urls(account: InstanceAccount, roles: list[dict[str, Any]], grants: list[Any]) -> dict[str, str]:
+    """The account pages of the roles it holds and of every role on its effective-access paths (one query).
+
+    A role is named by its identity, or by the username of a role account (as ``Catalog.finalize``
+    resolves it); pseudo-roles (PostgreSQL ``public``, SQL Server fixed roles) have no page.
+    """
+    names = {str(role.get("role", "")) for role in roles} | {hop for grant in grants for hop in grant.via}
+    names.discard("")
+    if not names:
+        return {}
+    found = InstanceAccount.objects.filter(instance_id=account.instance_id).filter(
+        Q(identity__in=names) | Q(username__in=names, kind="role")
+    )
+    urls: dict[str, str] = {}
+    for pk, identity, username in found.values_list("pk", "identity", "username"):
+        url = reverse("admin:accountsync_instanceaccount_change", args=[pk])
+        if identity in names:
+            urls[identity] = url
+        if username in names:
+            urls.setdefault(username, url)
+    return urls
+
+
+def _role_flag_words(db_type: str) -> dict[str, str]:
+    """How a membership's ``default`` flag reads in this family (PostgreSQL: inheritance; others: default role)."""
+    if db_type == "postgresql":
+        return {"default": gettext("inherited at login"), "not_default": gettext("not inherited: only after SET ROLE")}
+    if db_type == "sqlserver":
+        return {"default": gettext("always in force"), "not_default": gettext("always in force")}
+    return {"default": gettext("default role: in force at login"), "not_default": gettext("only after SET ROLE")}
 
 
 @admin.register(AccountPermission)
@@ -230,8 +337,28 @@ class AccountChangeLogAdmin(ReadOnlyAdmin):
     ]
     search_fields = ["account__identity", "summary"]
     list_select_related = ["account", "instance"]
-    fields = ["detected_at", "instance", "account", "change_type", "session_id", "summary"]
+    fields = ["detected_at", "instance", "account", "change_type", "session", "summary_line"]
+    readonly_fields = ["session", "summary_line"]
     change_form_template = "admin/accountsync/accountchangelog/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AccountChangeLog]:
+        # the page's title and breadcrumbs name the account and the instance (AccountChangeLog.__str__)
+        return super().get_queryset(request).select_related("account", "instance")
+
+    @admin.display(description=_("summary"))
+    def summary_line(self, obj: AccountChangeLog) -> str:
+        """The entry in one line, in the same words as its diff below."""
+        return change_summary(obj.change_type, obj.diff, obj.summary)
+
+    @admin.display(description=_("session"))
+    def session(self, obj: AccountChangeLog) -> str:
+        if obj.session_id is None:
+            return self.get_empty_value_display()
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:sync_syncsession_change", args=[str(obj.session_id)]),
+            str(obj.session_id)[:8],
+        )
 
     @admin.display(description=_("change type"), ordering="change_type")
     def change_type_badge(self, obj: AccountChangeLog) -> str:
@@ -239,7 +366,7 @@ class AccountChangeLogAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("changes"))
     def changes(self, obj: AccountChangeLog) -> str:
-        return diff_html(obj.diff, limit=DIFF_LINES_IN_LIST) or obj.summary
+        return change_html(obj.change_type, obj.diff, limit=DIFF_LINES_IN_LIST) or obj.summary
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
@@ -247,5 +374,5 @@ class AccountChangeLogAdmin(ReadOnlyAdmin):
         log = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if log is not None:
-            extra["diff_html"] = diff_html(log.diff)
+            extra["diff_html"] = change_html(log.change_type, log.diff, expanded=True)
         return super().change_view(request, object_id, form_url, extra)

@@ -10,9 +10,16 @@ import logging
 import time
 from dataclasses import dataclass
 
-from accountsync.adapters.base import AdapterError, ConnectionTarget, ErrorKind, get_adapter, scrub
+from accountsync.adapters.base import (
+    AdapterError,
+    ConfigurationError,
+    ConnectionTarget,
+    ErrorKind,
+    get_adapter,
+    scrub,
+)
 from config.logging import log_event
-from instances.models import Instance
+from instances.models import Instance, instance_option_errors
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,11 @@ def instance_connection_test(*, instance: Instance) -> ConnectionTestResult:
     started = time.monotonic()
     password: str | None = None
     try:
+        # the options a save would refuse fail the test too: it never says "connected" for an instance
+        # whose syncs will fail on them
+        option_errors = instance_option_errors(instance.options, instance.db_type)
+        if option_errors:
+            raise ConfigurationError("invalid options: " + " ".join(option_errors), instance_name=instance.name)
         target = ConnectionTarget.from_instance(instance)
         password = target.password
         adapter = get_adapter(instance.db_type)

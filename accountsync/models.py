@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -168,7 +169,12 @@ class AccountChangeLog(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.change_type} {self.account_id}"
+        """`Privileges changed — 'bob'@'%' on prod-db` (page titles, breadcrumbs); reads the account and instance."""
+        return gettext("%(change)s — %(account)s on %(instance)s") % {
+            "change": self.get_change_type_display(),
+            "account": self.account.identity,
+            "instance": self.instance.name,
+        }
 
 
 class GapKindChoices(models.TextChoices):

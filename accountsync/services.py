@@ -60,7 +60,8 @@ from instances.models import Instance, SyncStatus
 logger = logging.getLogger(__name__)
 
 MODULE = "accountsync"
-SERVER_DETAILS = ("default_password_lifetime", "public_grants")
+# Oracle: which container the dictionary showed (CDB$ROOT: the PDBs are coverage gaps), optional views not read
+SERVER_DETAILS = ("default_password_lifetime", "public_grants", "container", "unreadable_views")
 ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attributes")
 
 
@@ -113,8 +114,26 @@ class SyncResult:
         }
 
 
+# How many of the accounts a tripped guard would have deactivated its result lists (the count is always whole).
+GUARD_LISTED_MAX = 1000
+
+
 class _GuardTripped(Exception):
-    pass
+    def __init__(self, message: str, *, removed: list[ExistingAccount], active: int) -> None:
+        super().__init__(message)
+        self.removed = removed
+        self.active = active
+
+    def details(self) -> dict[str, Any]:
+        """What the refused sync would have deactivated: the admin's "accepting the removals" page lists it."""
+        identities = sorted(account.identity for account in self.removed)
+        return {
+            "guard": {
+                "would_deactivate": len(identities),
+                "active": self.active,
+                "identities": identities[:GUARD_LISTED_MAX],
+            }
+        }
 
 
 class _Fenced(Exception):
@@ -365,7 +384,9 @@ def account_sync_apply(
         instance.catalog_digest = catalog.source_digest
     except _GuardTripped as exc:
         _log_apply(instance, session_id, logging.WARNING, str(exc), "guard", started)
-        return SyncResult(success=False, message=str(exc), error_kind="guard", synced_count=len(records))
+        return SyncResult(
+            success=False, message=str(exc), error_kind="guard", synced_count=len(records), details=exc.details()
+        )
     except _Fenced as exc:
         _log_apply(instance, session_id, logging.WARNING, str(exc), "fence", started)
         return SyncResult(success=False, message=str(exc), error_kind="conflict")
@@ -588,13 +609,17 @@ def _guard(
     if not records:
         raise _GuardTripped(
             f"{instance.name}: the server returned no accounts; refusing to deactivate "
-            f"{active_before} accounts. Check the monitoring account's catalog privileges, or rerun with force."
+            f"{active_before} accounts. Check the monitoring account's catalog privileges, or rerun with force.",
+            removed=removed,
+            active=active_before,
         )
     if active_before and len(removed) / active_before > ratio:
         raise _GuardTripped(
             f"{instance.name}: this sync would deactivate {len(removed)} of {active_before} active accounts "
             f"(more than WHALEFALL_MAX_REMOVAL_RATIO={ratio:g}); nothing was changed. "
-            "Check the monitoring account's privileges, or rerun with force if the removal is real."
+            "Check the monitoring account's privileges, or rerun with force if the removal is real.",
+            removed=removed,
+            active=active_before,
         )
     return removed
 

@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from config.registry import admin_actions_for
@@ -342,18 +342,97 @@ def _changes(op: dict[str, Any]) -> str:
 def diff_html(ops: list[dict[str, Any]] | None, limit: int | None = None) -> str:
     """The diff as coloured lines; `limit` keeps list rows short and says how many were left out.
 
-    Attributes that appear from nothing (a new account's auth plugin, limits, ...) are
-    folded into one line: they are the account's description, not a change to review.
+    Every operation is its own line with its old and new values (``valid_until: ∅ → 2030-01-01``);
+    a new account's entry reads differently, see ``change_html``.
     """
     ops = ops or []
-    initial = [op for op in ops if op.get("scope") == ATTRIBUTE_SCOPE and op.get("old") is None]
-    if initial:
-        ops = [op for op in ops if not (op.get("scope") == ATTRIBUTE_SCOPE and op.get("old") is None)]
-        names = ", ".join(str(op.get("field")) for op in initial)
-        ops.append({"op": "set", "scope": "", "summary": gettext("attributes set: %(names)s") % {"names": names}})
     shown = ops if limit is None else ops[:limit]
     lines = [diff_line(op) for op in shown]
     html = format_html_join("", '<div class="wf-diff wf-diff-{}">{}</div>', lines)
     if limit is not None and len(ops) > limit:
         html += format_html('<div class="wf-diff-more">{}</div>', gettext("… %(n)d more") % {"n": len(ops) - limit})
     return format_html('<div class="wf-diff-lines">{}</div>', html) if lines else ""
+
+
+ADDED = "added"
+SUMMARY_ITEMS = 6
+
+
+def _is_privilege_op(op: dict[str, Any]) -> bool:
+    return op.get("scope") not in (ROLE_SCOPE, CAPABILITY_SCOPE, ATTRIBUTE_SCOPE)
+
+
+def added_line(ops: list[dict[str, Any]] | None) -> str:
+    """`Added with 3 privileges, role app_rw, capability WILDCARD_HOST, 14 attributes`: a new account in one line."""
+    ops = ops or []
+    privileges = [op for op in ops if _is_privilege_op(op) and op.get("op") == "grant"]
+    roles = [str(op.get("privilege")) for op in ops if op.get("scope") == ROLE_SCOPE and op.get("op") == "grant"]
+    capabilities = [str(op.get("field")) for op in ops if op.get("scope") == CAPABILITY_SCOPE and op.get("new")]
+    attributes = [op for op in ops if op.get("scope") == ATTRIBUTE_SCOPE]
+    parts = []
+    if privileges:
+        parts.append(ngettext("%(n)d privilege", "%(n)d privileges", len(privileges)) % {"n": len(privileges)})
+    if roles:
+        parts.append(ngettext("role %(names)s", "roles %(names)s", len(roles)) % {"names": ", ".join(roles)})
+    if capabilities:
+        parts.append(
+            ngettext("capability %(names)s", "capabilities %(names)s", len(capabilities))
+            % {"names": ", ".join(capabilities)}
+        )
+    if attributes:
+        parts.append(ngettext("%(n)d attribute", "%(n)d attributes", len(attributes)) % {"n": len(attributes)})
+    if not parts:
+        return gettext("Added with no privileges")
+    return gettext("Added with %(what)s") % {"what": "; ".join(parts)}
+
+
+def added_html(ops: list[dict[str, Any]] | None, *, expanded: bool = False) -> str:
+    """A new account's entry: the one line, and its grants and attributes behind a click.
+
+    What a new account arrives with is its description, not a list of changes to review:
+    its attributes are one neutral line, never one "changed" line each.
+    """
+    ops = ops or []
+    lines = [diff_line(op) for op in ops if op.get("scope") != ATTRIBUTE_SCOPE]
+    attributes = [op for op in ops if op.get("scope") == ATTRIBUTE_SCOPE]
+    body = format_html_join("", '<div class="wf-diff wf-diff-{}">{}</div>', lines)
+    if attributes:
+        body += format_html(
+            '<div class="wf-diff wf-diff-attrs">{}</div>',
+            gettext("attributes: %(list)s")
+            % {"list": " · ".join(f"{op.get('field')} {_fmt(op.get('new'))}" for op in attributes)},
+        )
+    return format_html(
+        '<details class="wf-diff-added"{}><summary class="wf-diff wf-diff-grant">{}</summary>'
+        '<div class="wf-diff-lines">{}</div></details>',
+        " open" if expanded else "",
+        added_line(ops),
+        body,
+    )
+
+
+def change_html(
+    change_type: str, ops: list[dict[str, Any]] | None, limit: int | None = None, *, expanded: bool = False
+) -> str:
+    """A change-log entry's diff as the admin shows it: ``added_html`` for a new account, else ``diff_html``."""
+    if change_type == ADDED and ops:
+        return added_html(ops, expanded=expanded)
+    return diff_html(ops, limit=limit)
+
+
+def change_summary(change_type: str, ops: list[dict[str, Any]] | None, stored: str = "") -> str:
+    """The entry in one line, in the words of its diff (scopes as ``Database sales``, like every admin page).
+
+    The stored summary (the API's, with raw scopes) is the fallback for an entry without a diff
+    (a removal, a return without changes).
+    """
+    ops = ops or []
+    if not ops:
+        return stored
+    if change_type == ADDED:
+        return added_line(ops)
+    texts = [diff_line(op)[1] for op in ops[:SUMMARY_ITEMS]]
+    line = ", ".join(texts)
+    if len(ops) > SUMMARY_ITEMS:
+        line += " " + gettext("(+%(n)d more)") % {"n": len(ops) - SUMMARY_ITEMS}
+    return line

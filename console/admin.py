@@ -2,29 +2,37 @@
 
 Why here, at the top of the stack beside ``api``: the instance list starts syncs
 (``sync``), tests connections (``accountsync``) and shows the last sync; the instance
-page shows its accounts, recent records and recent changes. ``instances`` may not
-import any of those, so its admin provides ``InstanceAdminBase`` and this module adds
-the rest and registers it. A new page that spans layers belongs here too.
+page shows its accounts, recent records and recent changes, and has its own Test
+connection and Sync now buttons. ``instances`` may not import any of those, so its admin
+provides ``InstanceAdminBase`` and this module adds the rest and registers it. The
+account page is ``accountsync``'s, with the account's risk findings (``findings`` sits
+above ``accountsync``) added here the same way. A new page that spans layers belongs here too.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accountsync import selectors
+from accountsync.admin import InstanceAccountAdmin
 from accountsync.connection import instance_connection_test
 from accountsync.coverage import gap_episodes
-from accountsync.models import CoverageGapEpisode
-from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter, diff_html
+from accountsync.models import CoverageGapEpisode, InstanceAccount
+from adminkit.kit import ReadOnlyAdmin, badge, change_html, date_range_filter
+from findings.models import SEVERITY_RANK
+from findings.rules import RULES_BY_CODE
+from findings.selectors import finding_list
 from instances.admin import InstanceAdminBase
 from instances.models import Instance
 from sync.admin import broker_unavailable, can_run_sync, refuse_without_run_sync
@@ -77,7 +85,13 @@ class InstanceAdmin(InstanceAdminBase):
         else:
             parts = [badge(obj.last_sync_status or "none", obj.get_last_sync_status_display())]
         if obj.last_sync_at:
-            parts.append(format_html('<span class="nowrap">{}</span>', timesince_short(obj.last_sync_at)))
+            parts.append(
+                format_html(
+                    '<span class="nowrap" title="{}">{}</span>',
+                    formats.date_format(timezone.localtime(obj.last_sync_at), "DATETIME_FORMAT"),
+                    timesince_short(obj.last_sync_at),
+                )
+            )
         if obj.last_session_pk:
             parts.append(
                 format_html(
@@ -139,10 +153,55 @@ class InstanceAdmin(InstanceAdminBase):
         return self._start_batch(request, instances)
 
     def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
         return [
-            path("sync-all/", self.admin_site.admin_view(self.sync_all_view), name="instances_instance_sync_all"),
+            path("sync-all/", wrap(self.sync_all_view), name="instances_instance_sync_all"),
+            path("<path:object_id>/sync-now/", wrap(self.sync_now_view), name="instances_instance_sync_now"),
+            path(
+                "<path:object_id>/test-connection/",
+                wrap(self.test_connection_view),
+                name="instances_instance_test_connection",
+            ),
             *super().get_urls(),
         ]
+
+    def _page_button(self, request: HttpRequest, object_id: str, refuse: Any) -> tuple[Instance | None, HttpResponse]:
+        """The instance page's buttons: POST only, an instance the user may see, ``sync.run_sync``.
+
+        Returns the instance (None when the button may not act) and where to go afterwards.
+        """
+        if request.method != "POST":
+            return None, HttpResponseNotAllowed(["POST"])
+        instance = self.get_object(request, object_id)
+        if instance is None:
+            return None, HttpResponseRedirect(reverse("admin:instances_instance_changelist"))
+        back = HttpResponseRedirect(reverse("admin:instances_instance_change", args=[instance.pk]))
+        if not can_run_sync(request):
+            refuse(request)
+            return None, back
+        return instance, back
+
+    def sync_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The instance page's "Sync now": a manual_batch session of this one instance, on the workers."""
+        instance, back = self._page_button(request, object_id, refuse_without_run_sync)
+        if instance is None:
+            return back
+        if not instance.is_active:
+            self.message_user(
+                request,
+                gettext("Instance %(name)s is inactive: activate it to sync it. Nothing was started.")
+                % {"name": instance.name},
+                messages.ERROR,
+            )
+            return back
+        return self._start_batch(request, [instance]) or back
+
+    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The instance page's "Test connection": the same test as the list action, for this instance."""
+        instance, back = self._page_button(request, object_id, refuse_connection_test)
+        if instance is not None:
+            self._report_connection_test(request, instance)
+        return back
 
     def sync_all_view(self, request: HttpRequest) -> HttpResponse:
         """POST only: one manual_batch session over every active instance."""
@@ -176,6 +235,7 @@ class InstanceAdmin(InstanceAdminBase):
         extra = dict(extra_context or {})
         if instance is not None:
             extra.update(
+                can_run_sync=can_run_sync(request),
                 account_counts=selectors.account_list(instance=instance, active=None)
                 .order_by()
                 .aggregate(total=Count("pk"), active=Count("pk", filter=Q(is_active=True))),
@@ -187,7 +247,7 @@ class InstanceAdmin(InstanceAdminBase):
                 open_gaps=(gaps := list(gap_episodes(instance=instance, open_only=True))),
                 unreadable_gaps=sum(1 for g in gaps if g.kind == "unreadable"),
                 recent_changes=[
-                    (change, diff_html(change.diff, limit=4))
+                    (change, change_html(change.change_type, change.diff, limit=4))
                     for change in selectors.change_log_list(instance=instance)[:RECENT_ROWS]
                 ],
             )
@@ -200,18 +260,7 @@ class InstanceAdmin(InstanceAdminBase):
             return
         ok = 0
         for instance in queryset.select_related("credential"):
-            result = instance_connection_test(instance=instance)
-            if result.ok:
-                ok += 1
-                self.message_user(
-                    request, _("[%(name)s] connected, %(version)s") % {"name": instance.name, "version": result.version}
-                )
-            else:
-                self.message_user(
-                    request,
-                    _("[%(kind)s error] %(message)s") % {"kind": result.error_kind, "message": result.message},
-                    level=messages.ERROR,
-                )
+            ok += self._report_connection_test(request, instance)
         total = queryset.count()
         self.message_user(
             request,
@@ -219,6 +268,74 @@ class InstanceAdmin(InstanceAdminBase):
             % {"ok": ok, "total": total},
             level=messages.SUCCESS if ok == total else messages.WARNING,
         )
+
+    def _report_connection_test(self, request: HttpRequest, instance: Instance) -> bool:
+        """Test one instance and say how it went (one admin message); True when it connected."""
+        result = instance_connection_test(instance=instance)
+        if result.ok:
+            self.message_user(
+                request, _("[%(name)s] connected, %(version)s") % {"name": instance.name, "version": result.version}
+            )
+        else:
+            self.message_user(
+                request,
+                _("[%(kind)s error] %(message)s") % {"kind": result.error_kind, "message": result.message},
+                level=messages.ERROR,
+            )
+        return result.ok
+
+
+# --- the account page: what the account admin shows, plus its findings (a higher layer) ----
+
+ACCOUNT_FINDINGS = 50
+
+
+def finding_detail_text(detail: dict[str, Any] | None) -> str:
+    """A finding's detail in one line: `capabilities: SUPERUSER; reasons: via role dba`."""
+    parts = []
+    for key, value in (detail or {}).items():
+        if isinstance(value, dict) and "examples" in value:
+            shown = [str(v) for v in value.get("examples") or []]
+            text = ", ".join(shown)
+            if (value.get("count") or 0) > len(shown):
+                text += " " + gettext("(+%(n)d more)") % {"n": value["count"] - len(shown)}
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value)
+        else:
+            text = str(value)
+        if text:
+            parts.append(f"{key}: {text}")
+    return "; ".join(parts)
+
+
+admin.site.unregister(InstanceAccount)
+
+
+@admin.register(InstanceAccount)
+class AccountAdmin(InstanceAccountAdmin):
+    """The account page with the account's open and resolved risk findings (``findings`` sits above ``accountsync``)."""
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        account = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if account is not None:
+            opened = list(finding_list(account=account, is_open=True)[:ACCOUNT_FINDINGS])
+            resolved = list(finding_list(account=account, is_open=False).order_by("-resolved_at")[:ACCOUNT_FINDINGS])
+            for finding in (*opened, *resolved):
+                rule = RULES_BY_CODE.get(finding.rule_code)
+                finding.rule_title = rule.title if rule else finding.rule_code
+                finding.detail_text = finding_detail_text(finding.detail)
+            extra.update(
+                findings_panel=True,
+                findings_open=sorted(opened, key=lambda f: (-SEVERITY_RANK.get(f.severity, -1), f.rule_code)),
+                findings_resolved=resolved,
+                findings_url=reverse("admin:findings_finding_changelist")
+                + "?"
+                + urlencode({"instance__id__exact": account.instance_id, "q": account.identity}),
+            )
+        return super().change_view(request, object_id, form_url, extra)
 
 
 def refuse_connection_test(request: HttpRequest) -> None:

@@ -88,6 +88,24 @@ class CredentialForm(forms.ModelForm):
         help_text=_("None selected: any type."),
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        password = self.fields["password"]
+        if not self.instance.pk:
+            password.help_text = _(
+                "Stored encrypted and never shown again. Leave empty for an account without a password "
+                "(socket or peer authentication)."
+            )
+        elif not self.instance.has_password:
+            password.help_text = _(
+                "This credential has an empty password. Enter one to set it; leave empty to keep none."
+            )
+        if not self.instance.has_tls_client_key:
+            self.fields["tls_client_key"].help_text = _(
+                "PEM private key of the client certificate (unencrypted). Stored encrypted and never shown again; "
+                "leave empty for none."
+            )
+
     def clean(self) -> dict[str, Any]:
         """A client certificate and key must belong together (the stored key when none is entered)."""
         data = super().clean()
@@ -113,9 +131,9 @@ class CredentialForm(forms.ModelForm):
         elif self.cleaned_data.get("tls_client_key"):
             credential.set_tls_client_key(self.cleaned_data["tls_client_key"].strip())
         raw = self.cleaned_data.get("password") or ""
-        if self.cleaned_data.get("clear_password"):
-            credential.password_encrypted = ""
-        elif raw or not credential.pk:
+        if self.cleaned_data.get("clear_password") or (not raw and not credential.pk):
+            credential.password_encrypted = ""  # an empty password is stored as none (has_password false)
+        elif raw:
             credential.set_password(raw)
         if commit:
             credential.save()
@@ -128,6 +146,15 @@ class CredentialAdmin(KitAdmin):
     list_display = ["name", "username", "password_state", "binding", "instance_count", "updated_at"]
     search_fields = ["name", "username"]
 
+    def get_fields(self, request: HttpRequest, obj: Credential | None = None) -> list[str]:
+        """No "Clear password" or "Remove the client certificate" where there is nothing to clear."""
+        fields = list(super().get_fields(request, obj))
+        if obj is None or not obj.has_password:
+            fields.remove("clear_password")
+        if obj is None or not (obj.tls_client_cert or obj.has_tls_client_key):
+            fields.remove("clear_tls_client")
+        return fields
+
     @admin.display(description=_("may be used with"))
     def binding(self, obj: Credential) -> str:
         if not obj.is_bound:
@@ -139,7 +166,7 @@ class CredentialAdmin(KitAdmin):
 
     @admin.display(description=_("password"))
     def password_state(self, obj: Credential) -> str:
-        return _("set (encrypted)") if obj.has_password else _("none")
+        return _("set (encrypted)") if obj.has_password else _("empty password")
 
     @admin.display(description=_("instances"))
     def instance_count(self, obj: Credential) -> int:

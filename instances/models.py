@@ -114,8 +114,8 @@ class Credential(models.Model):
         return f"<Credential id={self.pk} name={self.name!r} username={self.username!r}>"
 
     def set_password(self, raw: str) -> None:
-        """Encrypt and store `raw` (an empty string means "no password")."""
-        self.password_encrypted = crypto.encrypt(raw)
+        """Encrypt and store `raw`; an empty string stores no password (``has_password`` false)."""
+        self.password_encrypted = crypto.encrypt(raw) if raw else ""
 
     def get_password(self) -> str:
         """Decrypt the password for a driver; raises CredentialDecryptError."""
@@ -204,6 +204,82 @@ class Tag(models.Model):
         return self.name
 
 
+# --- instance options -------------------------------------------------------------
+# Every key an adapter or the sync reads from Instance.options (grep "options.get" in accountsync/adapters
+# and sync), per database type. A key nobody reads is refused on save, in the admin and the API alike, so a
+# typo ("databse") cannot look like a setting that silently does nothing. Add a key here when an adapter
+# starts reading one.
+COMMON_OPTIONS = ("connect_timeout", "query_timeout", "tls")
+FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mysql": (),
+    "postgresql": ("databases",),  # accountsync/adapters/postgresql.py, _wanted_databases
+    "sqlserver": ("database_batch_size", "availability_group"),  # accountsync/adapters/sqlserver.py
+    "oracle": ("include_oracle_maintained",),  # accountsync/adapters/oracle.py
+}
+MAX_QUERY_TIMEOUT = 3600
+MAX_DATABASE_BATCH_SIZE = 1000
+
+
+def valid_option_keys(db_type: str | None) -> list[str]:
+    """The option keys an instance of `db_type` may set (every family's when the type is unknown)."""
+    if db_type in FAMILY_OPTIONS:
+        family = FAMILY_OPTIONS[db_type]
+    else:
+        family = tuple(key for keys in FAMILY_OPTIONS.values() for key in keys)
+    return sorted({*COMMON_OPTIONS, *family})
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def instance_option_errors(options: Any, db_type: str | None) -> list[str]:
+    """What is wrong with an instance's options for `db_type`: unknown keys, wrong types (empty when valid)."""
+    if not isinstance(options, dict):
+        return [str(_("Options must be a JSON object."))]
+    errors: list[str] = []
+    valid = valid_option_keys(db_type)
+    unknown = sorted(str(key) for key in options if key not in valid)
+    if unknown:
+        label = dict(DbType.choices).get(db_type or "", "")
+        errors.append(
+            str(
+                _("Unknown option(s) %(keys)s; the options of %(type)s instances are: %(valid)s.")
+                if label
+                else _("Unknown option(s) %(keys)s; the options are: %(valid)s.")
+            )
+            % {"keys": ", ".join(unknown), "type": label, "valid": ", ".join(valid)}
+        )
+    timeout = options.get("connect_timeout")
+    if timeout is not None and (not _seconds(timeout) or not 0 < timeout <= 300):
+        errors.append(str(_("connect_timeout must be a number of seconds between 0 and 300.")))
+    query_timeout = options.get("query_timeout")
+    if query_timeout is not None and (not _seconds(query_timeout) or not 0 < query_timeout <= MAX_QUERY_TIMEOUT):
+        errors.append(
+            str(_("query_timeout must be a number of seconds between 0 and %(max)d.")) % {"max": MAX_QUERY_TIMEOUT}
+        )
+    databases = options.get("databases")
+    if "databases" in options and not (
+        isinstance(databases, list) and all(isinstance(name, str) and name.strip() for name in databases)
+    ):
+        errors.append(
+            str(_('databases must be a list of database names, e.g. ["sales", "postgres"] (empty: every database).'))
+        )
+    batch = options.get("database_batch_size")
+    if batch is not None and (
+        not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_DATABASE_BATCH_SIZE
+    ):
+        errors.append(
+            str(_("database_batch_size must be a whole number between 1 and %(max)d."))
+            % {"max": MAX_DATABASE_BATCH_SIZE}
+        )
+    for flag in ("include_oracle_maintained", "availability_group"):
+        if flag in options and not isinstance(options[flag], bool):
+            errors.append(str(_("%(option)s must be true or false.")) % {"option": flag})
+    errors.extend(tls_option_errors(options.get("tls"), db_type))
+    return errors
+
+
 class SyncStatus(models.TextChoices):
     NEVER = "", _("Never synced")
     COMPLETED = "completed", _("Completed")
@@ -247,9 +323,12 @@ class Instance(models.Model):
         default=dict,
         blank=True,
         help_text=_(
-            'Per-instance settings, e.g. {"connect_timeout": 5, "databases": ["app"], '
-            '"include_oracle_maintained": false, "tls": {"mode": "verify-full", "ca": "-----BEGIN CERTIFICATE-----…"}} '
-            "(tls modes: disable, require, verify-ca, verify-full; see docs/monitoring-accounts.md, TLS)."
+            'A JSON object. Every type: {"connect_timeout": 5} (seconds, default 5), "query_timeout" (seconds, '
+            'default 300), "tls": {"mode": "verify-full", "ca": "-----BEGIN CERTIFICATE-----…"} (modes: disable, '
+            'require, verify-ca, verify-full). PostgreSQL: {"databases": ["sales", "postgres"]} (default: every '
+            'database). SQL Server: {"database_batch_size": 50, "availability_group": true}. Oracle: '
+            '{"include_oracle_maintained": false} (default true). Unknown keys are refused; see '
+            "docs/monitoring-accounts.md."
         ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -264,20 +343,9 @@ class Instance(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if not isinstance(self.options, dict):
-            errors["options"] = [_("Options must be a JSON object.")]
-        else:
-            timeout = self.options.get("connect_timeout")
-            if timeout is not None and (
-                not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 300
-            ):
-                errors["options"] = [_("connect_timeout must be a number of seconds between 0 and 300.")]
-            tls_errors = tls_option_errors(self.options.get("tls"), self.db_type or None)
-            if tls_errors:
-                errors.setdefault("options", []).extend(tls_errors)
+        errors = instance_option_errors(self.options, self.db_type or None)
         if errors:
-            raise ValidationError(errors)
+            raise ValidationError({"options": errors})
 
     @property
     def connect_timeout(self) -> float:

@@ -26,6 +26,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accountsync.adapters.base import ErrorKind
+from accountsync.models import InstanceAccount
 from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter
 from sync.models import (
     RECORD_TERMINAL,
@@ -34,8 +35,15 @@ from sync.models import (
     SyncRecordStatusChoices,
     SyncSession,
     SyncSessionStatusChoices,
+    SyncTypeChoices,
 )
-from sync.services import SyncBrokerError, SyncRequestError, sync_session_cancel, sync_session_retry_failed
+from sync.services import (
+    SyncBrokerError,
+    SyncRequestError,
+    sync_session_cancel,
+    sync_session_retry_failed,
+    sync_session_start,
+)
 
 POLL_INTERVAL_MS = 2000
 # sessions whose stored counts are not final: running ones, and cancelled ones (never finalized)
@@ -127,6 +135,38 @@ GAPS_LABEL = _("Completed with gaps")
 GAP_KINDS = {"unreadable": _("unreadable"), "out_of_scope": _("out of scope")}
 
 
+# the classified error kinds (accountsync.adapters.base.ErrorKind, the engine's guard and conflict, the sync
+# layer's cancelled and broker) as people read them
+ERROR_KIND_LABELS = {
+    ErrorKind.CONNECTION: _("Connection"),
+    ErrorKind.TIMEOUT: _("Timeout"),
+    ErrorKind.PERMISSION: _("Permission"),
+    ErrorKind.CONFIGURATION: _("Configuration"),
+    ErrorKind.INTERNAL: _("Internal error"),
+    "guard": _("Mass-removal guard"),
+    "conflict": _("Conflict"),
+    "cancelled": _("Cancelled"),
+    "broker": _("Task broker unreachable"),
+}
+GUARD = "guard"
+
+
+def error_kind_label(kind: str) -> str:
+    """The translated label of an error kind (the raw code for one this table does not know)."""
+    return str(ERROR_KIND_LABELS.get(kind, kind))
+
+
+def session_status_display(status: str, label: Any, *, total: int, succeeded: int) -> str:
+    """A session's status in words, with numbers when not every instance succeeded: "Failed — 2 of 6 succeeded"."""
+    if status in (SyncSessionStatusChoices.FAILED, SyncSessionStatusChoices.CANCELLED):
+        return gettext("%(status)s — %(ok)d of %(total)d succeeded") % {
+            "status": label,
+            "ok": succeeded,
+            "total": total,
+        }
+    return str(label)
+
+
 def record_status(record: SyncInstanceRecord) -> dict[str, str]:
     """A record's status for display: "Completed with gaps" when its sync could not read everything."""
     if record.with_gaps:
@@ -197,7 +237,11 @@ def session_progress(session: SyncSession) -> dict[str, Any]:
             "modified": r.items_updated,
             "removed": r.items_deleted,
             "error_kind": r.error_kind,
+            "error_kind_display": error_kind_label(r.error_kind) if r.error_kind else "",
             "error_message": r.error_message,
+            "accept_removals_url": reverse("admin:sync_syncsession_accept_removals", args=[session.pk, r.pk])
+            if r.error_kind == GUARD and r.status == SyncRecordStatusChoices.FAILED and r.instance_id
+            else "",
             "gaps": [
                 {
                     "scope": g.get("scope", ""),
@@ -218,7 +262,9 @@ def session_progress(session: SyncSession) -> dict[str, Any]:
     return {
         "session_id": str(session.session_id),
         "status": GAPS_STATUS if ended_with_gaps else session.status,
-        "status_display": str(GAPS_LABEL if ended_with_gaps else session.get_status_display()),
+        "status_display": str(GAPS_LABEL)
+        if ended_with_gaps
+        else session_status_display(session.status, session.get_status_display(), total=total, succeeded=ok),
         "with_gaps": gapped,
         "running": session.status == SyncSessionStatusChoices.RUNNING,
         "duration": format_duration(span_seconds(session.started_at, session.completed_at)),
@@ -325,7 +371,12 @@ class SyncSessionAdmin(ReadOnlyAdmin):
     def status_badge(self, obj: SyncSession) -> str:
         if obj.with_gaps:
             return badge(GAPS_STATUS, GAPS_LABEL)
-        return badge(obj.status, obj.get_status_display())
+        return badge(
+            obj.status,
+            session_status_display(
+                obj.status, obj.get_status_display(), total=obj.total_instances, succeeded=obj.live_ok or 0
+            ),
+        )
 
     @admin.display(description=_("started"), ordering="started_at")
     def started(self, obj: SyncSession) -> str:
@@ -357,6 +408,11 @@ class SyncSessionAdmin(ReadOnlyAdmin):
             path("<path:object_id>/progress/", wrap(self.progress_view), name="sync_syncsession_progress"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="sync_syncsession_cancel"),
             path("<path:object_id>/retry-failed/", wrap(self.retry_failed_view), name="sync_syncsession_retry"),
+            path(
+                "<path:object_id>/accept-removals/<int:record_id>/",
+                wrap(self.accept_removals_view),
+                name="sync_syncsession_accept_removals",
+            ),
             *super().get_urls(),
         ]
 
@@ -465,16 +521,98 @@ class SyncSessionAdmin(ReadOnlyAdmin):
         )
         return HttpResponseRedirect(reverse("admin:sync_syncsession_change", args=[retry.pk]))
 
+    # --- a guard refusal, accepted: the same instance synced again with force ------------
+
+    def accept_removals_view(self, request: HttpRequest, object_id: str, record_id: int) -> HttpResponse:
+        """GET: the accounts the refused sync would have deactivated; POST: sync the instance again with force.
+
+        Only for a failed record whose error kind is ``guard`` and whose instance still exists, and
+        only with ``sync.run_sync``. The list is what the refused sync saw; the forced sync reads the
+        server again and deactivates what is missing then.
+        """
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        session = session_lookup(object_id)
+        if session is None:
+            return self._missing(request, object_id)
+        back = HttpResponseRedirect(reverse("admin:sync_syncsession_change", args=[session.pk]))
+        if refuse_without_run_sync(request):
+            return back
+        record = (
+            session.records.select_related("instance")
+            .filter(pk=record_id, status=SyncRecordStatusChoices.FAILED, error_kind=GUARD, instance__isnull=False)
+            .first()
+        )
+        if record is None:
+            messages.error(
+                request,
+                gettext("That instance was not refused by the mass-removal guard in this session; nothing to accept."),
+            )
+            return back
+        instance = record.instance
+        if request.method == "POST":
+            return self._accept_removals(request, record) or back
+        guard = (record.details or {}).get(GUARD) or {}
+        identities = [str(i) for i in guard.get("identities") or []]
+        accounts = {
+            a.identity: a
+            for a in InstanceAccount.objects.filter(instance=instance, identity__in=identities).only(
+                "pk", "identity", "kind", "is_active", "is_superuser", "first_seen_at"
+            )
+        }
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Sync %(instance)s again, accepting the removals") % {"instance": instance.name},
+            "session": session,
+            "record": record,
+            "instance": instance,
+            "would_deactivate": guard.get("would_deactivate"),
+            "active": guard.get("active"),
+            "rows": [(identity, accounts.get(identity)) for identity in identities],
+            "more": max(int(guard.get("would_deactivate") or 0) - len(identities), 0),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/sync/syncsession/accept_removals.html", context)
+
+    def _accept_removals(self, request: HttpRequest, record: SyncInstanceRecord) -> HttpResponse | None:
+        instance = record.instance
+        if instance is None:
+            return None
+        if not instance.is_active:
+            messages.error(
+                request, gettext("Instance %(name)s is inactive: activate it first.") % {"name": instance.name}
+            )
+            return None
+        try:
+            forced = sync_session_start(
+                instances=[instance], sync_type=SyncTypeChoices.MANUAL_BATCH, created_by=request.user, force=True
+            )
+        except SyncRequestError as exc:
+            messages.error(request, gettext("Nothing was started: %(error)s") % {"error": exc})
+            return None
+        except SyncBrokerError as exc:
+            return broker_unavailable(request, exc)
+        messages.success(
+            request,
+            gettext(
+                "Syncing %(name)s again in session %(id)s, accepting the removals: accounts the server no longer "
+                "lists will be deactivated."
+            )
+            % {"name": instance.name, "id": str(forced.session_id)[:8]},
+        )
+        return HttpResponseRedirect(reverse("admin:sync_syncsession_change", args=[forced.pk]))
+
 
 class ErrorKindFilter(admin.SimpleListFilter):
     """The classified error kinds, listed from code: a DISTINCT over all records would scan the history."""
 
     title = _("error kind")
     parameter_name = "error_kind"
-    KINDS = (*ErrorKind.ALL, "conflict", "cancelled")
+    KINDS = tuple(ERROR_KIND_LABELS)
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(kind, kind) for kind in self.KINDS]
+        return [(kind, error_kind_label(kind)) for kind in self.KINDS]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(error_kind=self.value()) if self.value() else queryset
@@ -489,7 +627,7 @@ class SyncInstanceRecordAdmin(ReadOnlyAdmin):
         "started_at",
         "completed_at",
         "items_synced",
-        "error_kind",
+        "error_kind_display",
     ]
     list_filter = [
         "status",
@@ -508,6 +646,10 @@ class SyncInstanceRecordAdmin(ReadOnlyAdmin):
             reverse("admin:sync_syncsession_change", args=[obj.session_id]),
             str(obj.session.session_id)[:8],
         )
+
+    @admin.display(description=_("error kind"), ordering="error_kind")
+    def error_kind_display(self, obj: SyncInstanceRecord) -> str:
+        return error_kind_label(obj.error_kind) if obj.error_kind else ""
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: SyncInstanceRecord) -> str:

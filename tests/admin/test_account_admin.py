@@ -109,9 +109,9 @@ def test_diff_lines_colour_grants_revokes_and_changes():
     assert diff_line(changed) == ("set", "~ locked: no → yes")
     html = diff_html([{"op": "grant", "scope": "global", "privilege": f"P{i}", "new": {}} for i in range(9)], limit=6)
     assert html.count("wf-diff-grant") == 6 and "… 3 more" in html
-    # a new account's attributes are folded into one line
-    added = diff_html([{"op": "set", "scope": "attribute", "field": n, "old": None, "new": 1} for n in ("a", "b")])
-    assert added.count("wf-diff ") == 1 and "attributes set: a, b" in added
+    # a set from nothing on an existing account shows both values (issue #22 part 5)
+    came = diff_html([{"op": "set", "scope": "attribute", "field": "valid_until", "old": None, "new": "2030-01-01"}])
+    assert "~ valid_until: ∅ → 2030-01-01" in came
 
 
 def test_change_log_filters_and_coloured_list(client_for, make_instance):

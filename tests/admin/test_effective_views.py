@@ -75,8 +75,13 @@ def test_account_page_shows_effective_access_with_the_path(pg, client_for):
     html = client_for("charlie").get(reverse("admin:accountsync_instanceaccount_change", args=[ann.pk])).content
     html = html.decode()
     assert 'id="wf-effective"' in html
-    assert "role app_rw → readers" in html and "object:shop.public.customers" in html
-    assert "direct" in html
+    effective = html.split('id="wf-effective"')[1].split("</table>")[0]
+    # the role path, each role a link to its own page; the scope in the page's words, the raw scope as its title
+    app_rw, readers = (InstanceAccount.objects.get(identity=n) for n in ("app_rw", "readers"))
+    app_url, readers_url = (reverse("admin:accountsync_instanceaccount_change", args=[a.pk]) for a in (app_rw, readers))
+    assert f'role <a href="{app_url}">app_rw</a> → <a href="{readers_url}">readers</a>' in effective
+    assert 'title="object:shop.public.customers">Object shop.public.customers' in effective
+    assert "direct" in effective
     bob = InstanceAccount.objects.get(identity="bob")
     bob_html = client_for("charlie").get(reverse("admin:accountsync_instanceaccount_change", args=[bob.pk])).content
     assert "only after SET ROLE" in bob_html.decode()

@@ -80,6 +80,44 @@ def admin_login(live_server, page, django_user_model):
     return login
 
 
+# What is wider than its box on the page: the document itself, the container of any visible table, any
+# table cell whose content is wider than the cell (cut off, or spilling over its neighbour), and the first
+# element of #content whose right edge is past the window (issue #22 part 4: nothing clipped at 1366 px).
+OVERFLOW_JS = """() => {
+  const out = [];
+  const doc = document.documentElement;
+  if (doc.scrollWidth > doc.clientWidth) out.push(`page: ${doc.scrollWidth} > ${doc.clientWidth}`);
+  const name = (el) => el.id ? '#' + el.id : (el.className && typeof el.className === 'string'
+    ? '.' + el.className.trim().split(/\\s+/).join('.') : el.tagName.toLowerCase());
+  for (const table of document.querySelectorAll('table')) {
+    if (!table.offsetParent) continue;  // hidden (a collapsed detail, a closed filter)
+    const box = table.parentElement;
+    if (box.scrollWidth > box.clientWidth + 1) {
+      out.push(`table ${name(table)} in ${name(box)}: ${box.scrollWidth} > ${box.clientWidth}`);
+    }
+    for (const cell of table.querySelectorAll('td, th')) {
+      if (cell.scrollWidth > cell.clientWidth + 1) {
+        const text = cell.textContent.trim().slice(0, 60);
+        out.push(`cell in ${name(table)}: ${cell.scrollWidth} > ${cell.clientWidth}: ${text}`);
+      }
+    }
+  }
+  for (const el of document.querySelectorAll('#content *')) {
+    const r = el.getBoundingClientRect();
+    if (r.width && r.right > doc.clientWidth + 1) {
+      out.push(`off the page: ${name(el)} right=${Math.round(r.right)}: ${el.textContent.trim().slice(0, 40)}`);
+      break;
+    }
+  }
+  return out;
+}"""
+
+
+def overflow(page) -> list[str]:
+    """What on the current page is wider than its box (empty when nothing is clipped or scrolls sideways)."""
+    return page.evaluate(OVERFLOW_JS)
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

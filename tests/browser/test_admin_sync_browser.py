@@ -5,7 +5,9 @@ test creates) and an instance on a closed port, runs "Sync selected instances",
 and watches the batch-details page update itself until the session fails with
 one success and one classified error; she retries the failed instance, filters
 the sync records, reads the accounts and the coloured change log. charlie (a
-viewer) sees no way to start a sync. The main pages are saved as screenshots.
+viewer) sees no way to start a sync. The running session, the sync records, the
+instances and the Chinese batch details are saved as screenshots; the other pages'
+screenshots come from the tour on richer live data (test_tour_browser.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from instances.models import Credential, Instance, Tag
 from sync.models import SyncSession
 from tests.cluster.conftest import wait_for
 from tests.conftest import ROLE_PASSWORDS
+from tests.livedb import MARIADB
 
 from .conftest import screenshot
 
@@ -76,7 +79,12 @@ def make_fleet(monitor: dict[str, str]) -> tuple[Instance, Instance]:
     dead_cred.save()
     prod, legacy = Tag.objects.create(name="prod", color="#b91c1c"), Tag.objects.create(name="legacy")
     live = Instance.objects.create(
-        name="maria-live", db_type="mysql", host="127.0.0.1", port=3306, credential=cred, environment="production"
+        name="maria-live",
+        db_type="mysql",
+        host="127.0.0.1",
+        port=MARIADB["port"],
+        credential=cred,
+        environment="production",
     )
     live.tags.add(prod)
     dead = Instance.objects.create(
@@ -162,7 +170,6 @@ def test_sync_from_the_instance_list_watch_live_retry_filter_and_browse(
     synced = int(page.text_content("#wf-accounts"))
     assert synced >= 2 and InstanceAccount.objects.filter(instance=live).count() == synced
     assert page.locator("#wf-cancel").count() == 0
-    screenshot(page, "session-batch-details")
 
     # --- retry failed: a new session with only the unreachable instance ----------------------
     page.click("#wf-retry")
@@ -221,10 +228,8 @@ def test_sync_from_the_instance_list_watch_live_retry_filter_and_browse(
     assert "INSERT" not in privs
     assert page.locator(".wf-diff-revoke").filter(has_text="INSERT").count() == 1
     assert page.locator(".wf-diff-grant").filter(has_text="UPDATE").count() == 1
-    screenshot(page, "account-detail")
     page.goto(f"{live_server.url}/admin/accountsync/instanceaccount/?instance__id__exact={live.pk}&grant_admin=1")
     assert monitored_mariadb["app"] in page.text_content("#result_list")
-    screenshot(page, "accounts")
 
     # --- change log: the diff as coloured lines ------------------------------------------------
     page.goto(
@@ -233,12 +238,10 @@ def test_sync_from_the_instance_list_watch_live_retry_filter_and_browse(
     )
     assert page.locator(".wf-diff-revoke").filter(has_text="INSERT").count() >= 1
     assert AccountChangeLog.objects.filter(account__username=monitored_mariadb["app"]).count() == 2
-    screenshot(page, "change-log")
 
     # --- the instance pages -------------------------------------------------------------------
     page.goto(f"{live_server.url}/admin/instances/instance/{live.pk}/change/")
     assert page.locator("#wf-instance-records tbody tr").count() == 2
-    screenshot(page, "instance-detail")
     page.goto(f"{live_server.url}/admin/instances/instance/")
     assert page.locator("#wf-sync-all").count() == 1
     screenshot(page, "instances")

@@ -31,6 +31,7 @@
     const tr = document.createElement("tr");
     tr.dataset.record = r.id;
     const name = document.createElement("td");
+    name.className = "wf-record-instance";
     if (r.instance_url) {
       const a = document.createElement("a");
       a.href = r.instance_url;
@@ -46,8 +47,8 @@
     badge.textContent = r.status_display;
     status.appendChild(badge);
     tr.appendChild(status);
-    tr.appendChild(cell(r.started_at));
-    tr.appendChild(cell(r.completed_at));
+    tr.appendChild(cell(r.started_at, "nowrap"));
+    tr.appendChild(cell(r.completed_at, "nowrap"));
     tr.appendChild(cell(r.duration, "num"));
     tr.appendChild(cell(String(r.synced), "num"));
     tr.appendChild(cell(String(r.added), "num"));
