@@ -28,6 +28,10 @@ longer) the database" when no real server of that family is available.
 
 Every class binds 127.0.0.1:0, runs daemon threads, and `close()` (or leaving the
 `with` block) closes every socket and joins its threads.
+
+`wait_hung_up(sock)` blocks until the client at the other end of one of these sockets
+(`conn.client` of a proxied connection, a fake server's `accepted` socket) has closed or
+shut down its end: evidence on this side that the client gave up and let the connection go.
 """
 
 from __future__ import annotations
@@ -41,6 +45,18 @@ from typing import Any, Literal
 Mode = Literal["pass", "cut", "stall"]
 _POLL = 0.05  # seconds a pump waits for data before re-reading the mode
 _CHUNK = 65536
+
+
+def wait_hung_up(sock: socket.socket) -> None:
+    """Block until the peer of `sock` has closed or shut down its end (FIN or RST), without reading from it.
+
+    Why poll for POLLRDHUP (Linux) and not recv: a stalled proxy and `SilentServer` leave what the
+    client sent unread, so a read would return those bytes, not the end. No timeout of its own: a
+    client that never lets go keeps the test waiting until its pytest-timeout, which fails it.
+    """
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)  # POLLHUP and POLLERR (a reset) are always reported too
+    poller.poll()
 
 
 class ProxiedConnection:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -360,6 +359,7 @@ def test_unknown_user_is_authentication_failure(unique_prefix: str) -> None:
     assert "hunter2-secret" not in str(err.value)
 
 
+@pytest.mark.timeout(60)  # the only limit on time: a connect that never gives up fails here
 def test_silent_listener_times_out_within_connect_timeout() -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -378,10 +378,8 @@ def test_silent_listener_times_out_within_connect_timeout() -> None:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        started = time.monotonic()
         with pytest.raises(TimeoutFailed) as err:
             PostgreSQLAdapter().test_connection(target(port=server.getsockname()[1], connect_timeout=2))
-        elapsed = time.monotonic() - started
     finally:
         stop.set()
         thread.join()
@@ -389,8 +387,9 @@ def test_silent_listener_times_out_within_connect_timeout() -> None:
             conn.close()
         server.close()
     assert accepted, "the adapter never reached the silent listener"
-    assert 1.5 <= elapsed < 4.5
     assert "did not answer within 2s" in str(err.value)
+    # what ended the wait: psycopg's own connect_timeout, in the driver's words that the adapter keeps
+    assert getattr(err.value, "server_words", None) == "connection timeout expired", vars(err.value)
 
 
 def test_documented_monitoring_role_reads_what_the_superuser_reads(scratch: Scratch, unique_prefix: str) -> None:
@@ -479,20 +478,26 @@ def test_pg16_membership_options_and_newer_privileges_from_rows() -> None:
     assert account(catalog, "reader").snapshot()["capabilities"] == ["NO_PASSWORD"]
 
 
-def test_slow_catalog_query_hits_statement_timeout(scratch: Scratch, unique_prefix: str) -> None:
+@pytest.mark.timeout(60)  # the only limit on time: a statement nothing interrupts fails here
+def test_slow_catalog_query_hits_statement_timeout(
+    scratch: Scratch, unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the client-side statement deadline (normally 2 s here) moved past the test's timeout: only the server's
+    # statement_timeout (query_timeout, 1 s) can end the wait on the lock, however slow the machine
+    monkeypatch.setattr("accountsync.adapters.postgresql.query_deadline", lambda target: 120.0)
     db = scratch.database(f"{unique_prefix}_slow")
     blocker = psycopg.connect(host="127.0.0.1", port=POSTGRES["port"], user="postgres", dbname=db)
     try:
         blocker.execute("LOCK TABLE pg_catalog.pg_default_acl IN ACCESS EXCLUSIVE MODE")
-        started = time.monotonic()
         with pytest.raises(TimeoutFailed) as err:
             PostgreSQLAdapter().fetch(target(query_timeout=1.0, options={"databases": [db]}))
-        elapsed = time.monotonic() - started
     finally:
         blocker.rollback()
         blocker.close()
-    assert 0.9 <= elapsed < 3.5
-    assert "exceeded the 1s query timeout" in str(err.value)
+    message = str(err.value)
+    assert "exceeded the 1s query timeout" in message
+    # the server's own words: it cancelled the statement at its statement_timeout (the client did not)
+    assert "canceling statement due to statement timeout" in message and "interrupted" not in message, message
     assert err.value.instance_name == "live-postgres"
 
 
