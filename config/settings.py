@@ -266,6 +266,18 @@ WHALEFALL_STALE_SECONDS = env.int("WHALEFALL_STALE_SECONDS", default=Q_CLUSTER["
 WHALEFALL_PENDING_SECONDS = env.int("WHALEFALL_PENDING_SECONDS", default=300)
 WHALEFALL_PENDING_REQUEUES = env.int("WHALEFALL_PENDING_REQUEUES", default=3)
 
+# --- Fleet scale: batches of records per worker task (docs/architecture.md, "Batches") ---
+# A worker task runs up to BATCH_SIZE records (a session is cut into at least four tasks per
+# worker first, so a small one still spreads over every worker; 1 = one task per record). Up to
+# FETCH_CONCURRENCY of a task's records are in flight at once, each on its own thread with its own
+# app-database connection (idle while it waits on the remote server), and at most
+# APPLY_CONCURRENCY of them apply at once. Both bounds are per worker process: at most
+# Q_WORKERS x FETCH_CONCURRENCY remote reads are in flight in total, and each worker holds up to
+# FETCH_CONCURRENCY + 2 app-database connections. 1 / 1 / 1 runs one record at a time, as before.
+WHALEFALL_FETCH_CONCURRENCY = env.int("WHALEFALL_FETCH_CONCURRENCY", default=8)
+WHALEFALL_APPLY_CONCURRENCY = env.int("WHALEFALL_APPLY_CONCURRENCY", default=1)
+WHALEFALL_BATCH_SIZE = env.int("WHALEFALL_BATCH_SIZE", default=32)
+
 # --- JSON API (api/, docs/api.md) -----------------------------------------
 # Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`.
 REST_FRAMEWORK = {

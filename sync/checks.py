@@ -38,6 +38,20 @@ def sync_timing_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="sync.E002",
             )
         )
+    bounds = {
+        name: getattr(settings, name)
+        for name in ("WHALEFALL_FETCH_CONCURRENCY", "WHALEFALL_APPLY_CONCURRENCY", "WHALEFALL_BATCH_SIZE")
+    }
+    if any(not isinstance(value, int) or value < 1 for value in bounds.values()):
+        errors.append(
+            Error(
+                "Batch settings must be whole numbers of at least 1: "
+                + ", ".join(f"{name}={value!r}" for name, value in bounds.items())
+                + ".",
+                hint="1 / 1 / 1 runs one record at a time, one task per record (docs/architecture.md, 'Batches').",
+                id="sync.E004",
+            )
+        )
     if timeout and retry and retry <= timeout:
         errors.append(
             Error(

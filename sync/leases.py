@@ -16,11 +16,13 @@ its lease writes nothing.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -60,26 +62,33 @@ def lease_ttl() -> timedelta:
 
 
 def lease_acquire(*, instance_id: int, holder: str, session_id: str | None = None) -> LeaseResult:
-    """Take the instance's lease if it is free, expired or already ours (one conditional UPDATE or INSERT)."""
+    """Take the instance's lease if it is free, expired or already ours (one INSERT, else one conditional UPDATE).
+
+    A released lease is deleted, so the usual case is no row: the INSERT comes first and is
+    the only statement. Only a row that exists (held, or left expired by a dead holder) costs
+    the UPDATE that takes it over when it has expired or is already ours.
+    """
     now = timezone.now()
     expires = now + lease_ttl()
-    taken = InstanceLease.objects.filter(Q(expires_at__lt=now) | Q(holder=holder), instance_id=instance_id).update(
-        holder=holder, session_id=session_id, acquired_at=now, expires_at=expires
-    )
-    if taken:
-        return LeaseResult(True, holder, session_id)
     try:
-        with transaction.atomic():
+        # a savepoint only inside a caller's transaction: in autocommit a refused INSERT harms nothing
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
             InstanceLease.objects.create(
                 instance_id=instance_id, holder=holder, session_id=session_id, acquired_at=now, expires_at=expires
             )
         return LeaseResult(True, holder, session_id)
     except IntegrityError:
-        current = InstanceLease.objects.filter(instance_id=instance_id).values("holder", "session_id").first()
-        if current is None:  # released between our two statements: try once more
-            return lease_acquire(instance_id=instance_id, holder=holder, session_id=session_id)
-        sid = str(current["session_id"]) if current["session_id"] else None
-        return LeaseResult(False, current["holder"], sid)
+        pass
+    taken = InstanceLease.objects.filter(Q(expires_at__lt=now) | Q(holder=holder), instance_id=instance_id).update(
+        holder=holder, session_id=session_id, acquired_at=now, expires_at=expires
+    )
+    if taken:
+        return LeaseResult(True, holder, session_id)
+    current = InstanceLease.objects.filter(instance_id=instance_id).values("holder", "session_id").first()
+    if current is None:  # released between our two statements: try once more
+        return lease_acquire(instance_id=instance_id, holder=holder, session_id=session_id)
+    sid = str(current["session_id"]) if current["session_id"] else None
+    return LeaseResult(False, current["holder"], sid)
 
 
 def lease_renew(*, instance_id: int, holder: str) -> bool:
@@ -90,26 +99,44 @@ def lease_renew(*, instance_id: int, holder: str) -> bool:
     )
 
 
+def lease_renew_many(*, leases: Iterable[tuple[int, str]]) -> set[str]:
+    """Renew several leases in one UPDATE (a batch's heartbeat); returns the holders still holding theirs.
+
+    ``leases`` are (instance id, holder) pairs. A holder names one sync of one instance
+    (``record:<pk>``, ``single:<uuid>``), so matching instance and holder sets is exact.
+    Only when fewer rows matched than asked is a second query spent on finding which.
+    """
+    pairs = set(leases)
+    if not pairs:
+        return set()
+    holders = {holder for _, holder in pairs}
+    ours = InstanceLease.objects.filter(instance_id__in={instance_id for instance_id, _ in pairs}, holder__in=holders)
+    if ours.update(expires_at=timezone.now() + lease_ttl()) == len(pairs):
+        return holders
+    return set(ours.values_list("holder", flat=True))
+
+
 def lease_fence(*, instance_id: int, holder: str) -> bool:
     """Inside the apply's transaction: lock our lease row and prove it is still ours.
 
-    ``SELECT … FOR UPDATE`` (PostgreSQL) holds the row until the apply commits, so a
-    takeover waits for our commit instead of fetching alongside it; the renewing UPDATE
-    does the same on SQLite, whose IMMEDIATE transactions already serialize writers.
+    The renewing UPDATE matches only while the row is ours, and it write-locks that row
+    until the apply commits (PostgreSQL, MySQL; SQLite's IMMEDIATE transaction holds the
+    database's write lock), so a takeover waits for our commit instead of fetching
+    alongside it: one statement, where a ``SELECT … FOR UPDATE`` first would lock the same row.
     """
     if transaction.get_autocommit():
         raise RuntimeError("lease_fence must run inside the transaction it protects")
-    held = list(
-        InstanceLease.objects.select_for_update()
-        .filter(instance_id=instance_id, holder=holder)
-        .values_list("holder", flat=True)
-    )
-    return bool(held) and lease_renew(instance_id=instance_id, holder=holder)
+    return lease_renew(instance_id=instance_id, holder=holder)
 
 
 def lease_release(*, instance_id: int, holder: str) -> bool:
-    """Give the lease back; only its holder can."""
-    return InstanceLease.objects.filter(instance_id=instance_id, holder=holder).delete()[0] > 0
+    """Give the lease back; only its holder can.
+
+    One DELETE: nothing refers to a lease row and no signal listens to it, so the ORM's
+    collector (a transaction and a cascade walk around the statement) has nothing to do.
+    """
+    rows = InstanceLease.objects.filter(instance_id=instance_id, holder=holder)
+    return rows._raw_delete(rows.db) > 0
 
 
 def lease_release_for_session(*, session_id: str) -> int:

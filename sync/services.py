@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -26,7 +30,7 @@ from audit.models import AuditKind, AuditVia
 from audit.services import audit_record
 from config.db import on_fresh_connection
 from instances.models import Instance
-from sync.heartbeat import Heartbeat
+from sync.heartbeat import Heartbeat, HeartbeatGroup
 from sync.hooks import PostSyncEvent, post_sync_announce
 from sync.leases import lease_acquire, lease_fence, lease_release, lease_release_for_session
 from sync.models import (
@@ -218,20 +222,58 @@ def _engine_run(
         )
 
 
-def _record_run(*, session: SyncSession, record: SyncInstanceRecord, force: bool) -> dict[str, Any]:
-    """pending -> running -> completed|failed for one record, then try to finalize the session."""
+@dataclass(frozen=True)
+class _BatchContext:
+    """How a record runs inside a batch (``sync_batch_execute``) rather than alone.
+
+    ``beats`` keeps it alive with the batch's one heartbeat thread, ``apply_gate`` bounds
+    how many of the batch's records apply at once, and the batch finalizes each session
+    once at its end instead of after every record.
+    """
+
+    beats: HeartbeatGroup
+    apply_gate: threading.Semaphore
+
+
+class _ApplyGate:
+    """A record's turn at the batch's apply semaphore: taken before the apply phase, given back once."""
+
+    def __init__(self, semaphore: threading.Semaphore | None) -> None:
+        self.semaphore = semaphore
+        self.held = False
+
+    def enter(self) -> None:
+        if self.semaphore is not None and not self.held:
+            self.semaphore.acquire()
+            self.held = True
+
+    def leave(self) -> None:
+        if self.semaphore is not None and self.held:
+            self.held = False
+            self.semaphore.release()
+
+
+def _record_run(
+    *, session: SyncSession, record: SyncInstanceRecord, force: bool, batch: _BatchContext | None = None
+) -> dict[str, Any]:
+    """pending -> running -> completed|failed for one record, then try to finalize the session.
+
+    In a batch the record beats with the batch's heartbeat, applies when the batch's gate
+    lets it, and leaves finalizing the session to the batch.
+    """
     instance = record.instance
     sid = str(session.session_id)
+    finalize = session.finalize if batch is None else (lambda: False)
     if instance is None:
         message = f"Instance {record.instance_name} was deleted before session {sid} reached it; nothing to sync."
         if record.mark_running():
             record.mark_failed(error_kind="configuration", error_message=message)
-        session.finalize()
+        finalize()
         return _failure(record.instance_name, message, "configuration", session_id=sid)
     if not record.mark_running():
         record.refresh_from_db(fields=["status"])
         if record.status == SyncRecordStatusChoices.CANCELLED:
-            session.finalize()
+            finalize()
             return _failure(
                 instance.name,
                 f"Sync of instance {instance.name} was cancelled with session {sid}.",
@@ -251,11 +293,24 @@ def _record_run(*, session: SyncSession, record: SyncInstanceRecord, force: bool
     if not lease.acquired:
         message = _busy_message(instance.name, lease.session_id)
         record.mark_failed(error_kind="conflict", error_message=message)
-        session.finalize()
+        finalize()
         return _failure(instance.name, message, "conflict", session_id=sid, record_id=record.pk)
+    beating = (
+        Heartbeat(instance_id=instance.pk, holder=holder, record_id=record.pk)
+        if batch is None
+        else batch.beats.member(instance_id=instance.pk, holder=holder, record_id=record.pk)
+    )
     try:
-        with Heartbeat(instance_id=instance.pk, holder=holder, record_id=record.pk):
-            return _record_run_leased(session=session, record=record, instance=instance, force=force, holder=holder)
+        with beating:
+            return _record_run_leased(
+                session=session,
+                record=record,
+                instance=instance,
+                force=force,
+                holder=holder,
+                gate=_ApplyGate(batch.apply_gate if batch else None),
+                finalize=finalize,
+            )
     finally:
         on_fresh_connection(lambda: lease_release(instance_id=instance.pk, holder=holder), what="lease release")
 
@@ -301,12 +356,26 @@ class LeaseFence:
 
 
 def _record_run_leased(
-    *, session: SyncSession, record: SyncInstanceRecord, instance: Instance, force: bool, holder: str
+    *,
+    session: SyncSession,
+    record: SyncInstanceRecord,
+    instance: Instance,
+    force: bool,
+    holder: str,
+    gate: _ApplyGate,
+    finalize: Callable[[], bool],
 ) -> dict[str, Any]:
-    """The body of a record run, once this worker holds the instance's lease."""
+    """The body of a record run, once this worker holds the instance's lease.
+
+    ``gate`` is taken before the apply phase's cancel check (so a record that waited for
+    its turn still sees a cancel that came meanwhile) and given back once the apply and
+    the post-sync hooks are done, whatever happened.
+    """
     sid = str(session.session_id)
 
     def before_apply(phase: str) -> None:
+        if phase == "apply":
+            gate.enter()
         if not record.heartbeat():
             record.refresh_from_db(fields=["status"])
             if record.status == SyncRecordStatusChoices.RUNNING:  # still ours: the session was cancelled
@@ -318,14 +387,17 @@ def _record_run_leased(
             )
 
     started = time.monotonic()
-    result = _engine_run(
-        instance=instance,
-        sync_type=session.sync_type,
-        session_id=session.session_id,
-        force=force,
-        before_apply=before_apply,
-        fence=LeaseFence(instance_id=instance.pk, holder=holder, record=record),
-    )
+    try:
+        result = _engine_run(
+            instance=instance,
+            sync_type=session.sync_type,
+            session_id=session.session_id,
+            force=force,
+            before_apply=before_apply,
+            fence=LeaseFence(instance_id=instance.pk, holder=holder, record=record),
+        )
+    finally:
+        gate.leave()
     if result["success"]:  # marked completed inside the apply's transaction; add what the post-sync hooks said
         details = result.get("details") or {}
         if details != record.details:
@@ -354,7 +426,7 @@ def _record_run_leased(
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         ),
     )
-    on_fresh_connection(session.finalize, what="session finalize")
+    on_fresh_connection(finalize, what="session finalize")
     result.update(session_id=sid, record_id=record.pk, instance=instance.name, instance_id=instance.pk)
     return result
 
@@ -428,11 +500,12 @@ def sync_session_start(
 ) -> SyncSession:
     """Create a session and one pending record per instance, atomically, then hand them to workers.
 
-    With ``enqueue`` (the default) one django-q2 task per record is queued once the
-    transaction commits (``group`` = the session id), so workers never see a record that
-    does not exist yet and a rolled-back start queues nothing. ``enqueue=False`` leaves
-    the records for ``sync_session_run`` in this process. The start is an audit event
-    (``created_by``, ``via``), written before the tasks are queued.
+    With ``enqueue`` (the default) the records are queued as django-q2 tasks once the
+    transaction commits (``group`` = the session id; one task per batch of records, see
+    ``_enqueue``), so workers never see a record that does not exist yet and a rolled-back
+    start queues nothing. ``enqueue=False`` leaves the records for ``sync_session_run`` in
+    this process. The start is an audit event (``created_by``, ``via``), written before the
+    tasks are queued.
     """
     instances = list(instances)
     session = _session_create(instances=instances, sync_type=sync_type, created_by=created_by)
@@ -443,7 +516,7 @@ def sync_session_start(
 
 
 def _enqueue_records(session: SyncSession, *, force: bool = False) -> None:
-    """Queue one task per pending record once the session's rows are committed.
+    """Queue the session's pending records (in batches, see ``_enqueue``) once its rows are committed.
 
     Starting includes queueing: when the broker refuses, the records not queued are failed
     (``error_kind="broker"``), the session is finalized and ``SyncBrokerError`` reaches the
@@ -456,7 +529,27 @@ def _enqueue_records(session: SyncSession, *, force: bool = False) -> None:
     transaction.on_commit(lambda: _enqueue(session, record_ids, force=force))
 
 
+_clock = time.monotonic  # the batch's start deadline reads this (tests replace it)
+
+# A session is cut into at least this many tasks per worker before batches grow: tasks of
+# uneven length then still even out over the workers, and a small session spreads over all of them.
+TASKS_PER_WORKER = 4
+
+
+def batch_size(records: int) -> int:
+    """How many records one task carries: ``WHALEFALL_BATCH_SIZE`` at most, 1 for a small session.
+
+    Why batches: a django-q2 task costs a broker round, a pickled result row and a process
+    hand-off, which dominates a no-change re-sync of a large fleet; a batch pays it once and
+    overlaps its records' remote reads (``sync_batch_execute``). Why not one batch per
+    worker: a batch ends with its slowest record, so smaller ones keep the workers evenly fed.
+    """
+    workers = max(1, int(settings.Q_CLUSTER.get("workers") or 1))
+    return max(1, min(settings.WHALEFALL_BATCH_SIZE, records // (workers * TASKS_PER_WORKER)))
+
+
 def _enqueue(session: SyncSession, record_ids: list[tuple[int, str]], *, force: bool) -> None:
+    """Queue the records as tasks: ``run_sync_batch`` per batch, ``run_sync_record`` for a batch of one."""
     from django_q.tasks import async_task
 
     group = str(session.session_id)
@@ -464,13 +557,21 @@ def _enqueue(session: SyncSession, record_ids: list[tuple[int, str]], *, force: 
         pk__in=[pk for pk, _ in record_ids], status=SyncRecordStatusChoices.PENDING
     )
     pending.update(queued_at=timezone.now(), queue_attempts=F("queue_attempts") + 1)
+    size = batch_size(len(record_ids))
     queued = 0
     try:
-        for record_id, name in record_ids:
-            async_task(
-                "sync.tasks.run_sync_record", record_id, force, group=group, task_name=f"sync {name} [{group[:8]}]"
-            )
-            queued += 1
+        for start in range(0, len(record_ids), size):
+            chunk = record_ids[start : start + size]
+            (first_pk, first), more = chunk[0], len(chunk) - 1
+            if not more:
+                task_name = f"sync {first} [{group[:8]}]"
+                async_task("sync.tasks.run_sync_record", first_pk, force, group=group, task_name=task_name)
+            else:
+                task_name = f"sync {first} +{more} [{group[:8]}]"
+                async_task(
+                    "sync.tasks.run_sync_batch", [pk for pk, _ in chunk], force, group=group, task_name=task_name
+                )
+            queued += len(chunk)
     except Exception as exc:
         _enqueue_failed(session, [pk for pk, _ in record_ids[queued:]], queued, exc)
 
@@ -507,13 +608,18 @@ def _enqueue_failed(session: SyncSession, not_queued: list[int], queued: int, ex
     ) from exc
 
 
-def sync_record_execute(*, record_id: int, force: bool = False) -> dict[str, Any]:
+def sync_record_execute(*, record_id: int, force: bool = False, batch: _BatchContext | None = None) -> dict[str, Any]:
     """Run one record for a worker; a record that is no longer pending is left alone.
 
     django-q2 delivers at least once, so the same task can arrive twice: the second
     delivery finds the record running or terminal and reports that instead of syncing.
+    ``batch`` is given by ``sync_batch_execute`` for each record of its batch.
     """
-    record = SyncInstanceRecord.objects.select_related("session", "instance").filter(pk=record_id).first()
+    record = (
+        SyncInstanceRecord.objects.select_related("session", "instance", "instance__credential")
+        .filter(pk=record_id)
+        .first()
+    )
     if record is None:
         return _failure(
             "?", f"sync record {record_id} does not exist (deleted session?); nothing to do.", "configuration"
@@ -528,8 +634,129 @@ def sync_record_execute(*, record_id: int, force: bool = False) -> dict[str, Any
             "success": record.status == SyncRecordStatusChoices.COMPLETED,
             "duplicate": True,
             "session_id": str(record.session.session_id),
+            "record_id": record.pk,
         }
-    return _record_run(session=record.session, record=record, force=force)
+    result = _record_run(session=record.session, record=record, force=force, batch=batch)
+    result.setdefault("record_id", record.pk)
+    return result
+
+
+def sync_batch_execute(*, record_ids: list[int], force: bool = False) -> dict[str, Any]:
+    """Run a batch of records in this worker process, their remote reads overlapping.
+
+    Up to ``WHALEFALL_FETCH_CONCURRENCY`` records are in flight at once, each on its own
+    thread (with its own database connection) running exactly what ``sync_record_execute``
+    runs for one record: its own duplicate check, lease, cancel checks, fence and failure
+    classification, so a record's failure, cancel or lost lease touches no other record.
+    At most ``WHALEFALL_APPLY_CONCURRENCY`` of them apply at once, so the app database is
+    not flooded while the fetches wait on the network. One heartbeat thread beats every
+    record in flight. Each session is finalized once, after the batch's last record.
+
+    A record is started only in the first half of the task timeout (``Q_TIMEOUT``); the
+    ones left then are queued again as their own tasks, so a batch of slow servers never
+    runs into the timeout that would kill its worker mid-sync.
+    """
+    ids = list(dict.fromkeys(record_ids))
+    results: dict[int, dict[str, Any]] = {}
+    left: list[int] = []
+    timeout = settings.Q_CLUSTER.get("timeout")
+    start_until = _clock() + timeout / 2 if timeout else math.inf
+
+    with HeartbeatGroup(name=f"batch-{ids[0] if ids else 0}") as beats:
+        gate = threading.BoundedSemaphore(max(1, settings.WHALEFALL_APPLY_CONCURRENCY))
+        batch = _BatchContext(beats=beats, apply_gate=gate)
+
+        def run(record_id: int) -> None:
+            if _clock() > start_until:
+                left.append(record_id)
+                return
+            try:
+                results[record_id] = sync_record_execute(record_id=record_id, force=force, batch=batch)
+            except Exception:  # a broken database connection, a bug: this record only; the reaper ends it
+                logger.exception(
+                    "sync record %s failed unexpectedly in its batch",
+                    record_id,
+                    extra={"wf": {"module": "sync", "operation": "batch", "phase": "error"}},
+                )
+                results[record_id] = {
+                    **_failure("?", f"sync record {record_id} failed with an internal error.", "internal"),
+                    "record_id": record_id,
+                }
+
+        _run_bounded(ids, run, settings.WHALEFALL_FETCH_CONCURRENCY)
+
+    for session in SyncSession.objects.filter(
+        pk__in=SyncInstanceRecord.objects.filter(pk__in=ids).values("session_id"),
+        status=SyncSessionStatusChoices.RUNNING,
+    ):
+        on_fresh_connection(session.finalize, what="session finalize")
+    requeued = _requeue_left(left, force=force)
+    outcomes = [results[pk] for pk in ids if pk in results]
+    return {
+        "records": len(ids),
+        "ok": sum(1 for r in outcomes if r.get("success") and not r.get("duplicate")),
+        "failed": sum(1 for r in outcomes if not r.get("success") and not r.get("duplicate")),
+        "duplicate": sum(1 for r in outcomes if r.get("duplicate")),
+        "requeued": requeued,
+        "results": [
+            {k: r.get(k) for k in ("record_id", "instance", "success", "error_kind", "message")} for r in outcomes
+        ],
+    }
+
+
+def _run_bounded(items: list[int], func: Callable[[int], None], concurrency: int) -> None:
+    """Call ``func`` on every item, at most ``concurrency`` at once, each on a thread of this pool.
+
+    Items start in order. Every thread exists before the first item starts, so the pool's
+    size is fixed from the start. Each thread closes its database connections when it ends.
+    """
+    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for item in items:
+        work.put(item)
+    go = threading.Event()
+
+    def loop() -> None:
+        go.wait()
+        try:
+            while True:
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    return
+                func(item)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    threads = [
+        threading.Thread(target=loop, name=f"wf-sync-{n}", daemon=True)
+        for n in range(max(1, min(concurrency, len(items))))
+    ]
+    for thread in threads:
+        thread.start()
+    go.set()
+    for thread in threads:
+        thread.join()
+
+
+def _requeue_left(record_ids: list[int], *, force: bool) -> int:
+    """Queue again the records a batch did not start in time (still pending); returns how many."""
+    if not record_ids:
+        return 0
+    records = (
+        SyncInstanceRecord.objects.filter(pk__in=record_ids, status=SyncRecordStatusChoices.PENDING)
+        .select_related("session")
+        .order_by("pk")
+    )
+    by_session: dict[int, tuple[SyncSession, list[tuple[int, str]]]] = {}
+    for record in records:
+        by_session.setdefault(record.session_id, (record.session, []))[1].append((record.pk, record.instance_name))
+    requeued = 0
+    for session, pairs in by_session.values():
+        # a broker that refuses fails these records (error_kind broker) and finalizes the session
+        with contextlib.suppress(SyncBrokerError):
+            _enqueue(session, pairs, force=force)
+            requeued += len(pairs)
+    return requeued
 
 
 def sync_scheduled_start() -> SyncSession | None:

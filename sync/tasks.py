@@ -17,6 +17,13 @@ def run_sync_record(record_id: int, force: bool = False) -> dict[str, Any]:
     return sync_record_execute(record_id=record_id, force=force)
 
 
+def run_sync_batch(record_ids: list[int], force: bool = False) -> dict[str, Any]:
+    """Run a batch of pending records of a session, their remote reads overlapping (each record as above)."""
+    from sync.services import sync_batch_execute
+
+    return sync_batch_execute(record_ids=record_ids, force=force)
+
+
 def run_scheduled_sync() -> str | None:
     """The daily `scheduled_task` session over every active instance."""
     from sync.services import SyncBrokerError, sync_scheduled_start

@@ -178,3 +178,73 @@ def test_two_sessions_over_one_instance_one_loses_the_lease(mariadb_admin, qclus
     winner = next(r for r in outcomes.values() if r.status == "completed")
     assert loser.error_kind == "conflict"
     assert f"already being synced by session {winner.session.session_id}" in loser.error_message
+
+
+def overlapping(records) -> int:
+    """The most records that were running at one moment (from their started/completed timestamps)."""
+    edges = sorted([(r.started_at, 1) for r in records] + [(r.completed_at, -1) for r in records])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_a_large_session_runs_in_batches_whose_records_overlap_on_one_worker(mariadb_admin, qcluster, settings):
+    """One worker, batches of four, four in flight: records overlap, never more than four at once."""
+    from django_q.models import Task
+
+    from bench.latency_proxy import LatencyProxy
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}  # the enqueuing process sizes the batches
+    alice = get_user_model().objects.create_user("alice", password="alice-pw-123")
+    with LatencyProxy(target_port=MARIADB["port"], delay_ms=50) as proxy:
+        fleet = [make(f"far-{i:02d}", "mysql", proxy.port, "root", options={"connect_timeout": 10}) for i in range(16)]
+        session = sync_session_start(instances=fleet, sync_type="manual_batch", created_by=alice)
+        cluster = qcluster(workers=1, WHALEFALL_FETCH_CONCURRENCY="4")
+        wait_for(lambda: SyncSession.objects.get(pk=session.pk).status != "running", 180, "the batches", cluster)
+    session.refresh_from_db()
+    assert (session.status, session.successful_instances) == ("completed", 16)
+    records = list(session.records.all())
+    assert all(r.attempt == 1 and r.items_synced > 0 for r in records)
+    assert 2 <= overlapping(records) <= 4  # one worker process, several records at once, bounded by the setting
+    assert not InstanceLease.objects.exists()
+    batches = Task.objects.filter(group=str(session.session_id))
+    assert sorted(len(t.args[0]) for t in batches) == [4, 4, 4, 4]  # 16 // (1 worker x 4): four batch tasks
+    assert {t.func for t in batches} == {"sync.tasks.run_sync_batch"}
+
+
+def test_a_sigkilled_batch_is_reaped_record_by_record_and_retry_runs_the_rest(mariadb_admin, qcluster, settings):
+    """A cluster killed mid-batch: its running records are reaped, its pending ones re-queued, nothing twice."""
+    from bench.latency_proxy import LatencyProxy
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
+    alice = get_user_model().objects.create_user("alice", password="alice-pw-123")
+    with LatencyProxy(target_port=MARIADB["port"], delay_ms=200) as proxy:
+        fleet = [make(f"slow-{i:02d}", "mysql", proxy.port, "root", options={"connect_timeout": 10}) for i in range(16)]
+        session = sync_session_start(instances=fleet, sync_type="manual_batch", created_by=alice)
+        cluster = qcluster(workers=1, WHALEFALL_FETCH_CONCURRENCY="4")
+        running = session.records.filter(status="running")
+        wait_for(lambda: running.count() == 4, 60, "a batch of four to start", cluster)
+        wait_for(lambda: InstanceLease.objects.count() == 4, 30, "their leases", cluster)
+        os.killpg(cluster.proc.pid, signal.SIGKILL)  # the worker dies with four records mid-fetch
+        cluster.proc.wait(timeout=10)
+        assert session.records.filter(status="pending").count() == 12
+
+        assert sync_reap(stale_after=0, pending_after=0) == 4 + 12  # four reaped, twelve queued again
+        assert session.records.filter(status="failed", error_kind="timeout").count() == 4
+        assert not InstanceLease.objects.exists()
+        cluster2 = qcluster(workers=1, WHALEFALL_FETCH_CONCURRENCY="4")
+        wait_for(lambda: SyncSession.objects.get(pk=session.pk).status != "running", 180, "the rest", cluster2)
+        session.refresh_from_db()
+        assert (session.status, session.successful_instances, session.failed_instances) == ("failed", 12, 4)
+
+        retry = sync_session_retry_failed(session=session, created_by=alice)
+        wait_for(lambda: SyncSession.objects.get(pk=retry.pk).status != "running", 120, "the retry", cluster2)
+    retry.refresh_from_db()
+    assert (retry.status, retry.successful_instances) == ("completed", 4)
+    assert set(session.records.values_list("attempt", flat=True)) == {1}  # no record of the session ran twice
+    assert not InstanceLease.objects.exists()
+    for inst in fleet:  # every instance applied exactly once: one "added" entry per account
+        added = AccountChangeLog.objects.filter(instance=inst, change_type="added")
+        assert added.count() == added.values("account_id").distinct().count() > 0
