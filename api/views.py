@@ -518,6 +518,20 @@ class EffectiveAccessViewSet(ExportMixin, viewsets.GenericViewSet):
     export = export_action("effective_access", "effective access (through roles, with the path)")
 
 
+def _audit_export_schema(what: str) -> Any:
+    """The OpenAPI description of an audit trail's ``export/`` action (audit events, model history)."""
+    return extend_schema(
+        summary=f"Export {what} (CSV, JSON or NDJSON), streamed",
+        description="Takes the same filters as the list. The export is itself an audit event. See docs/audit.md.",
+        parameters=[FORMAT_PARAMETER],
+        responses={
+            (200, "text/csv"): OpenApiResponse(description="CSV, a JSON array or NDJSON."),
+            (400, "application/json"): OpenApiResponse(serializers.ErrorSerializer),
+        },
+        filters=True,
+    )
+
+
 class AuditEventSerializer(drf_serializers.ModelSerializer):
     """One audit event; ``actor`` is the user's id (null once the user is deleted), ``actor_username`` a copy."""
 
@@ -564,16 +578,7 @@ class AuditEventViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = AuditEventFilterSet
     ordering_fields = ["at"]
 
-    @extend_schema(
-        summary="Export audit events (CSV, JSON or NDJSON), streamed",
-        description="Takes the same filters as the list. The export is itself an audit event. See docs/audit.md.",
-        parameters=[FORMAT_PARAMETER],
-        responses={
-            (200, "text/csv"): OpenApiResponse(description="CSV, a JSON array or NDJSON."),
-            (400, "application/json"): OpenApiResponse(serializers.ErrorSerializer),
-        },
-        filters=True,
-    )
+    @_audit_export_schema("audit events")
     @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
     def export(self, request: Request) -> HttpResponse:
         return _audit_export(self, request, EVENT_COLUMNS, "audit_events")
@@ -650,16 +655,7 @@ class ModelHistoryViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = ModelHistoryFilterSet
     ordering_fields = ["timestamp"]
 
-    @extend_schema(
-        summary="Export model history (CSV, JSON or NDJSON), streamed",
-        description="Takes the same filters as the list. The export is itself an audit event. See docs/audit.md.",
-        parameters=[FORMAT_PARAMETER],
-        responses={
-            (200, "text/csv"): OpenApiResponse(description="CSV, a JSON array or NDJSON."),
-            (400, "application/json"): OpenApiResponse(serializers.ErrorSerializer),
-        },
-        filters=True,
-    )
+    @_audit_export_schema("model history")
     @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
     def export(self, request: Request) -> HttpResponse:
         return _audit_export(self, request, HISTORY_COLUMNS, "model_history")
