@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from adminkit.kit import ReadOnlyAdmin
 from findings.models import Finding
-from findings.rules import RULES, RULES_BY_CODE
+from findings.rules import RULES_BY_CODE
 
 
 class RuleFilter(admin.SimpleListFilter):
@@ -25,7 +25,7 @@ class RuleFilter(admin.SimpleListFilter):
     parameter_name = "rule"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(rule.code, f"{rule.title} ({rule.code})") for rule in RULES]
+        return [(rule.code, f"{rule.title} ({rule.code})") for rule in RULES_BY_CODE.values()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Finding]) -> QuerySet[Finding]:
         if self.value():

@@ -469,7 +469,31 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+# every rule a finding can carry, by code: the table above (evaluated here) and the rules of the
+# features above findings that open their own (baselines' drift, the directory's orphaned access),
+# added by ``feature_rule_register``; titles, filters and alerts read them all from here
 RULES_BY_CODE: dict[str, Rule] = {rule.code: rule for rule in RULES}
+EVALUATED_CODES: frozenset[str] = frozenset(RULES_BY_CODE)
+
+
+def _not_evaluated(_s: Subject, _p: Policy) -> dict[str, Any] | None:
+    return None
+
+
+def feature_rule_register(*, code: str, severity: str, title: str, description: str) -> Rule:
+    """Declare a finding rule whose findings a feature above opens and resolves itself.
+
+    Why here and not in the feature: the findings list, its rule filter, the dashboard and the
+    alerts name every finding by its rule's title. ``findings_refresh`` never touches these codes;
+    the feature reconciles them with ``findings.services.findings_reconcile``. Registering the same
+    rule again (a second ``ready()``) is a no-op; another rule under a taken code is an error.
+    """
+    rule = Rule(code, severity, title, _not_evaluated, description)
+    taken = RULES_BY_CODE.get(code)
+    if taken is not None and (taken.severity, taken.title, taken.description) != (severity, title, description):
+        raise ValueError(f"finding rule code {code!r} is taken")
+    RULES_BY_CODE[code] = rule
+    return rule
 
 
 def evaluate(subject: Subject, policy: Policy) -> dict[str, tuple[str, dict[str, Any]]]:

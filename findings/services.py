@@ -28,7 +28,7 @@ from accountsync.effective_read import record_from_snapshot, settable_membership
 from accountsync.models import AccountPermission
 from config.logging import log_event
 from findings.models import Finding
-from findings.rules import Policy, Subject, evaluate, policy_from_settings
+from findings.rules import EVALUATED_CODES, Policy, Subject, evaluate, policy_from_settings
 from instances.models import Instance
 from sync.hooks import PostSyncEvent
 
@@ -156,11 +156,44 @@ def findings_refresh(
             wanted[(account_id, code)] = hit
             identities[account_id] = subject.identity
 
+    _reconcile(
+        instance,
+        Finding.objects.filter(instance=instance, is_open=True, rule_code__in=EVALUATED_CODES),
+        wanted,
+        identities,
+        result,
+        session,
+        now,
+        log,
+    )
+    result.open_total = len(wanted)
+    log_event(
+        logger,
+        logging.INFO,
+        f"{instance.name}: findings refreshed ({result.opened} opened, {result.resolved} resolved, "
+        f"{result.open_total} open over {result.accounts} accounts)",
+        phase="refresh",
+        duration_ms=int((time.monotonic() - started) * 1000),
+        **log,
+    )
+    return result
+
+
+def _reconcile(
+    instance: Instance,
+    open_rows: Any,
+    wanted: dict[tuple[int, str], tuple[str, dict[str, Any]]],
+    identities: dict[int, str],
+    result: RefreshResult,
+    session: uuid.UUID | None,
+    now: datetime,
+    log: dict[str, Any],
+) -> None:
+    """Make the open findings among `open_rows` equal `wanted`: open, update, resolve; log each."""
     with transaction.atomic():
         current: dict[tuple[int, str], tuple[int, str, dict[str, Any]]] = {}
         for pk, account_id, identity, code, severity, detail in (
-            Finding.objects.filter(instance=instance, is_open=True)
-            .values_list("id", "account_id", "account__identity", "rule_code", "severity", "detail")
+            open_rows.values_list("id", "account_id", "account__identity", "rule_code", "severity", "detail")
             .order_by()
             .iterator(chunk_size=2000)
         ):
@@ -187,7 +220,6 @@ def findings_refresh(
             Finding.objects.bulk_update(to_update, ["severity", "detail"], batch_size=BATCH_SIZE)
 
     result.opened, result.resolved, result.updated = len(to_open), len(to_resolve), len(to_update)
-    result.open_total = len(wanted)
     for account_id, code in to_open:
         log_event(
             logger,
@@ -210,15 +242,43 @@ def findings_refresh(
             account_id=account_id,
             **log,
         )
-    log_event(
-        logger,
-        logging.INFO,
-        f"{instance.name}: findings refreshed ({result.opened} opened, {result.resolved} resolved, "
-        f"{result.open_total} open over {result.accounts} accounts)",
-        phase="refresh",
-        duration_ms=int((time.monotonic() - started) * 1000),
-        **log,
-    )
+
+
+def findings_reconcile(
+    *,
+    instance: Instance,
+    rule_code: str,
+    wanted: dict[int, tuple[str, dict[str, Any]]],
+    account_ids: Any = None,
+    session_id: uuid.UUID | str | None = None,
+    now: datetime | None = None,
+) -> RefreshResult:
+    """Open, update and resolve one feature rule's findings on `instance` so they equal `wanted`.
+
+    For the rules of the features above findings (``feature_rule_register``): `wanted` maps an
+    account id to (severity, detail). Only the open findings of `rule_code` among `account_ids`
+    (all of the instance's when None) can be resolved, so a feature that could evaluate only some
+    accounts (a scope it could not read, a directory it could not reach) leaves the others as they are.
+    """
+    if rule_code in EVALUATED_CODES:
+        raise ValueError(f"{rule_code!r} is evaluated by findings_refresh, not reconciled by a feature")
+    now = now or timezone.now()
+    session = uuid.UUID(str(session_id)) if session_id else None
+    log = {
+        "module": MODULE,
+        "operation": "findings_reconcile",
+        "instance_id": instance.pk,
+        "db_type": instance.db_type,
+        "session_id": session,
+    }
+    rows = Finding.objects.filter(instance=instance, is_open=True, rule_code=rule_code)
+    if account_ids is not None:
+        ids = set(account_ids)
+        rows = rows.filter(account_id__in=ids)
+        wanted = {k: v for k, v in wanted.items() if k in ids}
+    result = RefreshResult(accounts=len(wanted))
+    _reconcile(instance, rows, {(a, rule_code): hit for a, hit in wanted.items()}, {}, result, session, now, log)
+    result.open_total = len(wanted)
     return result
 
 

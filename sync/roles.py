@@ -15,7 +15,7 @@ OPERATORS = "Operators"
 VIEWERS = "Viewers"
 
 # apps whose models every role may view
-PRODUCT_APPS = ("instances", "accountsync", "sync", "findings", "alerts")
+PRODUCT_APPS = ("instances", "accountsync", "sync", "findings", "alerts", "classification", "baselines", "directory")
 # operators manage these models fully (credentials stay view-only: no secret changes)
 OPERATOR_MANAGED = {("instances", "instance"), ("instances", "tag"), ("alerts", "alertchannel")}
 OPERATOR_EXTRA = {("sync", "run_sync")}

@@ -1,0 +1,1 @@
+"""Approved baselines of effective access, and drift findings when access leaves them."""

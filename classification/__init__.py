@@ -1,0 +1,1 @@
+"""Account classifications: categories assigned by versioned, declarative rules over effective access."""

@@ -1,0 +1,1 @@
+"""People and groups read from LDAP/Active Directory, linked to database accounts."""

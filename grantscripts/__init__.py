@@ -1,0 +1,1 @@
+"""Replayable DDL (CREATE/GRANT, and REVOKE) from stored snapshots, per database family."""

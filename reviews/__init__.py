@@ -1,0 +1,1 @@
+"""Access-review campaigns: reviewers decide keep/revoke/change per account, with retained evidence."""
