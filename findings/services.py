@@ -25,7 +25,7 @@ from accountsync.adapters.base import Catalog
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.effective import effective_access
 from accountsync.effective_read import record_from_snapshot, settable_memberships
-from accountsync.models import AccountPermission
+from accountsync.models import AccountPermission, InstanceAccount
 from config.logging import log_event
 from findings.models import Finding
 from findings.rules import EVALUATED_CODES, Policy, Subject, evaluate, policy_from_settings
@@ -277,7 +277,9 @@ def findings_reconcile(
         rows = rows.filter(account_id__in=ids)
         wanted = {k: v for k, v in wanted.items() if k in ids}
     result = RefreshResult(accounts=len(wanted))
-    _reconcile(instance, rows, {(a, rule_code): hit for a, hit in wanted.items()}, {}, result, session, now, log)
+    identities = dict(InstanceAccount.objects.filter(id__in=list(wanted)).values_list("id", "identity"))
+    keyed = {(account_id, rule_code): hit for account_id, hit in wanted.items()}
+    _reconcile(instance, rows, keyed, identities, result, session, now, log)
     result.open_total = len(wanted)
     return result
 
