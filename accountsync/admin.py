@@ -29,6 +29,7 @@ from accountsync.coverage import LastKnownMarker, gaps_at
 from accountsync.effective_read import account_effective_access
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from adminkit.kit import (
+    MAX_SEARCH_LENGTH,
     ReadOnlyAdmin,
     badge,
     change_html,
@@ -303,8 +304,34 @@ def _role_flag_words(db_type: str) -> dict[str, str]:
     return {"default": gettext("default role: in force at login"), "not_default": gettext("only after SET ROLE")}
 
 
+class AccountSearchMixin:
+    """A list keyed by account (snapshots, changes) searched by account: ``selectors.account_ids_matching``.
+
+    The text is resolved to account ids once, so the search never joins the whole history to the
+    accounts table; the grammar is the accounts list's (``app_*``, ``app_rw@%``, ``host=10.0.*``).
+    """
+
+    search_help_text = _(
+        "An account: a name finds it anywhere in the identity; app_* (name prefix), app_rw@% (name and "
+        "MySQL host), host=10.0.* (host)."
+    )
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term or len(term) > MAX_SEARCH_LENGTH:
+            return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+        try:
+            ids = selectors.account_ids_matching(term)
+        except selectors.AccountSearchError as exc:
+            self.message_user(  # type: ignore[attr-defined]
+                request, gettext("Search not understood: %(error)s") % {"error": exc}, messages.ERROR
+            )
+            return queryset.none(), False
+        return queryset.filter(account_id__in=ids), False
+
+
 @admin.register(AccountPermission)
-class AccountPermissionAdmin(ReadOnlyAdmin):
+class AccountPermissionAdmin(AccountSearchMixin, ReadOnlyAdmin):
     list_display = ["account", "instance", "valid_from", "valid_to", "short_digest"]
     list_filter = ["instance"]
     search_fields = ["account__identity"]
@@ -327,7 +354,7 @@ class AccountPermissionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AccountChangeLog)
-class AccountChangeLogAdmin(ReadOnlyAdmin):
+class AccountChangeLogAdmin(AccountSearchMixin, ReadOnlyAdmin):
     list_display = ["detected_at", "instance", "account", "change_type_badge", "changes"]
     list_filter = [
         "change_type",
@@ -335,7 +362,7 @@ class AccountChangeLogAdmin(ReadOnlyAdmin):
         ("instance__db_type", admin.ChoicesFieldListFilter),
         date_range_filter("detected_at", "detected", _("detected")),
     ]
-    search_fields = ["account__identity", "summary"]
+    search_fields = ["account__identity"]  # through AccountSearchMixin: by account, not across the join
     list_select_related = ["account", "instance"]
     fields = ["detected_at", "instance", "account", "change_type", "session", "summary_line"]
     readonly_fields = ["session", "summary_line"]

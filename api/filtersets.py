@@ -120,7 +120,8 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
     oracle_maintained = django_filters.BooleanFilter(
         method="_oracle_maintained", help_text="Oracle-maintained accounts (SYS, SYSTEM, DBSNMP, DBA, ...)."
     )
-    search = TextFilter(method=_search(("username", "identity")), help_text="Account name.")
+    # the identity holds the name: one indexed test (PostgreSQL's trigram index, accountsync 0007), not two scans
+    search = TextFilter(method=_search(("identity",)), help_text="Account name (anywhere in the identity).")
     # on the true last seen (the view's ``last_seen`` annotation), not the row's write time
     last_seen_after = UtcDateTimeFilter(
         field_name=LAST_SEEN, lookup_expr="gte", help_text="Last seen at or after this ISO 8601 date-time."
@@ -194,11 +195,17 @@ class AccountPermissionFilterSet(django_filters.FilterSet):
     active = django_filters.BooleanFilter(field_name="account__is_active")
     superuser = django_filters.BooleanFilter(field_name="account__is_superuser")
     locked = django_filters.BooleanFilter(field_name="account__is_locked")
-    search = TextFilter(method=_search(("account__username", "account__identity")), help_text="Account name.")
+    search = TextFilter(method="_account_search", help_text="Account name (anywhere in the identity).")
 
     class Meta:
         model = AccountPermission
         fields = ["instance", "account", "db_type", "kind", "active", "superuser", "locked", "search"]
+
+    def _account_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        """By account ids first: the snapshots are never joined to the accounts to test the text."""
+        if not value:
+            return queryset
+        return queryset.filter(account_id__in=InstanceAccount.objects.filter(identity__icontains=value).values("pk"))
 
 
 class AliasOrderingFilter(OrderingFilter):

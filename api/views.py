@@ -11,7 +11,8 @@ from typing import Any
 
 import django_filters
 from auditlog.models import LogEntry
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.defaults import page_not_found
@@ -71,20 +72,27 @@ def session_queryset() -> QuerySet[SyncSession]:
     """Sessions with live counts from their records: one query for a whole page.
 
     Why not the stored counts: they are only written when a session is finalized,
-    so a running or cancelled session would show zeros.
+    so a running or cancelled session would show zeros. Why correlated subqueries and
+    not a GROUP BY over the join: the database then counts the records of the page's
+    sessions only (through the (session, instance) index), not every record of every
+    session before the LIMIT (400,000 records: most of a second).
     """
 
-    def count(state: str | None = None) -> Count:
-        return Count("records", filter=Q(records__status=state) if state else None)
+    def records(state: str | None = None) -> QuerySet[SyncInstanceRecord]:
+        rows = SyncInstanceRecord.objects.filter(session=OuterRef("pk")).order_by().values("session")
+        return rows.filter(status=state) if state else rows
+
+    def count(state: str | None = None) -> Subquery:
+        return Subquery(records(state).annotate(n=Count("pk")).values("n"), output_field=IntegerField())
 
     return SyncSession.objects.select_related("created_by", "retry_of").annotate(
-        n_total=count(),
-        n_ok=count(SyncRecordStatusChoices.COMPLETED),
-        n_failed=count(SyncRecordStatusChoices.FAILED),
-        n_pending=count(SyncRecordStatusChoices.PENDING),
-        n_running=count(SyncRecordStatusChoices.RUNNING),
-        n_cancelled=count(SyncRecordStatusChoices.CANCELLED),
-        n_accounts=Sum("records__items_synced"),
+        n_total=Coalesce(count(), 0),
+        n_ok=Coalesce(count(SyncRecordStatusChoices.COMPLETED), 0),
+        n_failed=Coalesce(count(SyncRecordStatusChoices.FAILED), 0),
+        n_pending=Coalesce(count(SyncRecordStatusChoices.PENDING), 0),
+        n_running=Coalesce(count(SyncRecordStatusChoices.RUNNING), 0),
+        n_cancelled=Coalesce(count(SyncRecordStatusChoices.CANCELLED), 0),
+        n_accounts=Subquery(records().annotate(n=Sum("items_synced")).values("n"), output_field=IntegerField()),
     )
 
 

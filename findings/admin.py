@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from accountsync.admin import AccountSearchMixin
 from adminkit.kit import ReadOnlyAdmin
 from findings.models import Finding
 from findings.rules import RULES_BY_CODE
@@ -34,12 +35,11 @@ class RuleFilter(admin.SimpleListFilter):
 
 
 @admin.register(Finding)
-class FindingAdmin(ReadOnlyAdmin):
+class FindingAdmin(AccountSearchMixin, ReadOnlyAdmin):
     list_display = ["rule_title", "severity", "account", "instance", "is_open", "first_seen_at", "resolved_at"]
     list_filter = ["is_open", "severity", RuleFilter, "instance__db_type", "instance", "first_seen_at"]
-    search_fields = ["account__identity", "rule_code"]
+    search_fields = ["account__identity"]  # by account (AccountSearchMixin); the rule has its filter
     list_select_related = ["account", "instance"]
-    date_hierarchy = "first_seen_at"
     readonly_fields = [
         "instance",
         "account",

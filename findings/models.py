@@ -69,6 +69,8 @@ class Finding(models.Model):
             models.Index(fields=["session_id"], name="finding_session_idx"),
             models.Index(fields=["instance", "first_seen_at"], name="finding_instance_seen_idx"),
             models.Index(fields=["instance", "resolved_at"], name="finding_instance_resolved_idx"),
+            # the list's order (-first_seen_at, -id): the first page and a deep one walk it, never sort it all
+            models.Index(fields=["first_seen_at", "id"], name="finding_seen_id_idx"),
         ]
 
     def __str__(self) -> str:
