@@ -27,7 +27,8 @@ from django.utils.translation import gettext_lazy as _
 from accountsync import selectors
 from accountsync.coverage import LastKnownMarker, gaps_at
 from accountsync.effective_read import account_effective_access
-from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
+from accountsync.facts import facts_count
+from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount, InstanceServerFacts
 from adminkit.kit import (
     MAX_SEARCH_LENGTH,
     ReadOnlyAdmin,
@@ -403,3 +404,47 @@ class AccountChangeLogAdmin(AccountSearchMixin, ReadOnlyAdmin):
         if log is not None:
             extra["diff_html"] = change_html(log.change_type, log.diff, expanded=True)
         return super().change_view(request, object_id, form_url, extra)
+
+
+FACTS_SHOWN_CHARS = 200_000  # an Oracle version is megabytes; the API returns it whole
+
+
+@admin.register(InstanceServerFacts)
+class InstanceServerFactsAdmin(ReadOnlyAdmin):
+    """The versions of an instance's server-wide facts (accountsync/facts.py) that sync records refer to."""
+
+    list_display = ["instance", "valid_from", "valid_to", "short_digest"]
+    list_filter = ["instance"]
+    list_select_related = ["instance"]
+    fields = ["instance", "valid_from", "valid_to", "session_id", "digest", "facts_summary", "facts_text"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InstanceServerFacts]:
+        # the list never shows the facts (megabytes on Oracle): the page of one version loads them on use
+        return super().get_queryset(request).defer("facts")
+
+    @admin.display(description=_("digest"))
+    def short_digest(self, obj: InstanceServerFacts) -> str:
+        return obj.digest[:12]
+
+    @admin.display(description=_("what is stored"))
+    def facts_summary(self, obj: InstanceServerFacts) -> str:
+        rows = [(key, facts_count(value)) for key, value in sorted((obj.facts or {}).items())]
+        return format_html_join("; ", "{}: {}", rows) if rows else "-"
+
+    @admin.display(description=_("facts"))
+    def facts_text(self, obj: InstanceServerFacts) -> str:
+        text = json.dumps(obj.facts, indent=1, sort_keys=True, ensure_ascii=False)
+        note = ""
+        if len(text) > FACTS_SHOWN_CHARS:
+            note = gettext(
+                "Cut at %(shown)s of %(total)s characters; GET /api/v1/server-facts/%(id)s/ returns all."
+            ) % {
+                "shown": FACTS_SHOWN_CHARS,
+                "total": len(text),
+                "id": obj.pk,
+            }
+            text = text[:FACTS_SHOWN_CHARS]
+        return format_html(
+            '<p>{}</p><pre class="wf-json" style="white-space: pre-wrap; overflow-wrap: anywhere">{}</pre>', note, text
+        )

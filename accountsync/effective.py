@@ -218,7 +218,11 @@ class _Rules:
 
     def _public_identity(self, catalog: Catalog) -> str | None:
         if self.family == "oracle":
-            return "PUBLIC" if self.details.get("public_grants") else None
+            # the server facts' full list, or (stored snapshots without facts) the pseudo-role's own snapshot
+            if self.oracle_public_grants() is not None:
+                return "PUBLIC"
+            pseudo = any(acc.identity == "PUBLIC" and acc.kind == "role" for acc in catalog.accounts)
+            return "PUBLIC" if pseudo else None
         for acc in catalog.accounts:
             if acc.kind != "role":
                 continue
@@ -229,6 +233,17 @@ class _Rules:
             if self.family == "mysql" and acc.username == "PUBLIC" and acc.host is None:  # MariaDB 10.11+
                 return acc.identity
         return None
+
+    def oracle_public_grants(self) -> Mapping[str, Any] | None:
+        """Oracle's PUBLIC grants in full (details["public_grants"]), or None when the details lack them.
+
+        A sync record's details hold only a reference there (``{"count", "facts_id"}``,
+        accountsync/facts.py); that is no list of grants, so it counts as absent.
+        """
+        public = self.details.get("public_grants")
+        if not isinstance(public, Mapping) or not public or "facts_id" in public:
+            return None
+        return public
 
     def _pg_settable(self, member: str, role: str) -> bool:
         if self.settable is None:
@@ -298,8 +313,9 @@ class _Graph:
         self.first_edges: dict[str, list[tuple[str, bool, bool]]] = {}
         for acc in catalog.accounts:
             self._add_account(acc)
-        if rules.family == "oracle" and rules.public_identity is not None:
-            self._add_oracle_public(rules.details["public_grants"])
+        public = rules.oracle_public_grants() if rules.family == "oracle" else None
+        if public is not None:
+            self._add_oracle_public(public)
         self.closures: dict[str, dict[Key, _Entry]] = {}
         self.reaches: dict[str, frozenset[str]] = {}
         self.closures_computed = 0

@@ -18,6 +18,7 @@ from django.db.models import Q
 
 from accountsync.adapters.base import AccountRecord, Catalog, Privilege, RoleGrant
 from accountsync.effective import EffectiveGrant, effective_access
+from accountsync.facts import server_facts_at
 from accountsync.models import AccountPermission
 
 MAX_DEPTH = 32  # role nesting deeper than any server allows; stops a corrupt graph from looping
@@ -51,6 +52,20 @@ def record_from_snapshot(
     )
 
 
+def stored_details(instance_id: int, family: str, at: datetime | None) -> dict[str, Any]:
+    """The server facts a role graph with PUBLIC needs at `at`: on Oracle, PUBLIC's grants (no account holds them).
+
+    Why only Oracle: elsewhere PUBLIC is an account with its own snapshot. The facts are the
+    version valid at `at` (accountsync/facts.py), so the point-in-time answer includes what
+    PUBLIC gave then; without a version (never synced since facts were stored) the pseudo-role
+    PUBLIC's snapshot stands in.
+    """
+    if family != "oracle":
+        return {}
+    public = server_facts_at(instance_id, at).get("public_grants")
+    return {"public_grants": public} if public else {}
+
+
 def _rows(instance_id: int, at: datetime | None, match: Q | None) -> list[AccountRecord]:
     qs = AccountPermission.objects.filter(_valid_at(at), instance_id=instance_id)
     if match is not None:
@@ -68,13 +83,19 @@ def account_effective_access(
     unless `include_public`: they are the same for every account and shown once, with PUBLIC.
     """
     instance_id = account.instance_id
+    family = account.instance.db_type
+    # without include_public PUBLIC's grants reach no one, and PUBLIC's own page keeps its snapshot
+    details = stored_details(instance_id, family, at) if include_public else {}
     found: dict[str, AccountRecord] = {}
-    frontier = {account.identity}
+    # Oracle: the pseudo-role PUBLIC and the roles granted to it are reached by every user
+    public = details.get("public_grants") or {}
+    frontier = {account.identity, *(r["role"] for r in public.get("roles") or ())}
     wanted = {account.identity}
     for _level in range(MAX_DEPTH):
         match = Q(account__identity__in=frontier) | Q(account__kind="role", account__username__in=frontier)
         if not found:
-            match |= Q(account__identity="public", account__kind="role")
+            public_names = ("public", "PUBLIC") if family == "oracle" else ("public",)
+            match |= Q(account__identity__in=public_names, account__kind="role")
         fresh = [r for r in _rows(instance_id, at, match) if r.identity not in found]
         for record in fresh:
             found[record.identity] = record
@@ -86,9 +107,8 @@ def account_effective_access(
     if account.identity not in found:
         return []
     records = list(found.values())
-    family = account.instance.db_type
     return effective_access(
-        Catalog(accounts=records),
+        Catalog(accounts=records, details=details),
         family=family,
         include_public=include_public,
         only=wanted,
@@ -110,6 +130,9 @@ def instance_effective_access(
 ) -> dict[str, list[EffectiveGrant]]:
     """Everyone's effective access on one instance at `at`, in one pass (exports)."""
     records = _rows(instance_id, at, None)
+    # PUBLIC's grants are left out here (include_public=False): Oracle's stored facts (megabytes)
+    # would reach no one, and would turn PUBLIC's own row (a baseline, an export) from its snapshot
+    # into every one of Oracle's defaults; account_effective_access(include_public=True) reads them.
     return effective_access(
         Catalog(accounts=records),
         family=db_type,

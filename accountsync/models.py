@@ -232,3 +232,40 @@ class CoverageGapEpisode(models.Model):
     @property
     def is_open(self) -> bool:
         return self.closed_at is None
+
+
+class InstanceServerFacts(models.Model):
+    """One version of an instance's server-wide facts (accountsync/facts.py); the open row is current.
+
+    Why versioned like the snapshots: an Oracle instance grants PUBLIC tens of thousands of
+    privileges; copied into every sync record they made each record megabytes. A new row is
+    written only when the facts' digest changes, so an unchanged instance stores them once,
+    and "what did PUBLIC have at t" is still one indexed lookup.
+    """
+
+    instance = models.ForeignKey(
+        "instances.Instance",
+        on_delete=models.PROTECT,
+        related_name="server_facts",
+        verbose_name=_("instance"),
+        db_index=False,
+    )
+    facts = models.JSONField(_("facts"))
+    digest = models.CharField(_("digest"), max_length=64)
+    valid_from = models.DateTimeField(_("valid from"))
+    valid_to = models.DateTimeField(_("valid to"), null=True, blank=True)
+    session_id = models.UUIDField(_("first seen in session"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["instance_id", "-valid_from"]
+        verbose_name = _("server facts")
+        verbose_name_plural = _("server facts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance"], condition=Q(valid_to__isnull=True), name="accountsync_one_open_facts"
+            ),
+        ]
+        indexes = [models.Index(fields=["instance", "valid_from"], name="facts_instance_from_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}@{self.valid_from:%Y-%m-%d %H:%M}"

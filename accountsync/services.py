@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from accountsync import diff as snapdiff
 from accountsync.adapters.base import (
@@ -38,14 +39,21 @@ from accountsync.adapters.base import (
     CoverageGap,
     ErrorKind,
     GapKind,
+    Privilege,
+    RoleGrant,
     canonical_json,
+    gaps_cover,
     gc_paused,
     get_adapter,
+    message_english,
+    message_register,
     scrub,
 )
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.codec import Prepared, SnapshotCodec, json_text
 from accountsync.coverage import episode_dict, result_gaps, unreadable_count
+from accountsync.effective_read import record_from_snapshot
+from accountsync.facts import SERVER_FACT_KEYS, facts_for_details, unchanged_facts_for_details
 from accountsync.models import (
     AccountChangeLog,
     AccountPermission,
@@ -60,8 +68,8 @@ from instances.models import Instance, SyncStatus
 logger = logging.getLogger(__name__)
 
 MODULE = "accountsync"
-# Oracle: which container the dictionary showed (CDB$ROOT: the PDBs are coverage gaps), optional views not read
-SERVER_DETAILS = ("default_password_lifetime", "public_grants", "container", "unreadable_views")
+# server-wide facts (Oracle's container, PUBLIC's grants, ...): stored once per version, referenced by the details
+SERVER_DETAILS = SERVER_FACT_KEYS
 ROW_FIELDS = ("username", "host", "kind", "is_superuser", "is_locked", "attributes")
 
 
@@ -90,6 +98,10 @@ class SyncResult:
     # Accounts given a change-log row by this apply, for work that follows a sync without re-reading the log.
     # Not in as_dict(): that dict is stored in the sync records and its shape is fixed.
     changed_account_ids: list[int] = field(default_factory=list)
+    # a failure's message code and parameters (accountsync.adapters.base.MESSAGES): the admin renders
+    # them in the reader's language; `message` stays the English text. Not in as_dict() (see above).
+    message_code: str = ""
+    message_params: dict[str, str] = field(default_factory=dict)
 
     @property
     def coverage_gaps(self) -> int:
@@ -118,9 +130,37 @@ class SyncResult:
 GUARD_LISTED_MAX = 1000
 
 
+GUARD_EMPTY = message_register(
+    "guard_empty",
+    gettext_noop(
+        "the server returned no accounts; refusing to deactivate %(active)s accounts. Check the monitoring "
+        "account's catalog privileges, or rerun with force."
+    ),
+)
+GUARD_RATIO = message_register(
+    "guard_ratio",
+    gettext_noop(
+        "this sync would deactivate %(removed)s of %(active)s active accounts (more than "
+        "WHALEFALL_MAX_REMOVAL_RATIO=%(ratio)s); nothing was changed. Check the monitoring account's "
+        "privileges, or rerun with force if the removal is real."
+    ),
+)
+SYNC_CANCELLED = message_register(
+    "sync_cancelled", gettext_noop("sync cancelled before applying; nothing was written.")
+)
+SYNC_INTERNAL = message_register(
+    "sync_internal",
+    gettext_noop("internal error during sync (%(error)s); see the server log and report it."),
+)
+
+
 class _GuardTripped(Exception):
-    def __init__(self, message: str, *, removed: list[ExistingAccount], active: int) -> None:
-        super().__init__(message)
+    def __init__(
+        self, instance: Instance, code: str, params: dict[str, str], *, removed: list[ExistingAccount], active: int
+    ) -> None:
+        super().__init__(f"{instance.name}: {message_english(code, params)}")
+        self.code = code
+        self.params = params
         self.removed = removed
         self.active = active
 
@@ -374,18 +414,29 @@ def account_sync_apply(
     try:
         with transaction.atomic():
             _fence_check(instance, fence)
-            outcome = _apply(instance, records, gaps, session_id, force, now)
+            outcome = _apply(instance, catalog, records, gaps, session_id, force, now)
             # what this apply is the result of; an empty digest (adapter without one) disables the shortcut
             if catalog.source_digest != instance.catalog_digest:
                 Instance.objects.filter(pk=instance.pk).update(catalog_digest=catalog.source_digest)
             result = _applied_result(instance, catalog, records, outcome)
+            result.details.update(
+                facts_for_details(
+                    instance_id=instance.pk, catalog_details=catalog.details, now=now, session_id=session_id
+                )
+            )
             if fence is not None:
                 fence.commit(result)
         instance.catalog_digest = catalog.source_digest
     except _GuardTripped as exc:
         _log_apply(instance, session_id, logging.WARNING, str(exc), "guard", started)
         return SyncResult(
-            success=False, message=str(exc), error_kind="guard", synced_count=len(records), details=exc.details()
+            success=False,
+            message=str(exc),
+            error_kind="guard",
+            synced_count=len(records),
+            details=exc.details(),
+            message_code=exc.code,
+            message_params=exc.params,
         )
     except _Fenced as exc:
         _log_apply(instance, session_id, logging.WARNING, str(exc), "fence", started)
@@ -451,8 +502,7 @@ def _applied_result(
             "inventory": inventory,
             "collection": collection,
             "coverage": outcome.coverage,
-            # server-wide facts that belong to no account, for the findings and the record
-            **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details},
+            # server-wide facts that belong to no account: stored apart (account_sync_apply), referenced here
         },
         changed_account_ids=outcome.changed_account_ids,
     )
@@ -521,13 +571,14 @@ def _apply_unchanged(instance: Instance, catalog: Catalog, session_id: uuid.UUID
             "inventory": inventory,
             "collection": collection,
             "coverage": coverage,
-            **{k: catalog.details[k] for k in SERVER_DETAILS if k in catalog.details},
+            **unchanged_facts_for_details(instance_id=instance.pk, catalog_details=catalog.details),
         },
     )
 
 
 def _apply(
     instance: Instance,
+    catalog: Catalog,
     records: dict[str, AccountRecord],
     gaps: list[CoverageGap],
     session_id: uuid.UUID | None,
@@ -548,13 +599,14 @@ def _apply(
         )
     }
     active_before = sum(1 for account in existing.values() if account.is_active)
+    carried = _carry_forward(instance, catalog, records, existing, gaps)
     removed = _guard(instance, existing, records, active_before, force)
 
     codec = SnapshotCodec()
     prepared = {identity: codec.prepare(record) for identity, record in records.items()}
     stamp = Stamp.of(now, session_id)
     inventory = _inventory(instance, records, prepared, existing, removed, stamp)
-    collection = _collection(instance, prepared, inventory, codec, stamp, gaps)
+    collection = _collection(instance, prepared, inventory, codec, stamp, gaps, carried.snapshots)
     changes = _change_log(instance, collection.changes, inventory, removed, stamp)
     coverage = _coverage(instance, gaps, stamp, session_id)
 
@@ -575,6 +627,7 @@ def _apply(
             "removed": len(removed),
             "reactivated": len(inventory.reactivated_ids),
             "updated": inventory.rows_updated - len(inventory.reactivated_ids),
+            **({"carried": len(carried.identities)} if carried.identities else {}),
         },
         collection={
             "processed": len(records),
@@ -588,6 +641,92 @@ def _apply(
         changed_account_ids=[change.account for change in changes],
         coverage=coverage,
     )
+
+
+@dataclass(slots=True)
+class CarryOutcome:
+    identities: list[str]  # stored accounts kept whole: they live inside a scope this fetch could not read
+    snapshots: dict[int, dict[str, Any]]  # account id -> open snapshot, read once for the carry and the collection
+
+
+def _carry_forward(
+    instance: Instance,
+    catalog: Catalog,
+    records: dict[str, AccountRecord],
+    existing: dict[str, ExistingAccount],
+    gaps: list[CoverageGap],
+) -> CarryOutcome:
+    """Put the last known state of what lies in unreadable scopes back into the catalog, before anything is compared.
+
+    "Could not read" is never "revoked". An active account that exists only inside an unreadable
+    scope (`Catalog.account_scope`: a SQL Server database's contained user or role, an Oracle PDB's
+    local user) is kept whole from its open snapshot: no deactivation, no change entry, its findings
+    stay. The fetched accounts get back their last known grants in those scopes and their memberships
+    of roles that live there. Then the catalog is finalized again, so the capabilities those grants
+    give (db_owner of a TRUSTWORTHY database, a role held there) are the adapter's own answer over the
+    whole picture rather than dropped. Once the scope is read again, what is read is compared with
+    what was known: only real differences become changes.
+    """
+    unreadable = [gap for gap in gaps if gap.kind == GapKind.UNREADABLE]
+    if not unreadable or not existing:
+        return CarryOutcome([], {})
+    ids = [account.id for account in existing.values() if account.is_active]
+    snapshots: dict[int, dict[str, Any]] = {}
+    for batch in batches(ids):
+        snapshots.update(
+            AccountPermission.objects.filter(account_id__in=batch, valid_to__isnull=True).values_list(
+                "account_id", "snapshot"
+            )
+        )
+    inside = {
+        identity: account
+        for identity, account in existing.items()
+        if account.is_active
+        and (scope := catalog.account_scope(identity, account.kind, account.attributes))
+        and gaps_cover(unreadable, scope)
+    }
+    for identity, account in inside.items():
+        snapshot = snapshots.get(account.id) or {"attributes": account.attributes}
+        record = record_from_snapshot(identity, account.username, account.kind, account.host, snapshot)
+        record.is_superuser, record.is_locked = account.is_superuser, account.is_locked
+        records[identity] = record  # replaces what the fetch could only guess (a database's empty public role)
+    merged = bool(inside)
+    for identity, record in records.items():
+        stored = existing.get(identity)
+        if identity in inside or stored is None or not stored.is_active or not (old := snapshots.get(stored.id)):
+            continue
+        merged = _merge_last_known(record, old, unreadable, inside) or merged
+        attributes = catalog.carry_attributes(record.attributes, old.get("attributes") or {}, unreadable)
+        if attributes != record.attributes:
+            record.attributes = attributes
+            merged = True
+    if merged:
+        catalog.accounts = list(records.values())
+        catalog.finalize()
+    return CarryOutcome(sorted(inside), snapshots)
+
+
+def _merge_last_known(
+    record: AccountRecord, old: dict[str, Any], unreadable: list[CoverageGap], inside: dict[str, ExistingAccount]
+) -> bool:
+    """Give a fetched account back its last known grants in unreadable scopes and roles that live there; True if any."""
+    held = {(p.scope, p.privilege.upper()) for p in record.privileges}
+    extra = [
+        Privilege(p["scope"], p["privilege"], bool(p.get("grantable")), p.get("effect") or "GRANT")
+        for p in old.get("privileges") or []
+        if (p["scope"], p["privilege"]) not in held and gaps_cover(unreadable, p["scope"])
+    ]
+    names = {grant.role for grant in record.roles}
+    roles = [
+        RoleGrant(r["role"], bool(r.get("admin_option")), bool(r.get("default", True)))
+        for r in old.get("roles") or []
+        if r["role"] not in names and r["role"] in inside
+    ]
+    record.privileges += extra
+    record.roles += roles
+    if any(p.grantable and p.effect == "GRANT" for p in extra):
+        record.capabilities.add("GRANT_ADMIN")  # a kept grant option still is one (adapters derive it when reading)
+    return bool(extra or roles)
 
 
 def _guard(
@@ -608,16 +747,17 @@ def _guard(
         return removed
     if not records:
         raise _GuardTripped(
-            f"{instance.name}: the server returned no accounts; refusing to deactivate "
-            f"{active_before} accounts. Check the monitoring account's catalog privileges, or rerun with force.",
+            instance,
+            GUARD_EMPTY,
+            {"active": str(active_before)},
             removed=removed,
             active=active_before,
         )
     if active_before and len(removed) / active_before > ratio:
         raise _GuardTripped(
-            f"{instance.name}: this sync would deactivate {len(removed)} of {active_before} active accounts "
-            f"(more than WHALEFALL_MAX_REMOVAL_RATIO={ratio:g}); nothing was changed. "
-            "Check the monitoring account's privileges, or rerun with force if the removal is real.",
+            instance,
+            GUARD_RATIO,
+            {"removed": str(len(removed)), "active": str(active_before), "ratio": f"{ratio:g}"},
             removed=removed,
             active=active_before,
         )
@@ -705,6 +845,7 @@ def _collection(
     codec: SnapshotCodec,
     stamp: Stamp,
     gaps: list[CoverageGap],
+    known_snapshots: dict[int, dict[str, Any]] | None = None,
 ) -> CollectionOutcome:
     """Write a new snapshot for every account whose permissions moved (closing the old one); say what moved.
 
@@ -731,8 +872,12 @@ def _collection(
         if current is not None and current.digest == item.digest and not carrying:
             continue
         candidates[identity] = item
-    old_snapshots: dict[int, dict[str, Any]] = {}
-    needed = [open_rows[account_ids[i]].id for i in candidates if account_ids[i] in open_rows]
+    old_snapshots: dict[int, dict[str, Any]] = dict(known_snapshots or {})
+    needed = [
+        open_rows[account_ids[i]].id
+        for i in candidates
+        if account_ids[i] in open_rows and account_ids[i] not in old_snapshots
+    ]
     for batch in batches(needed):
         old_snapshots.update(AccountPermission.objects.filter(id__in=batch).values_list("account_id", "snapshot"))
 
@@ -964,19 +1109,25 @@ def account_sync_run(
             + ("sync cancelled before applying" if cancelled else str(exc))
             + "; nothing was written.",
             error_kind=exc.error_kind,
+            message_code=SYNC_CANCELLED if cancelled else "",
         )
     except AdapterError as exc:
         message = str(exc) if exc.instance_name else f"{instance.name}: {exc}"
-        result = SyncResult(success=False, message=message, error_kind=exc.kind)
+        result = SyncResult(
+            success=False, message=message, error_kind=exc.kind, message_code=exc.code, message_params=exc.params
+        )
     except Exception as exc:  # classified as internal: callers never see a traceback
         secret = target.password if target is not None else None
-        message = scrub(
-            f"{instance.name}: internal error during sync ({type(exc).__name__}: {exc}); "
-            "see the server log and report it.",
-            secret,
-        )
+        params = {"error": scrub(f"{type(exc).__name__}: {exc}", secret)}
+        message = scrub(f"{instance.name}: {message_english(SYNC_INTERNAL, params)}", secret)
         log_event(logger, logging.ERROR, message, exc_info=True, secrets=(secret,), phase="error", **context)
-        result = SyncResult(success=False, message=message, error_kind=ErrorKind.INTERNAL)
+        result = SyncResult(
+            success=False,
+            message=message,
+            error_kind=ErrorKind.INTERNAL,
+            message_code=SYNC_INTERNAL,
+            message_params=params,
+        )
 
     status = SyncStatus.COMPLETED if result.success else SyncStatus.FAILED
     finished = timezone.now()

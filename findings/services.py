@@ -25,6 +25,7 @@ from accountsync.adapters.base import Catalog
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.effective import effective_access
 from accountsync.effective_read import record_from_snapshot, settable_memberships
+from accountsync.facts import record_server_facts
 from accountsync.models import AccountPermission, InstanceAccount
 from config.logging import log_event
 from findings.models import Finding
@@ -300,8 +301,9 @@ def findings_after_sync(
     """
     if not result.get("success"):
         return None
-    details = result.get("details") or {}
-    context = {k: details[k] for k in ("default_password_lifetime",) if k in details}
+    # server-wide facts: stored once per version, the details reference them (accountsync/facts.py)
+    facts = record_server_facts(result.get("details"))
+    context = {k: facts[k] for k in ("default_password_lifetime",) if k in facts}
     try:
         summary = findings_refresh(instance=instance, session_id=session_id, context=context).as_dict()
     except Exception as exc:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext, gettext_noop
 
 from config.scopes import split_scope
 
@@ -46,14 +47,25 @@ class AdapterError(Exception):
     """A classified failure talking to a monitored instance.
 
     The message names the instance and the fix. It never contains a password:
-    `scrub()` removes the secret from driver text before it gets here.
+    `scrub()` removes the secret from driver text before it gets here. `code` and
+    `params`, when set, let the admin render the same message in the reader's
+    language (see `message_render`); the English `message` stays for logs and the API.
     """
 
     kind: ClassVar[str] = ErrorKind.INTERNAL
 
-    def __init__(self, message: str, *, instance_name: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance_name: str | None = None,
+        code: str = "",
+        params: dict[str, str] | None = None,
+    ) -> None:
         self.instance_name = instance_name
         self.message = message
+        self.code = code
+        self.params = dict(params or {})
         super().__init__(f"{instance_name}: {message}" if instance_name else message)
 
 
@@ -75,6 +87,181 @@ class ConfigurationError(AdapterError):
 
 class InternalError(AdapterError):
     kind = ErrorKind.INTERNAL
+
+
+# --- failure messages in the reader's language --------------------------------------
+# Why a code and parameters: a failed sync record is read by people in several languages,
+# long after the English text was made. Each classified failure stores its message code
+# and the parameters that filled it; the admin renders gettext(template) % params at
+# display time, and the English text (the template untranslated) stays for logs and the API.
+# Parameters that come from the server or the driver are shown as they are (the admin's
+# templates escape them); a parameter that is one of the adapters' own words (PHRASES) is
+# translated too.
+
+MESSAGES: dict[str, str] = {}
+# parameters whose value is an adapter's own wording, translated when it is a known phrase
+PHRASE_PARAMS = frozenset({"phase", "running", "check", "failed", "port_of", "source", "what"})
+PHRASES = frozenset(
+    {
+        gettext_noop("connect"),
+        gettext_noop("read the server version"),
+        gettext_noop("read the grant tables"),
+        gettext_noop("read the DBA_ views"),
+        gettext_noop("read the sys catalog views"),
+        gettext_noop("the server is running"),
+        gettext_noop("SQL Server is running"),
+        gettext_noop("SQL Server listens on TCP"),
+        gettext_noop("the database is open"),
+        gettext_noop("the listener is running"),
+        gettext_noop("that the account may connect from this host"),
+        gettext_noop("pg_hba.conf"),
+        gettext_noop("that the login is enabled and allowed to connect"),
+        gettext_noop("that the account has CREATE SESSION"),
+        gettext_noop("login failed"),
+        gettext_noop("authentication failed"),
+        gettext_noop("a MySQL/MariaDB"),
+        gettext_noop("a SQL Server"),
+        gettext_noop("an Oracle listener"),
+        gettext_noop("server"),
+        gettext_noop("SQL Server"),
+        gettext_noop("Oracle"),
+        gettext_noop("grant table contents"),
+        gettext_noop("catalog view contents"),
+        gettext_noop("dictionary view contents"),
+        # coverage gap reasons and fixes that are the adapters' own words (gap_text)
+        gettext_noop("not readable by the monitoring login"),
+        gettext_noop("not in the instance's databases option"),
+        gettext_noop("add it to the databases option to audit it"),
+    }
+)
+
+
+def message_register(code: str, template: str) -> str:
+    """Declare a message code and its English %-template (mark the template with gettext_noop).
+
+    Why a registry: the layers above (sync) word their own failures and register them here,
+    so one renderer serves every stored code. Returns the code.
+    """
+    MESSAGES[code] = template
+    return code
+
+
+def message_english(code: str, params: dict[str, Any]) -> str:
+    """The English text of a registered message: what logs and the API's `message` show."""
+    return MESSAGES[code] % params
+
+
+def message_render(code: str, params: dict[str, Any] | None, fallback: str, *, prefix: str = "") -> str:
+    """A stored message in the active language; `fallback` (the stored English) without a known code.
+
+    `prefix` (the instance name) is put before the text as the English message has it. A
+    template whose translation does not fit the parameters falls back to the English text.
+    """
+    template = MESSAGES.get(code or "")
+    if template is None:
+        return fallback
+    values = {
+        key: (gettext(value) if key in PHRASE_PARAMS and value in PHRASES else value)
+        for key, value in (params or {}).items()
+    }
+    try:
+        text = gettext(template) % values
+    except (KeyError, ValueError, TypeError):
+        return fallback
+    return f"{prefix}: {text}" if prefix else text
+
+
+def gap_text(text: str) -> str:
+    """A coverage gap's reason or fix for display: the adapters' own words translated, the server's as is."""
+    return gettext(text) if text in PHRASES else text
+
+
+def _coded(cls: type[AdapterError], code: str, target: ConnectionTarget | None, **params: str) -> AdapterError:
+    return cls(message_english(code, params), instance_name=target.name if target else None, code=code, params=params)
+
+
+TLS_VERIFY_FAILED = message_register(
+    "tls_verify_failed",
+    gettext_noop(
+        "the TLS certificate of %(endpoint)s could not be verified (%(detail)s); check that the "
+        "instance's tls.ca holds the CA that signed the server's certificate and, with verify-full, that the "
+        "certificate names the host the instance connects to (or use mode verify-ca). WhaleFall does not "
+        "connect to a server it cannot verify"
+    ),
+)
+CREDENTIAL_NOT_BOUND = message_register(
+    "credential_not_bound",
+    gettext_noop(
+        "credential %(credential)s may not be used for %(db_type)s at %(endpoint)s: %(refusal)s; someone who "
+        "may change credentials can extend its binding (allowed hosts, ports, database types)"
+    ),
+)
+CREDENTIAL_UNDECRYPTABLE = message_register(
+    "credential_undecryptable",
+    gettext_noop(
+        "credential %(credential)s cannot be decrypted: key rotated? "
+        "Restore the old key in WHALEFALL_FIELD_KEYS or re-enter the password."
+    ),
+)
+LOGIN_FAILED = message_register(
+    "login_failed",
+    gettext_noop(
+        "%(failed)s for %(user)s at %(endpoint)s (%(detail)s); check the credential's user name and password and "
+        "%(check)s"
+    ),
+)
+TIMEOUT_FAILED = message_register(
+    "timeout_failed",
+    gettext_noop(
+        "no answer from %(endpoint)s within %(limit)ss while trying to %(phase)s (%(detail)s); "
+        "check that this is %(port_of)s port, or raise the timeout"
+    ),
+)
+TIMEOUT_FAILED_SILENT = message_register(
+    "timeout_failed_silent",
+    gettext_noop(
+        "no answer from %(endpoint)s within %(limit)ss while trying to %(phase)s; "
+        "check that this is %(port_of)s port, or raise the timeout"
+    ),
+)
+CONNECTION_FAILED = message_register(
+    "connection_failed",
+    gettext_noop("cannot connect to %(endpoint)s (%(detail)s); check host, port, firewall and that %(running)s"),
+)
+NO_ANSWER = message_register(
+    "no_answer",
+    gettext_noop(
+        "no answer from %(endpoint)s within %(limit)ss while trying to %(phase)s (gave up after %(waited)ss); "
+        "check the server's load and locks and the network to it, or raise the instance's query_timeout option"
+    ),
+)
+NO_ANSWER_DETAIL = message_register(
+    "no_answer_detail",
+    gettext_noop(
+        "no answer from %(endpoint)s within %(limit)ss while trying to %(phase)s (gave up after %(waited)ss; "
+        "%(detail)s); check the server's load and locks and the network to it, or raise the instance's "
+        "query_timeout option"
+    ),
+)
+CONNECTION_LOST = message_register(
+    "connection_lost",
+    gettext_noop(
+        "lost the connection to %(endpoint)s after %(elapsed)ss while trying to %(phase)s (%(detail)s); "
+        "the server or something between (proxy, firewall, failover) closed it: check that %(running)s "
+        "and its log, then sync again"
+    ),
+)
+UNEXPECTED_ERROR = message_register(
+    "unexpected_error",
+    gettext_noop("unexpected %(source)s error while trying to %(phase)s (%(detail)s)"),
+)
+UNEXPECTED_CONTENTS = message_register("unexpected_contents", gettext_noop("unexpected %(what)s: %(error)s"))
+UNSUPPORTED_DB_TYPE = message_register(
+    "unsupported_db_type", gettext_noop("unsupported database type %(db_type)s; supported: %(supported)s")
+)
+ADAPTER_UNLOADABLE = message_register(
+    "adapter_unloadable", gettext_noop("the %(db_type)s adapter cannot be loaded: %(error)s")
+)
 
 
 _PRIVATE_FILES: dict[str, tuple[str, tuple[int, int]]] = {}  # sha256 of content -> (path, (st_dev, st_ino))
@@ -119,13 +306,7 @@ def private_file(content: str) -> str:
 
 def tls_verify_failed(target: ConnectionTarget, detail: str) -> ConfigurationError:
     """The server's certificate did not verify: a configuration error that says what to check."""
-    return ConfigurationError(
-        f"the TLS certificate of {endpoint(target)} could not be verified ({detail}); check that the "
-        "instance's tls.ca holds the CA that signed the server's certificate and, with verify-full, that the "
-        "certificate names the host the instance connects to (or use mode verify-ca). WhaleFall does not "
-        "connect to a server it cannot verify",
-        instance_name=target.name,
-    )
+    return _coded(ConfigurationError, TLS_VERIFY_FAILED, target, endpoint=endpoint(target), detail=detail)
 
 
 def scrub(text: str, *secrets: str | None) -> str:
@@ -245,20 +426,28 @@ class ConnectionTarget:
         refusal = credential.binding_refusal(db_type=instance.db_type, host=instance.host, port=int(instance.port))
         if refusal:
             # before any decryption or connection: the password never travels to a host it is not bound to
+            params = {
+                "credential": repr(credential.name),
+                "db_type": instance.db_type,
+                "endpoint": f"{instance.host}:{instance.port}",
+                "refusal": str(refusal),
+            }
             raise ConfigurationError(
-                f"credential {credential.name!r} may not be used for {instance.db_type} at "
-                f"{instance.host}:{instance.port}: {refusal}; someone who may change credentials can extend "
-                "its binding (allowed hosts, ports, database types)",
+                message_english(CREDENTIAL_NOT_BOUND, params),
                 instance_name=instance.name,
+                code=CREDENTIAL_NOT_BOUND,
+                params=params,
             )
         try:
             password = credential.get_password()
             client_key = credential.get_tls_client_key() if hasattr(credential, "get_tls_client_key") else ""
         except CredentialDecryptError as exc:
+            params = {"credential": repr(credential.name)}
             raise ConfigurationError(
-                f"credential {credential.name!r} cannot be decrypted: key rotated? "
-                "Restore the old key in WHALEFALL_FIELD_KEYS or re-enter the password.",
+                message_english(CREDENTIAL_UNDECRYPTABLE, params),
                 instance_name=instance.name,
+                code=CREDENTIAL_UNDECRYPTABLE,
+                params=params,
             ) from exc
         return cls(
             name=instance.name,
@@ -346,9 +535,15 @@ def login_failed(
     Why one wording: whatever the vendor, the first fix is the same (user name and password);
     `check` adds the vendor's other usual cause, `failed` keeps the vendor's own term.
     """
-    return PermissionDenied(
-        f"{failed} for {account_at(target)} ({detail}); check the credential's user name and password and {check}",
-        instance_name=target.name,
+    return _coded(
+        PermissionDenied,
+        LOGIN_FAILED,
+        target,
+        failed=failed,
+        user=repr(target.username),
+        endpoint=endpoint(target),
+        detail=detail,
+        check=check,
     )
 
 
@@ -359,19 +554,16 @@ def timeout_failed(target: ConnectionTarget, phase: str, detail: str | None, *, 
     listen there ("a SQL Server"). `detail` is the driver's text, None when there is none.
     """
     limit = target.connect_timeout if phase == "connect" else target.query_timeout
-    cause = "" if detail is None else f" ({detail})"
-    return TimeoutFailed(
-        f"no answer from {endpoint(target)} within {limit:g}s while trying to {phase}{cause}; "
-        f"check that this is {port_of} port, or raise the timeout",
-        instance_name=target.name,
-    )
+    params = {"endpoint": endpoint(target), "limit": f"{limit:g}", "phase": phase, "port_of": port_of}
+    if detail is None:
+        return _coded(TimeoutFailed, TIMEOUT_FAILED_SILENT, target, **params)
+    return _coded(TimeoutFailed, TIMEOUT_FAILED, target, **params, detail=detail)
 
 
 def connection_failed(target: ConnectionTarget, detail: str, *, running: str) -> ConnectionFailed:
     """The server could not be reached: the network-side checks, then `running`, what should be up there."""
-    return ConnectionFailed(
-        f"cannot connect to {endpoint(target)} ({detail}); check host, port, firewall and that {running}",
-        instance_name=target.name,
+    return _coded(
+        ConnectionFailed, CONNECTION_FAILED, target, endpoint=endpoint(target), detail=detail, running=running
     )
 
 
@@ -381,13 +573,15 @@ def no_answer(target: ConnectionTarget, phase: str, waited: float, detail: str |
     Why apart from `timeout_failed`: the connection was up and answering, so the port hint does not
     apply; the limit named is the instance's query_timeout, `waited` what the client really waited.
     """
-    cause = "" if detail is None else f"; {detail}"
-    return TimeoutFailed(
-        f"no answer from {endpoint(target)} within {target.query_timeout:g}s while trying to {phase} "
-        f"(gave up after {waited:.1f}s{cause}); check the server's load and locks and the network to it, "
-        "or raise the instance's query_timeout option",
-        instance_name=target.name,
-    )
+    params = {
+        "endpoint": endpoint(target),
+        "limit": f"{target.query_timeout:g}",
+        "phase": phase,
+        "waited": f"{waited:.1f}",
+    }
+    if detail is None:
+        return _coded(TimeoutFailed, NO_ANSWER, target, **params)
+    return _coded(TimeoutFailed, NO_ANSWER_DETAIL, target, **params, detail=detail)
 
 
 def connection_lost(
@@ -399,11 +593,15 @@ def connection_lost(
     connection was made (and logged in); `elapsed` is how far into the statement it went.
     """
     detail = " ".join(detail.split())  # drivers' multi-line texts (libpq) on one line
-    return ConnectionFailed(
-        f"lost the connection to {endpoint(target)} after {elapsed:.1f}s while trying to {phase} ({detail}); "
-        f"the server or something between (proxy, firewall, failover) closed it: check that {running} "
-        "and its log, then sync again",
-        instance_name=target.name,
+    return _coded(
+        ConnectionFailed,
+        CONNECTION_LOST,
+        target,
+        endpoint=endpoint(target),
+        elapsed=f"{elapsed:.1f}",
+        phase=phase,
+        detail=detail,
+        running=running,
     )
 
 
@@ -419,12 +617,12 @@ def ran_out(elapsed: float, limit: float) -> bool:
 
 def unexpected_error(target: ConnectionTarget, phase: str, detail: str, *, source: str) -> InternalError:
     """A driver error no rule classifies: still named with the step and the driver's text, so it can be acted on."""
-    return InternalError(f"unexpected {source} error while trying to {phase} ({detail})", instance_name=target.name)
+    return _coded(InternalError, UNEXPECTED_ERROR, target, source=source, phase=phase, detail=detail)
 
 
 def unexpected_contents(target: ConnectionTarget, what: str, exc: Exception) -> InternalError:
     """Rows the (pure) catalog build could not read: a server we did not model, reported instead of a traceback."""
-    return InternalError(f"unexpected {what}: {type(exc).__name__}: {exc}", instance_name=target.name)
+    return _coded(InternalError, UNEXPECTED_CONTENTS, target, what=what, error=f"{type(exc).__name__}: {exc}")
 
 
 # --- canonical snapshot pieces -------------------------------------------------
@@ -644,6 +842,20 @@ class Catalog:
     # in which case `accounts` is left empty on purpose and the apply keeps what is stored
     source_digest: str = ""
     unchanged: bool = False
+
+    def account_scope(self, identity: str, kind: str, attributes: dict[str, Any]) -> str | None:
+        """The scope a stored account exists only inside (None: it belongs to the whole instance).
+
+        Why: an account that lives inside a scope this fetch could not read (a SQL Server database's
+        contained user, an Oracle PDB's local user) is not gone; the engine carries it forward whole.
+        """
+        return None
+
+    def carry_attributes(
+        self, attributes: dict[str, Any], old: dict[str, Any], gaps: list[CoverageGap]
+    ) -> dict[str, Any]:
+        """`attributes` with what `old` said about the unreadable `gaps` kept (default: nothing to keep)."""
+        return attributes
 
     def finalize(self) -> Catalog:
         """Resolve role inheritance into effective capabilities (cycle-safe); complete `coverage`.
@@ -959,11 +1171,13 @@ def get_adapter(db_type: str) -> Adapter:
     """Return the adapter for `db_type`; unknown types are a configuration error."""
     path = ADAPTERS.get(db_type)
     if path is None:
-        raise ConfigurationError(f"unsupported database type {db_type!r}; supported: {', '.join(sorted(ADAPTERS))}")
+        raise _coded(
+            ConfigurationError, UNSUPPORTED_DB_TYPE, None, db_type=repr(db_type), supported=", ".join(sorted(ADAPTERS))
+        )
     try:
         cls: Callable[[], Adapter] = import_string(path)
     except ImportError as exc:
-        raise ConfigurationError(f"the {db_type} adapter cannot be loaded: {exc}") from exc
+        raise _coded(ConfigurationError, ADAPTER_UNLOADABLE, None, db_type=db_type, error=str(exc)) from exc
     return cls()
 
 

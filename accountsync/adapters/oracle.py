@@ -83,9 +83,17 @@ reaches every user: the inheritable capabilities PUBLIC holds (e.g. after
 
 Containers. Connected to a PDB's service, the DBA_ views show that PDB (C##
 common users appear there as users with ``common``). Connected to CDB$ROOT
-they show the root only: the adapter says so (``details["container"]``) and
-reports each PDB it did not read as a coverage gap ``container:<PDB>`` whose fix
-is to register the PDB's service as its own instance.
+(V$CONTAINERS lists CON_ID 1) the account views are read through their CDB_
+twins (`root_statement`: the same columns plus CON_ID, and COMMON on the grant
+views), and `build_catalog` builds each container on its own: the root's
+accounts keep their names, a PDB's are ``<PDB>::<NAME>`` (attribute
+``container``; the roles they hold qualified alike), so a common user is one
+account per container it exists in; grants made commonly are listed in the
+attribute ``common_grants``. Each PDB the CDB_ views returned no rows of (not
+open, or not in the monitoring account's CONTAINER_DATA) is a coverage gap
+``container:<PDB>`` with that reason; `OracleCatalog.account_scope` tells the
+engine that a PDB's accounts live inside it, so a PDB read before and closed
+now keeps them as last known.
 """
 
 from __future__ import annotations
@@ -94,7 +102,7 @@ import functools
 import re
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -160,6 +168,37 @@ PWFILE_SQL_121 = "SELECT USERNAME, SYSDBA, SYSOPER, SYSASM, SYSBACKUP, SYSDG, SY
 PROXIES_SQL = "SELECT PROXY, CLIENT, AUTHENTICATION, AUTHORIZATION_CONSTRAINT, ROLE, PROXY_AUTHORITY FROM DBA_PROXIES"
 PROFILES_SQL = "SELECT PROFILE, RESOURCE_NAME, LIMIT FROM DBA_PROFILES WHERE RESOURCE_NAME = 'PASSWORD_LOCK_TIME'"
 SCHEMA_PRIVS_SQL = "SELECT GRANTEE, PRIVILEGE, SCHEMA, ADMIN_OPTION FROM DBA_SCHEMA_PRIVS"  # 23ai and later
+
+ROOT_CON_ID, SEED_CON_ID = 1, 2  # CDB$ROOT, PDB$SEED (a template, never an account's home)
+# Connected to CDB$ROOT, each account view is read through its CDB_ twin: the DBA_ view's columns plus
+# CON_ID (the container a row belongs to), and COMMON on the grant views (granted commonly or locally).
+# A field not listed keeps its statement (V$PWFILE_USERS is CDB-wide already, its CON_ID is read).
+_CDB_VIEWS: dict[str, bool] = {  # field -> whether the statement also reads COMMON
+    "users": False,
+    "roles": False,
+    "role_privs": True,
+    "sys_privs": True,
+    "tab_privs": True,
+    "col_privs": True,
+    "proxies": False,
+    "profiles": False,
+    "schema_privs": True,
+}
+
+
+def cdb_sql(sql: str, *, common: bool) -> str:
+    """The CDB_ twin of a DBA_ statement: the same columns, COMMON if asked, and CON_ID."""
+    head, rest = sql.split(" FROM DBA_", 1)
+    return f"{head}{', COMMON' if common else ''}, CON_ID FROM CDB_{rest}"
+
+
+def root_statement(read: Read) -> Read:
+    """What is sent instead of `read` once the connection turned out to be CDB$ROOT."""
+    if read.field in _CDB_VIEWS:
+        return Read(read.field, cdb_sql(read.sql, common=_CDB_VIEWS[read.field]), read.optional)
+    if read.field == "pwfile":
+        return Read(read.field, read.sql.replace(" FROM V$PWFILE_USERS", ", CON_ID FROM V$PWFILE_USERS"), read.optional)
+    return read
 
 
 @dataclass(frozen=True)
@@ -315,6 +354,10 @@ class OracleRows:
     schema_privs: list[dict[str, Any]] = field(default_factory=list)
     # the release the connection reported (major, minor); decides which statements were sent
     release: tuple[int, int] = (19, 0)
+    # connected to CDB$ROOT and read through the CDB_ views (rows carry CON_ID); see `build_catalog`
+    cdb: bool = False
+    # the CON_IDs the CDB_ views returned rows of (set by the split of a CDB read, for the root's gaps)
+    con_ids_read: frozenset[int] = frozenset()
     # optional views the monitoring account may not read: field -> the server's error code
     unreadable: dict[str, str] = field(default_factory=dict)
 
@@ -604,6 +647,8 @@ def build_catalog(rows: OracleRows, *, include_oracle_maintained: bool = True, n
     SYSDATE read with the rows (none: the status is taken as read).
     """
     now = now if now is not None else rows.sysdate
+    if rows.cdb:
+        return _build_cdb(rows, include_oracle_maintained=include_oracle_maintained, now=now)
     profiles = _Profiles(rows.profiles, readable="profiles" not in rows.unreadable)
     accounts = _accounts(rows, now, profiles)
     grantees = _Grantees(accounts)
@@ -640,7 +685,7 @@ def build_catalog(rows: OracleRows, *, include_oracle_maintained: bool = True, n
         if _text(r.get("TYPE")).upper() == "DIRECTORY"
     }
     defaults, beyond = _split_public(public, maintained_owners, directories)
-    catalog = Catalog(accounts=[*kept, _public_account(public, beyond)], server_version=full.server_version)
+    catalog = OracleCatalog(accounts=[*kept, _public_account(public, beyond)], server_version=full.server_version)
     catalog.details["modelled_on"] = MODELLED_VERSION
     catalog.details["include_oracle_maintained"] = include_oracle_maintained
     catalog.details["excluded_oracle_maintained"] = excluded
@@ -684,6 +729,7 @@ def _add_grants(rows: OracleRows, grantees: _Grantees) -> None:
         grantees.add_privilege(
             row["GRANTEE"], Privilege("global", _text(row["PRIVILEGE"]).upper(), _yes(row["ADMIN_OPTION"]))
         )
+    _common_grants(rows, grantees)
     for row in rows.pwfile:
         for col in _ADMIN_PRIVS:
             if _yes(row.get(col)):
@@ -706,6 +752,42 @@ def _add_grants(rows: OracleRows, grantees: _Grantees) -> None:
     for row in rows.role_privs:
         grant = RoleGrant(_text(row["GRANTED_ROLE"]), _yes(row["ADMIN_OPTION"]), _yes(row.get("DEFAULT_ROLE", "YES")))
         grantees.add_role(row["GRANTEE"], grant)
+
+
+def _common_grants(rows: OracleRows, grantees: _Grantees) -> None:
+    """Grants made commonly (COMMON = 'YES', read through the CDB_ views): attribute ``common_grants``.
+
+    Why an attribute: a common grant is made in CDB$ROOT with CONTAINER=ALL and can only be revoked
+    there, a local one by the container itself; who can take it away is part of the picture, not of
+    what the privilege allows. Each entry is "<PRIVILEGE> on <scope>" or "ROLE <role>".
+    """
+    marked: dict[str, set[str]] = defaultdict(set)
+    for view, describe in (
+        (rows.sys_privs, lambda r: f"{_text(r['PRIVILEGE']).upper()} on global"),
+        (
+            rows.tab_privs,
+            lambda r: (
+                f"{_text(r['PRIVILEGE']).upper()} on " + make_scope("object", _text(r["OWNER"]), _text(r["TABLE_NAME"]))
+            ),
+        ),
+        (
+            rows.col_privs,
+            lambda r: (
+                f"{_text(r['PRIVILEGE']).upper()} on "
+                + make_scope("column", _text(r["OWNER"]), _text(r["TABLE_NAME"]), _text(r["COLUMN_NAME"]))
+            ),
+        ),
+        (
+            rows.schema_privs,
+            lambda r: f"{_text(r['PRIVILEGE']).upper()} on " + make_scope("schema", _text(r["SCHEMA"])),
+        ),
+        (rows.role_privs, lambda r: f"ROLE {_text(r['GRANTED_ROLE'])}"),
+    ):
+        for row in view:
+            if "COMMON" in row and _yes(row["COMMON"]) and _text(row["GRANTEE"]) in grantees.accounts:
+                marked[_text(row["GRANTEE"])].add(describe(row))
+    for name, grants in marked.items():
+        grantees.accounts[name].attributes["common_grants"] = sorted(grants)
 
 
 # --- escalation routes ----------------------------------------------------------------
@@ -944,28 +1026,132 @@ def _unreadable(rows: OracleRows, catalog: Catalog) -> None:
             catalog.details.setdefault("unreadable_views", {})[name] = code
 
 
+def _con_id(row: dict[str, Any]) -> int:
+    return int(_text(row.get("CON_ID")) or 0)
+
+
 def _containers(rows: OracleRows, catalog: Catalog) -> None:
-    """Which container the DBA_ views showed; connected to CDB$ROOT, every PDB not read is a gap."""
-    names = {int(_text(r.get("CON_ID")) or 0): _text(r.get("NAME")) for r in rows.containers}
+    """Which container the views showed; connected to CDB$ROOT, every PDB not read is a gap, with why.
+
+    A PDB is read when the CDB_ views returned rows of it (`OracleRows.con_ids_read`). One the views
+    did not show is either not open (a MOUNTED PDB has no dictionary to read) or not among the
+    monitoring account's CONTAINER_DATA (a common user sees the root's rows only, unless it is set).
+    """
+    names = {_con_id(r): _text(r.get("NAME")) for r in rows.containers}
     if not names:
         catalog.details["container"] = None
         return
-    if 1 not in names:  # a PDB (only its own row) or a non-CDB (CON_ID 0)
+    if ROOT_CON_ID not in names:  # a PDB (only its own row) or a non-CDB (CON_ID 0)
         catalog.details["container"] = None if 0 in names else next(iter(names.values()))
         return
-    catalog.details["container"] = names[1]
-    pdbs = [r for r in rows.containers if int(_text(r.get("CON_ID")) or 0) > 2]  # 2 is PDB$SEED, a template
-    catalog.details["pdbs_not_read"] = sorted(_text(r.get("NAME")) for r in pdbs)
-    for row in sorted(pdbs, key=lambda r: _text(r.get("NAME"))):
-        name, mode = _text(row.get("NAME")), _text(row.get("OPEN_MODE"))
-        catalog.coverage.append(
-            CoverageGap(
-                scope=f"container:{name}",
-                reason=f"connected to {names[1]}: the DBA_ views show only the root container, not PDB {name} "
-                f"({mode or 'open mode unknown'})",
-                fix=f"register PDB {name} as its own instance, with its service name as the database name",
+    root = names[ROOT_CON_ID]
+    catalog.details["container"] = root
+    pdbs = sorted((r for r in rows.containers if _con_id(r) > SEED_CON_ID), key=lambda r: _text(r.get("NAME")))
+    catalog.details["pdbs_read"] = [_text(r.get("NAME")) for r in pdbs if _con_id(r) in rows.con_ids_read]
+    catalog.details["pdbs_not_read"] = [_text(r.get("NAME")) for r in pdbs if _con_id(r) not in rows.con_ids_read]
+    register = "register PDB {name} as its own instance, with its service name as the database name"
+    for row in pdbs:
+        if _con_id(row) in rows.con_ids_read:
+            continue
+        name, mode = _text(row.get("NAME")), _text(row.get("OPEN_MODE")).upper()
+        if mode and not mode.startswith(("READ", "MIGRATE")):
+            reason = f"connected to {root}: PDB {name} is {mode}, not open, so no view shows its accounts"
+            fix = f"open it (ALTER PLUGGABLE DATABASE {name} OPEN) and sync again, or {register.format(name=name)}"
+        elif "cdb_views" in rows.unreadable:
+            reason = (
+                f"connected to {root}: the monitoring account cannot read the CDB_ views "
+                f"({rows.unreadable['cdb_views']}), and the DBA_ views show only the root container, not PDB {name}"
             )
-        )
+            fix = (
+                f"{register.format(name=name)}, or grant the monitoring account SELECT_CATALOG_ROLE "
+                f"(see {MONITORING_DOC})"
+            )
+        elif rows.cdb or rows.con_ids_read:
+            reason = (
+                f"connected to {root}: the CDB_ views return no rows of PDB {name} "
+                f"({mode or 'open mode unknown'}): the monitoring account's CONTAINER_DATA does not include it"
+            )
+            fix = (
+                f"{register.format(name=name)}, or, as a common user, let it read the PDB from the root: "
+                f"ALTER USER <monitoring account> SET CONTAINER_DATA = (CDB$ROOT, {name}) CONTAINER = CURRENT"
+            )
+        else:
+            reason = (
+                f"connected to {root}: the DBA_ views show only the root container, not PDB {name} "
+                f"({mode or 'open mode unknown'})"
+            )
+            fix = register.format(name=name)
+        catalog.coverage.append(CoverageGap(scope=f"container:{name}", reason=reason, fix=fix))
+
+
+@dataclass
+class OracleCatalog(Catalog):
+    """A Catalog that knows which accounts live inside a PDB (read from CDB$ROOT through the CDB_ views)."""
+
+    def account_scope(self, identity: str, kind: str, attributes: dict[str, Any]) -> str | None:
+        """An account of a PDB (``<PDB>::<NAME>``) lives inside ``container:<PDB>``: kept whole while it is unread."""
+        container = attributes.get("container")
+        return f"container:{container}" if container and identity.startswith(f"{container}::") else None
+
+
+# The per-container fields of a CDB read: split by CON_ID
+_SPLIT_FIELDS = (*_CDB_VIEWS, "pwfile")
+
+
+def _build_cdb(rows: OracleRows, *, include_oracle_maintained: bool, now: datetime | None) -> Catalog:
+    """A CDB read from CDB$ROOT: the root's accounts as ever, each PDB's as ``<PDB>::<NAME>``.
+
+    Each container is built on its own (its users, roles, grants and PUBLIC are its own: a
+    common user C##X is one account per container it exists in, each with what was granted
+    there), then the parts are put together. The root's accounts keep their plain names, so a
+    monitoring account that is later allowed to see the PDBs (CONTAINER_DATA) only adds accounts.
+    V$PWFILE_USERS rows with CON_ID 0 hold for the whole CDB, so for every container.
+    """
+    by_con: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for name in _SPLIT_FIELDS:
+        for row in getattr(rows, name):
+            by_con[_con_id(row)][name].append(row)
+    names = {_con_id(r): _text(r.get("NAME")) for r in rows.containers}
+    seen = frozenset(c for c, views in by_con.items() if views.get("users"))
+
+    def part(con_id: int, containers: list[dict[str, Any]]) -> Catalog:
+        views = {name: list(by_con[con_id][name]) for name in _CDB_VIEWS}
+        pwfile = [*by_con[0]["pwfile"], *by_con[con_id]["pwfile"]]
+        piece = replace(rows, cdb=False, containers=containers, pwfile=pwfile, con_ids_read=seen, **views)
+        return build_catalog(piece, include_oracle_maintained=include_oracle_maintained, now=now)
+
+    catalog = part(ROOT_CON_ID, rows.containers)
+    accounts = list(catalog.accounts)
+    public: dict[str, Any] = {}
+    for con_id in sorted(seen - {ROOT_CON_ID, SEED_CON_ID}):
+        name = names.get(con_id) or f"CON_ID {con_id}"
+        pdb = part(con_id, [r for r in rows.containers if _con_id(r) == con_id])
+        accounts += [_in_container(acc, name) for acc in pdb.accounts]
+        grants = pdb.details.get("public_grants") or {}
+        public[name] = {
+            "oracle_defaults": grants.get("oracle_defaults", 0),
+            "capabilities": grants.get("capabilities", []),
+        }
+        for key in ("excluded_oracle_maintained", "unknown_grantees"):
+            if pdb.details.get(key):
+                catalog.details[key] = sorted(
+                    {*catalog.details.get(key, []), *(f"{name}::{n}" for n in pdb.details[key])}
+                )
+        known = {gap.scope for gap in catalog.coverage}
+        catalog.coverage += [gap for gap in pdb.coverage if gap.scope not in known]
+    catalog.details["container_public_grants"] = public
+    merged = OracleCatalog(
+        accounts=accounts, server_version=catalog.server_version, coverage=catalog.coverage, details=catalog.details
+    )
+    return merged.finalize()
+
+
+def _in_container(acc: AccountRecord, container: str) -> AccountRecord:
+    """A PDB's account as one account of the CDB: its name and the roles it holds qualified by the container."""
+    acc.identity = f"{container}::{acc.identity}"
+    acc.attributes["container"] = container
+    acc.roles = [RoleGrant(f"{container}::{r.role}", r.admin_option, r.default) for r in acc.roles]
+    return acc
 
 
 # --- querying ------------------------------------------------------------------------
@@ -976,16 +1162,25 @@ _MISSING_VIEW = {"ORA-00942", "ORA-01031", "ORA-04043"}
 def read_rows(counter: QueryCounter, release: tuple[int, int] = (19, 0)) -> OracleRows:
     """One statement per view: the number of round trips does not grow with accounts."""
     rows = OracleRows(release=release)
-    for read in statements(release):
+    for plain in statements(release):
+        read = root_statement(plain) if rows.cdb else plain
         try:
             found = counter.fetchdicts(read.sql)
         except Exception as exc:
             codes = set(error_codes(exc))
-            if not read.optional or not codes & _MISSING_VIEW:
+            if rows.cdb and read.field == "users" and codes & _MISSING_VIEW:
+                # no SELECT on the CDB_ views: the root alone, through the DBA_ views (every PDB a gap)
+                rows.cdb = False
+                rows.unreadable["cdb_views"] = sorted(codes & _MISSING_VIEW)[0]
+                found = counter.fetchdicts(plain.sql)
+            elif not read.optional or not codes & _MISSING_VIEW:
                 raise
-            rows.unreadable[read.field] = sorted(codes & _MISSING_VIEW)[0]
-            continue
+            else:
+                rows.unreadable[read.field] = sorted(codes & _MISSING_VIEW)[0]
+                continue
         setattr(rows, read.field, found)
+        if read.field == "containers" and any(_con_id(r) == ROOT_CON_ID for r in found):
+            rows.cdb = True
     return rows
 
 

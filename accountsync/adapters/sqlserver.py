@@ -19,7 +19,11 @@ mapping itself is the privilege ``USER <name>`` on ``database:<db>`` (a privileg
 attribute, so that a database that cannot be read keeps it as last known, like its grants).
 Users that map to no login (orphaned, contained, WITHOUT LOGIN, guest with
 grants), user-defined database roles and each database's ``public`` role are
-accounts named ``<db>::<name>``.
+accounts named ``<db>::<name>``. They live inside their database
+(`SQLServerCatalog.account_scope`): while it cannot be read the engine keeps them
+whole as last known, gives the logins back their grants, roles and ``revoked``
+entries there (`carry_attributes`) and finalizes again, so what those grants give
+(db_owner of a TRUSTWORTHY database) stays (accountsync/services.py, `_carry_forward`).
 
 Implicit memberships (`ImplicitMemberships`): every login is a member of the
 server role ``public``; every database user (a login's mapped user, a
@@ -570,11 +574,40 @@ class SQLServerCatalog(Catalog):
     flags: dict[str, set[str]] = field(default_factory=dict, repr=False)  # own, non-inheritable capabilities
     principal_grants: list[_PrincipalGrant] = field(default_factory=list, repr=False)
     owner_routes: list[_OwnerRoute] = field(default_factory=list, repr=False)
+    owners: dict[str, str] = field(default_factory=dict, repr=False)  # TRUSTWORTHY database -> owning login
 
     def finalize(self) -> Catalog:
+        """Routes from each account's grants as they stand now, then the capabilities they give.
+
+        The routes are worked out here, not when the rows are read: the engine gives the accounts back
+        their last known grants inside unreadable databases and finalizes again, and those grants
+        (db_owner of a TRUSTWORTHY database) must still give what they gave.
+        """
         super().finalize()
+        self.owner_routes = []
+        for acc in self.accounts:
+            _add_own_routes(acc, self, self.owners)
         _resolve(self)
         return self
+
+    def account_scope(self, identity: str, kind: str, attributes: dict[str, Any]) -> str | None:
+        """A database-only account (contained or orphaned user, database role) lives inside its database."""
+        db = attributes.get("database")
+        return make_scope("database", str(db)) if db and identity.startswith(f"{db}::") else None
+
+    def carry_attributes(
+        self, attributes: dict[str, Any], old: dict[str, Any], gaps: list[CoverageGap]
+    ) -> dict[str, Any]:
+        """Keep the REVOKE rows (attribute ``revoked``, "<PERMISSION> on <scope>") last read in unreadable databases."""
+        kept = [item for item in old.get("revoked") or () if _revoked_scope(item, gaps)]
+        if not kept:
+            return attributes
+        return {**attributes, "revoked": sorted({*attributes.get("revoked", ()), *kept})}
+
+
+def _revoked_scope(item: str, gaps: list[CoverageGap]) -> bool:
+    _permission, sep, scope = str(item).rpartition(" on ")
+    return bool(sep) and any(gap.covers(scope) for gap in gaps)
 
 
 def build_catalog(
@@ -587,7 +620,7 @@ def build_catalog(
     _add_server_roles_and_permissions(rows, server, catalog)
     database = _database_principals(rows, server.by_sid, accounts)
     _add_database_roles_and_permissions(rows, database)
-    owners = _trustworthy_owners(rows.databases, server.by_sid)
+    catalog.owners = _trustworthy_owners(rows.databases, server.by_sid)
     coverage = list(coverage)
     for gap in coverage:
         # every database has a public role: one that could not be read keeps it (and, through the gap, its
@@ -599,7 +632,6 @@ def build_catalog(
             )
             accounts.setdefault(public.identity, public)
     for acc in accounts.values():
-        _add_own_routes(acc, catalog, owners)
         for key in ("revoked", "ms_shipped_scopes"):
             if key in acc.attributes:
                 acc.attributes[key] = sorted(set(acc.attributes[key]))

@@ -198,3 +198,30 @@ def role_priv(grantee: str, role: str, admin: bool = False, default: bool = True
 
 def clock(now: datetime) -> list[dict[str, Any]]:
     return [{"SYSDATE": now}]
+
+
+# --- connected to CDB$ROOT -----------------------------------------------------------------
+
+
+def from_root(fixture: dict[str, Any], *, container_data: bool = True, salespdb_open: bool = False) -> dict[str, Any]:
+    """`fixture` (the 19c file) as a connection to CDB$ROOT answers it (a copy; README.md, "CDB$ROOT").
+
+    V$CONTAINERS lists the root, the seed and both PDBs; the CDB_ views hold the root's rows (CON_ID 1)
+    and ORCLPDB1's (CON_ID 3), and SALESPDB's (CON_ID 4) while it is open. Without `container_data`
+    the monitoring account is a common user whose CONTAINER_DATA is not set: the CDB_ views return the
+    root's rows only, as Oracle filters them.
+    """
+    out = copy.deepcopy(fixture)
+    variants = out["variants"]
+    containers = "V$CONTAINERS from CDB$ROOT, SALESPDB open" if salespdb_open else "V$CONTAINERS from CDB$ROOT"
+    out["views"]["V$CONTAINERS"] = copy.deepcopy(variants[containers])
+    cdb = copy.deepcopy(variants["CDB_ views from CDB$ROOT"])
+    if salespdb_open:
+        for view, rows in variants["CDB_ rows of SALESPDB while open"].items():
+            cdb[view]["rows"] += copy.deepcopy(rows)
+    if not container_data:
+        for view in cdb.values():
+            at = view["columns"].index("CON_ID")
+            view["rows"] = [row for row in view["rows"] if row[at] == 1]
+    out["views"].update(cdb)
+    return out

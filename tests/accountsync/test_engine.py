@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accountsync.adapters.base import AccountRecord, Catalog, Privilege, RoleGrant
 from accountsync.bulk import INSERT_CHUNK
+from accountsync.facts import record_server_facts
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from accountsync.services import account_sync_apply
 
@@ -330,7 +331,10 @@ def test_server_wide_facts_reach_the_result_details(instance):
     public = [{"scope": "database:sales", "privilege": "CONNECT", "grantable": False, "effect": "GRANT"}]
     cat.details.update(public_grants=public, default_password_lifetime=90, flavor="mariadb")
     details = account_sync_apply(instance=instance, catalog=cat).details
-    assert details["public_grants"] == public
+    # stored once as a version (accountsync/facts.py): the details count them and name the version
+    facts_id = details["server_facts"]["id"]
+    assert details["public_grants"] == {"count": 1, "facts_id": facts_id}
+    assert record_server_facts(details)["public_grants"] == public
     assert details["default_password_lifetime"] == 90
     assert "flavor" not in details
     plain = account_sync_apply(instance=instance, catalog=catalog(acct("alice", ("database:sales", "SELECT"))))
@@ -372,3 +376,78 @@ def test_a_refused_apply_keeps_the_previous_digest(instance, settings):
     assert account_sync_apply(instance=instance, catalog=empty).error_kind == "guard"
     instance.refresh_from_db()
     assert instance.catalog_digest == "a" * 64
+
+
+class HomedCatalog(Catalog):
+    """A catalog whose adapter says which accounts live inside one database (attribute `home`)."""
+
+    def account_scope(self, identity: str, kind: str, attributes: dict) -> str | None:
+        return attributes.get("home")
+
+
+def homed(*accounts: AccountRecord, unknown: tuple[str, ...] = ()) -> Catalog:
+    return HomedCatalog(accounts=list(accounts), unknown_scopes=list(unknown)).finalize()
+
+
+def local_user(name: str, *privs: tuple[str, str]) -> AccountRecord:
+    return AccountRecord(
+        identity=f"sales::{name}",
+        username=name,
+        attributes={"home": "database:sales"},
+        privileges=[Privilege(scope, priv) for scope, priv in privs],
+    )
+
+
+def test_an_account_inside_an_unreadable_scope_is_carried_whole_and_removed_only_once_read(instance):
+    """The engine's carry-forward, on any family: could not read is never "removed"."""
+    account_sync_apply(
+        instance=instance,
+        catalog=homed(
+            acct("alice", ("database:sales", "SELECT"), roles=("sales::readers",)),
+            local_user("bob", ("object:sales.orders", "DELETE")),
+            AccountRecord(
+                identity="sales::readers", username="readers", kind="role", attributes={"home": "database:sales"}
+            ),
+        ),
+    )
+    entries, snapshots = AccountChangeLog.objects.count(), AccountPermission.objects.count()
+
+    # sales unreadable: neither bob nor the role is listed, alice's grants and membership there are not either
+    during = account_sync_apply(instance=instance, catalog=homed(acct("alice"), unknown=("database:sales",)))
+    assert during.success and during.removed_count == 0 and during.modified_count == 0
+    assert during.details["inventory"]["carried"] == 2
+    assert (AccountChangeLog.objects.count(), AccountPermission.objects.count()) == (entries, snapshots)
+    assert set(
+        InstanceAccount.objects.filter(instance=instance, is_active=True).values_list("identity", flat=True)
+    ) == {
+        "'alice'@'%'",
+        "sales::bob",
+        "sales::readers",
+    }
+
+    # read again: bob is really gone, alice really lost SELECT; the role and the membership are still there
+    after = account_sync_apply(
+        instance=instance,
+        catalog=homed(
+            acct("alice", roles=("sales::readers",)),
+            AccountRecord(
+                identity="sales::readers", username="readers", kind="role", attributes={"home": "database:sales"}
+            ),
+        ),
+    )
+    assert after.removed_count == 1 and "carried" not in after.details["inventory"]
+    new = AccountChangeLog.objects.order_by("id")[entries:].values_list("account__identity", "change_type", "summary")
+    assert sorted(new) == [
+        ("'alice'@'%'", "privileges_changed", "-SELECT on database:sales"),
+        ("sales::bob", "removed", "removed sales::bob"),
+    ]
+
+
+def test_a_plain_catalog_carries_no_account(instance):
+    """Without account_scope (MySQL, PostgreSQL) an account the catalog no longer lists is removed, gap or not."""
+    account_sync_apply(instance=instance, catalog=base_catalog())
+    result = account_sync_apply(
+        instance=instance,
+        catalog=catalog(acct("alice"), acct("bob", ("global", "PROCESS")), unknown=("database:hr",)),
+    )
+    assert result.removed_count == 1 and "carried" not in result.details["inventory"]

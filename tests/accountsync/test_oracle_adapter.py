@@ -56,6 +56,7 @@ from accountsync.effective import effective_access
 from tests.accountsync.oracle_rows import (
     answer,
     clock,
+    from_root,
     load,
     parse_select,
     recorded_server,
@@ -567,20 +568,70 @@ def test_unreadable_dba_schema_privs_is_a_coverage_gap(recorded) -> None:
 
 
 def test_connected_to_the_root_container_says_so_and_names_each_pdb(recorded) -> None:
-    recorded["views"]["V$CONTAINERS"] = recorded["fixture"]["variants"]["V$CONTAINERS from CDB$ROOT"]
+    """A common user without CONTAINER_DATA: the CDB_ views return the root's rows only, so every PDB is a gap."""
+    use(recorded, from_root(FIXTURE, container_data=False))
     catalog = OracleAdapter().fetch(target(database_name="ORCLCDB"))
     assert catalog.details["container"] == "CDB$ROOT"
+    assert catalog.details["pdbs_read"] == []
     assert catalog.details["pdbs_not_read"] == ["ORCLPDB1", "SALESPDB"]  # not PDB$SEED, a template
     gaps = {g.scope: g for g in catalog.coverage}
     assert sorted(gaps) == ["container:ORCLPDB1", "container:SALESPDB"]
     assert gaps["container:SALESPDB"].kind == "unreadable"
-    assert "the DBA_ views show only the root container" in gaps["container:SALESPDB"].reason
-    assert "MOUNTED" in gaps["container:SALESPDB"].reason
-    assert gaps["container:ORCLPDB1"].fix == (
+    assert "PDB SALESPDB is MOUNTED, not open" in gaps["container:SALESPDB"].reason
+    assert "ALTER PLUGGABLE DATABASE SALESPDB OPEN" in gaps["container:SALESPDB"].fix
+    assert "CONTAINER_DATA does not include it" in gaps["container:ORCLPDB1"].reason
+    assert gaps["container:ORCLPDB1"].fix.startswith(
         "register PDB ORCLPDB1 as its own instance, with its service name as the database name"
     )
+    assert "SET CONTAINER_DATA = (CDB$ROOT, ORCLPDB1) CONTAINER = CURRENT" in gaps["container:ORCLPDB1"].fix
+    assert not any("::" in a.identity for a in catalog.accounts)  # the root's accounts only, by their names
+    assert {"SYS", "C##AUDITOR", "C##WHALEFALL", "PUBLIC"} <= {a.identity for a in catalog.accounts}
     scopes = {p["scope"] for s in snapshots(catalog).values() for p in s["privileges"]}
     assert not any(g.covers(scope) for g in catalog.coverage for scope in scopes)  # no grant is held back
+
+
+def test_with_container_data_the_root_reads_each_open_pdb_through_the_cdb_views(recorded) -> None:
+    use(recorded, from_root(FIXTURE))
+    catalog = OracleAdapter().fetch(target(database_name="ORCLCDB"))
+    sent = " ".join(recorded["conn"].cursor().executed)
+    assert "FROM CDB_USERS" in sent and "FROM DBA_USERS" not in sent and "CON_ID FROM V$PWFILE_USERS" in sent
+    assert catalog.details["pdbs_read"] == ["ORCLPDB1"] and catalog.details["pdbs_not_read"] == ["SALESPDB"]
+    assert [g.scope for g in catalog.coverage] == ["container:SALESPDB"]  # MOUNTED: no view shows it
+    by = {a.identity: a for a in catalog.accounts}
+    # a common user is one account per container it exists in; a PDB's local user is an account of that PDB
+    assert "C##AUDITOR" in by and "ORCLPDB1::C##AUDITOR" in by and "APP_OWNER" not in by
+    local = by["ORCLPDB1::APP_OWNER"]
+    assert local.username == "APP_OWNER" and local.attributes["container"] == "ORCLPDB1"
+    assert not local.attributes["common"] and "container" not in by["C##AUDITOR"].attributes
+    auditor = by["ORCLPDB1::C##AUDITOR"]
+    assert auditor.attributes["common"] is True
+    # granted commonly (from the root, CONTAINER=ALL) or locally (in ORCLPDB1 only): COMMON kept
+    assert auditor.attributes["common_grants"] == ["ROLE C##AUDIT_ROLE"]
+    assert ("global", "SELECT ANY TABLE") in {(p.scope, p.privilege) for p in auditor.privileges}
+    assert "SELECT ANY TABLE" not in {p.privilege for p in by["C##AUDITOR"].privileges}
+    # roles resolve inside their own container: JR_DBA holds ORCLPDB1's DBA
+    jr = by["ORCLPDB1::JR_DBA"]
+    assert {r.role for r in jr.roles} == {"ORCLPDB1::DBA", "ORCLPDB1::CONNECT"} and jr.is_superuser
+    assert by["ORCLPDB1::PUBLIC"].attributes["pseudo_role"] is True
+    assert catalog.details["container_public_grants"]["ORCLPDB1"]["oracle_defaults"] == 3
+    assert catalog.details["public_grants"]["oracle_defaults"] == 2  # the root's own PUBLIC
+    # the password file is CDB-wide (CON_ID 0): SYSDBA holds for SYS in every container
+    assert ("global", "SYSDBA") in {(p.scope, p.privilege) for p in by["ORCLPDB1::SYS"].privileges}
+    assert ("global", "SYSDBA") in {(p.scope, p.privilege) for p in by["SYS"].privileges}
+    # the engine knows which accounts live inside a PDB (kept whole while it cannot be read)
+    assert catalog.account_scope(local.identity, local.kind, local.attributes) == "container:ORCLPDB1"
+    assert catalog.account_scope("C##AUDITOR", "user", by["C##AUDITOR"].attributes) is None
+
+
+def test_a_root_whose_cdb_views_are_not_readable_falls_back_to_the_root_alone(recorded) -> None:
+    use(recorded, from_root(FIXTURE))
+    recorded["fail_on"]["CDB_USERS"] = server_error(942, "table or view does not exist")
+    catalog = OracleAdapter().fetch(target(database_name="ORCLCDB"))
+    assert catalog.details["unreadable_views"] == {"cdb_views": "ORA-00942"}
+    gaps = {g.scope: g for g in catalog.coverage}
+    assert sorted(gaps) == ["container:ORCLPDB1", "container:SALESPDB"]
+    assert "cannot read the CDB_ views (ORA-00942)" in gaps["container:ORCLPDB1"].reason
+    assert not any("::" in a.identity for a in catalog.accounts)
 
 
 def test_non_cdb_and_unreadable_containers(recorded) -> None:

@@ -14,10 +14,11 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from accountsync.models import AccountPermission, InstanceAccount
+from accountsync.facts import record_server_facts
+from accountsync.models import AccountChangeLog, AccountPermission, CoverageGapEpisode, InstanceAccount
 from findings.models import Finding
 from sync.services import sync_accounts
-from tests.accountsync.oracle_rows import load, recorded_server
+from tests.accountsync.oracle_rows import from_root, load, recorded_server
 
 MAINTAINED = {"CONNECT", "DBA", "DBSNMP", "SELECT_CATALOG_ROLE", "SYS", "SYSTEM", "XS$NULL"}
 
@@ -34,7 +35,7 @@ def synced(db, monkeypatch, make_instance):
 def test_sync_stores_public_defaults_once_and_the_rest_as_the_public_account(synced) -> None:
     instance, result = synced
     assert result["details"]["container"] == "ORCLPDB1"
-    public = result["details"]["public_grants"]
+    public = record_server_facts(result["details"])["public_grants"]
     assert public["oracle_defaults"] == 3 and len(public["privileges"]) == 5
     snapshots = {
         p.account.identity: p.snapshot
@@ -82,9 +83,7 @@ def test_oracle_maintained_accounts_are_marked_and_filterable(synced, admin_user
 
 
 def test_a_sync_of_the_root_container_completes_with_a_gap_per_pdb(db, monkeypatch, make_instance) -> None:
-    fixture = load("catalog_19c.json")
-    fixture["views"]["V$CONTAINERS"] = fixture["variants"]["V$CONTAINERS from CDB$ROOT"]
-    recorded_server(monkeypatch, fixture)
+    recorded_server(monkeypatch, from_root(load("catalog_19c.json"), container_data=False))
     instance = make_instance("oracle", port=1521, database_name="ORCLCDB", name="ora-root")
     result = sync_accounts(instance=instance, sync_type="manual_single")
     assert result["success"], result["message"]
@@ -93,3 +92,58 @@ def test_a_sync_of_the_root_container_completes_with_a_gap_per_pdb(db, monkeypat
     assert sorted(gaps) == ["container:ORCLPDB1", "container:SALESPDB"]
     assert "register PDB SALESPDB as its own instance" in gaps["container:SALESPDB"]["fix"]
     assert "completed with gaps" in result["message"]
+
+
+def _picture(instance) -> dict[str, object]:
+    return {
+        "active": set(
+            InstanceAccount.objects.filter(instance=instance, is_active=True).values_list("identity", flat=True)
+        ),
+        "snapshots": set(
+            AccountPermission.objects.filter(instance=instance, valid_to__isnull=True).values_list("id", "digest")
+        ),
+        "log": AccountChangeLog.objects.filter(instance=instance).count(),
+        "findings": set(
+            Finding.objects.filter(instance=instance, is_open=True).values_list("account__identity", "rule_code")
+        ),
+    }
+
+
+def test_the_root_reads_each_pdb_and_keeps_a_closed_one_as_last_known(db, monkeypatch, make_instance) -> None:
+    """Sync 1 reads SALESPDB (open), sync 2 finds it MOUNTED (nothing changes), sync 3 reads it again."""
+    fixture = load("catalog_19c.json")
+    state = recorded_server(monkeypatch, from_root(fixture, salespdb_open=True))
+    instance = make_instance("oracle", port=1521, database_name="ORCLCDB", name="ora-cdb")
+    first = sync_accounts(instance=instance, sync_type="manual_single")
+    assert first["success"], first["message"]
+    assert first["details"]["pdbs_read"] == ["ORCLPDB1", "SALESPDB"] and first["details"]["coverage"]["gaps"] == []
+    before = _picture(instance)
+    assert {"C##AUDITOR", "ORCLPDB1::C##AUDITOR", "SALESPDB::C##AUDITOR", "SALESPDB::SALES_APP"} <= before["active"]
+    assert ("SALESPDB::SALES_DBA", "SUPERUSER") in before["findings"]  # DBA granted locally in SALESPDB
+    sales_dba = InstanceAccount.objects.get(instance=instance, identity="SALESPDB::SALES_DBA")
+    assert sales_dba.attributes["container"] == "SALESPDB" and sales_dba.is_superuser
+
+    # sync 2: SALESPDB was closed (MOUNTED): the CDB_ views show nothing of it
+    state["fixture"] = from_root(fixture)
+    state["views"] = state["fixture"]["views"]
+    second = sync_accounts(instance=instance, sync_type="manual_single")
+    assert second["success"], second["message"]
+    assert _picture(instance) == before  # no deactivation, no new snapshot, no change entry, no finding resolved
+    gaps = {g["scope"]: g for g in second["details"]["coverage"]["gaps"]}
+    assert list(gaps) == ["container:SALESPDB"] and "MOUNTED" in gaps["container:SALESPDB"]["reason"]
+    carried = {i for i in before["active"] if i.startswith("SALESPDB::")}
+    assert second["details"]["inventory"]["carried"] == len(carried) and len(carried) >= 5
+
+    # sync 3: open again, and meanwhile SALES_DBA lost DBA (granted locally there)
+    state["fixture"] = from_root(fixture, salespdb_open=True)
+    views = state["fixture"]["views"]
+    rp = views["CDB_ROLE_PRIVS"]
+    rp["rows"] = [r for r in rp["rows"] if not (r[0] == "SALES_DBA" and r[-1] == 4)]
+    state["views"] = views
+    third = sync_accounts(instance=instance, sync_type="manual_single")
+    assert third["success"], third["message"]
+    assert third["details"]["coverage"]["closed"] == ["container:SALESPDB"]
+    assert not CoverageGapEpisode.objects.filter(instance=instance, closed_at__isnull=True).exists()
+    entries = AccountChangeLog.objects.filter(instance=instance).order_by("id")[before["log"] :]
+    assert [(e.account.identity, e.change_type) for e in entries] == [("SALESPDB::SALES_DBA", "privileges_changed")]
+    assert ("SALESPDB::SALES_DBA", "SUPERUSER") not in _picture(instance)["findings"]

@@ -276,6 +276,13 @@ def run_scenario(instance: Any, settings: Any) -> dict[str, Any]:
         outcome = result.as_dict()
         for gap in (outcome["details"].get("coverage") or {}).get("gaps") or []:
             gap["since"], gap["last_read_at"] = clock.name(gap["since"]), clock.name(gap["last_read_at"])
+        # the server facts' version (accountsync/facts.py): its id and start are normalised like the rest
+        version = outcome["details"].get("server_facts")
+        if version:
+            version["id"], version["valid_from"] = "<facts version>", clock.name(version["valid_from"])
+            for value in outcome["details"].values():
+                if isinstance(value, dict) and "facts_id" in value:
+                    value["facts_id"] = "<facts version>"
         steps.append(
             {
                 "step": f"{n}: {label}",
