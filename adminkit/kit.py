@@ -10,6 +10,7 @@ registry (``config.registry``), never by importing them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -17,10 +18,12 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.views.main import SEARCH_VAR
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import conditional_escape, format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
@@ -42,6 +45,45 @@ def search_too_long_message() -> str:
     return gettext("Search text longer than %(n)d characters was not run: search for a shorter part of the name.") % {
         "n": MAX_SEARCH_LENGTH
     }
+
+
+# after these a long account name may wrap ('svc_reporting_etl'@'10.0.%', app.readers, dba@corp.example)
+NAME_BREAKS = re.compile(r"(?<=[@._])")
+# the list columns that hold account names: shown with `wrap_name` by every kit admin that lists them
+WRAPPED_COLUMNS = ("identity", "account")
+
+
+def wrap_name(text: object, *, span: bool = True) -> SafeString:
+    """An account name that wraps only after `@`, `.` and `_`, never in the middle of a word.
+
+    Why <wbr> and not CSS alone: `overflow-wrap: anywhere` breaks wherever the column runs out
+    ("'svc_repor" / "ting'@'%'"); a name read across a line break must break where it has parts.
+    The span keeps the cell's break-anywhere fallback from applying to the name; list columns go
+    without it (``span=False``: the stylesheet sets their cells, and a link keeps its name as its text).
+    """
+    parts = NAME_BREAKS.split(str(text))
+    if not span:
+        return SafeString("<wbr>".join(conditional_escape(p) for p in parts))
+    return format_html(
+        '<span class="wf-name">{}</span>', SafeString("<wbr>".join(conditional_escape(p) for p in parts))
+    )
+
+
+def _wrapped_column(model: Any, name: str) -> Callable[[Any], str] | None:
+    """A list column showing the model field `name` through `wrap_name`, labelled and sorted as the field."""
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+
+    def column(obj: Any) -> str:
+        value = getattr(obj, name)
+        return wrap_name(value, span=False) if value not in (None, "") else "-"
+
+    column.__name__ = name  # the cell keeps its `field-<name>` class (the stylesheet sizes it)
+    column.short_description = field.verbose_name  # type: ignore[attr-defined]
+    column.admin_order_field = name  # type: ignore[attr-defined]
+    return column
 
 
 class KitAdminMixin:
@@ -74,6 +116,15 @@ class KitAdminMixin:
         if len(search_term) > MAX_SEARCH_LENGTH:
             return queryset.none(), False
         return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """Account-name columns (WRAPPED_COLUMNS) wrap at their parts; see ``wrap_name``."""
+        shown = list(super().get_list_display(request))  # type: ignore[misc]
+        model = self.model  # type: ignore[attr-defined]
+        return [
+            (_wrapped_column(model, item) or item) if isinstance(item, str) and item in WRAPPED_COLUMNS else item
+            for item in shown
+        ]
 
     def get_actions(self, request: HttpRequest) -> dict[str, AdminAction]:
         actions: dict[str, AdminAction] = super().get_actions(request)  # type: ignore[misc]

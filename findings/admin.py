@@ -11,10 +11,11 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accountsync.admin import AccountSearchMixin
-from adminkit.kit import ReadOnlyAdmin
+from adminkit.kit import ReadOnlyAdmin, badge, wrap_name
 from findings.models import Finding
 from findings.rules import RULES_BY_CODE
 
@@ -26,7 +27,8 @@ class RuleFilter(admin.SimpleListFilter):
     parameter_name = "rule"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(rule.code, f"{rule.title} ({rule.code})") for rule in RULES_BY_CODE.values()]
+        # the code may break after its underscores (DIRECTORY_ORPHANED_ACCESS), not mid-word
+        return [(rule.code, wrap_name(f"{gettext(rule.title)} ({rule.code})")) for rule in RULES_BY_CODE.values()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Finding]) -> QuerySet[Finding]:
         if self.value():
@@ -36,7 +38,7 @@ class RuleFilter(admin.SimpleListFilter):
 
 @admin.register(Finding)
 class FindingAdmin(AccountSearchMixin, ReadOnlyAdmin):
-    list_display = ["rule_title", "severity", "account", "instance", "is_open", "first_seen_at", "resolved_at"]
+    list_display = ["rule_title", "severity_badge", "account", "instance", "is_open", "first_seen_at", "resolved_at"]
     list_filter = ["is_open", "severity", RuleFilter, "instance__db_type", "instance", "first_seen_at"]
     search_fields = ["account__identity"]  # by account (AccountSearchMixin); the rule has its filter
     list_select_related = ["account", "instance"]
@@ -58,4 +60,8 @@ class FindingAdmin(AccountSearchMixin, ReadOnlyAdmin):
     @admin.display(description=_("rule"), ordering="rule_code")
     def rule_title(self, obj: Finding) -> str:
         rule = RULES_BY_CODE.get(obj.rule_code)
-        return rule.title if rule else obj.rule_code
+        return gettext(rule.title) if rule else obj.rule_code
+
+    @admin.display(description=_("severity"), ordering="severity")
+    def severity_badge(self, obj: Finding) -> str:
+        return badge(f"sev-{obj.severity}", obj.get_severity_display())

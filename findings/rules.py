@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from config.scopes import split_scope
 from findings.models import SeverityChoices
@@ -375,7 +376,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "EMPTY_PASSWORD",
         S.CRITICAL,
-        "Empty password",
+        gettext_noop("Empty password"),
         _empty_password,
         "An unlocked login whose password plugin stores an empty secret: anyone who can reach the port logs in. "
         "Socket/peer plugins (unix_socket, auth_socket) are not passwords and never match.",
@@ -383,7 +384,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "SUPERUSER",
         S.HIGH,
-        "Superuser or equivalent",
+        gettext_noop("Superuser or equivalent"),
         _superuser,
         "An unlocked login holding SUPERUSER directly or through roles (MySQL ALL/SUPER on *.*, PostgreSQL "
         "SUPERUSER, SQL Server sysadmin/CONTROL SERVER, Oracle DBA/SYSDBA/GRANT ANY ...).",
@@ -391,14 +392,14 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "ANONYMOUS",
         S.HIGH,
-        "Anonymous account",
+        gettext_noop("Anonymous account"),
         _anonymous,
         "A MySQL/MariaDB account with an empty user name: any user name matches it.",
     ),
     Rule(
         "PUBLIC_GRANTS",
         S.HIGH,
-        "Privileges granted to PUBLIC",
+        gettext_noop("Privileges granted to PUBLIC"),
         _public_grants,
         "Privileges or roles granted to the PUBLIC pseudo-role reach every account, present and future "
         "(SQL Server's built-in VIEW ANY DATABASE and endpoint CONNECT, each database public role's VIEW ANY COLUMN "
@@ -409,7 +410,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "GRANT_OPTION",
         S.MEDIUM,
-        "Can grant privileges to others",
+        gettext_noop("Can grant privileges to others"),
         _grant_option,
         "An unlocked, non-superuser login with GRANT OPTION, ADMIN OPTION, ownership (PostgreSQL) or "
         "db_owner/securityadmin (SQL Server): it can hand its rights on.",
@@ -417,21 +418,21 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "WILDCARD_HOST",
         S.MEDIUM,
-        "Wildcard host",
+        gettext_noop("Wildcard host"),
         _wildcard_host,
         "A MySQL/MariaDB account whose host contains % or _ (or is empty): it may connect from many hosts.",
     ),
     Rule(
         "ORPHANED_USER",
         S.MEDIUM,
-        "Orphaned SQL Server user",
+        gettext_noop("Orphaned SQL Server user"),
         _orphaned,
         "A SQL-authenticated database user whose SID matches no login: it keeps grants nobody can see by login.",
     ),
     Rule(
         "LOCKED_PRIVILEGED",
         S.LOW,
-        "Locked but privileged",
+        gettext_noop("Locked but privileged"),
         _locked_privileged,
         "A locked or disabled login that still holds SUPERUSER, GRANT_ADMIN or CREATE_USER: unlocking it "
         "restores that power silently.",
@@ -439,7 +440,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "DORMANT_PRIVILEGED",
         S.MEDIUM,
-        "Dormant privileged account",
+        gettext_noop("Dormant privileged account"),
         _dormant_privileged,
         "An unlocked login holding SUPERUSER, GRANT_ADMIN or CREATE_USER that has not logged in for "
         "dormant_days days (policy, default 90; Oracle: DBA_USERS.LAST_LOGIN, or since it was created): "
@@ -448,21 +449,21 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "PASSWORD_EXPIRED",
         S.LOW,
-        "Expired password",
+        gettext_noop("Expired password"),
         _password_expired,
         "The password has expired (policy: report_expired_passwords, on by default).",
     ),
     Rule(
         "PASSWORD_NEVER_EXPIRES",
         S.LOW,
-        "Password never expires",
+        gettext_noop("Password never expires"),
         _password_never_expires,
         "An unlocked password login with no expiry (policy: require_password_expiry, off by default).",
     ),
     Rule(
         "PASSWORDLESS_LOGIN",
         S.INFO,
-        "Login without a password (PostgreSQL)",
+        gettext_noop("Login without a password (PostgreSQL)"),
         _passwordless_login,
         "A PostgreSQL login role with no password: it can only log in by pg_hba.conf methods (peer, cert, "
         "trust); not an empty password, but worth checking against pg_hba.conf.",

@@ -25,7 +25,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from accountsync.adapters.base import ErrorKind
+from accountsync.adapters.base import ErrorKind, gap_text
+from accountsync.facts import REFERENCE_KEY as FACTS_REFERENCE_KEY
+from accountsync.facts import SERVER_FACT_KEYS
 from accountsync.models import InstanceAccount
 from adminkit.kit import ReadOnlyAdmin, badge, date_range_filter
 from sync.models import (
@@ -238,7 +240,8 @@ def session_progress(session: SyncSession) -> dict[str, Any]:
             "removed": r.items_deleted,
             "error_kind": r.error_kind,
             "error_kind_display": error_kind_label(r.error_kind) if r.error_kind else "",
-            "error_message": r.error_message,
+            # in the reader's language (the stored English for rows from before message codes)
+            "error_message": r.error_display,
             "accept_removals_url": reverse("admin:sync_syncsession_accept_removals", args=[session.pk, r.pk])
             if r.error_kind == GUARD and r.status == SyncRecordStatusChoices.FAILED and r.instance_id
             else "",
@@ -247,8 +250,8 @@ def session_progress(session: SyncSession) -> dict[str, Any]:
                     "scope": g.get("scope", ""),
                     "kind": g.get("kind", ""),
                     "kind_display": str(GAP_KINDS.get(g.get("kind", ""), g.get("kind", ""))),
-                    "reason": g.get("reason", ""),
-                    "fix": g.get("fix", ""),
+                    "reason": gap_text(g.get("reason", "")),
+                    "fix": gap_text(g.get("fix", "")),
                 }
                 for g in ((r.details or {}).get("coverage") or {}).get("gaps") or []
             ]
@@ -638,6 +641,48 @@ class SyncInstanceRecordAdmin(ReadOnlyAdmin):
     search_fields = ["instance_name"]
     list_select_related = ["session"]
     ordering = ["-id"]
+    # the record page: the error in the reader's language instead of the stored English and its code
+    fields = [
+        "session_link",
+        "instance",
+        "instance_name",
+        "status_badge",
+        "started_at",
+        "completed_at",
+        "items_synced",
+        "items_created",
+        "items_updated",
+        "items_deleted",
+        "coverage_gaps",
+        "error_kind_display",
+        "error_text",
+        "details",
+        "server_facts_link",
+        "heartbeat_at",
+        "attempt",
+        "queued_at",
+        "queue_attempts",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description=_("error"))
+    def error_text(self, obj: SyncInstanceRecord) -> str:
+        return obj.error_display or "-"
+
+    @admin.display(description=_("server facts"))
+    def server_facts_link(self, obj: SyncInstanceRecord) -> str:
+        """Where the server-wide facts the details only count are (accountsync/facts.py)."""
+        ref = (obj.details or {}).get(FACTS_REFERENCE_KEY)
+        if isinstance(ref, dict) and ref.get("id") is not None:
+            return format_html(
+                '<a href="{}">{}</a>',
+                reverse("admin:accountsync_instanceserverfacts_change", args=[ref["id"]]),
+                gettext("version %(id)s (digest %(digest)s)")
+                % {"id": ref["id"], "digest": str(ref.get("digest"))[:12]},
+            )
+        if any(key in (obj.details or {}) for key in SERVER_FACT_KEYS):
+            return gettext("in the details above (recorded before server facts were stored apart)")
+        return "-"
 
     @admin.display(description=_("session"), ordering="session")
     def session_link(self, obj: SyncInstanceRecord) -> str:

@@ -17,7 +17,9 @@ from django.db import models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
+from accountsync.adapters.base import message_english, message_register, message_render
 from accountsync.coverage import result_gaps, unreadable_count
 
 
@@ -54,6 +56,58 @@ class SyncRecordStatusChoices(models.TextChoices):
     COMPLETED = "completed", _("Completed")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
+
+
+# The sync layer's own failure messages (accountsync.adapters.base.MESSAGES holds the adapters' and the
+# engine's): each is stored with its code and parameters, rendered in the reader's language by the admin.
+INSTANCE_DELETED = message_register(
+    "sync_instance_deleted",
+    gettext_noop("Instance %(instance)s was deleted before session %(session)s reached it; nothing to sync."),
+)
+INSTANCE_BUSY = message_register(
+    "sync_instance_busy",
+    gettext_noop(
+        "Instance %(instance)s is already being synced by session %(session)s; try again when it has finished."
+    ),
+)
+INSTANCE_BUSY_SINGLE = message_register(
+    "sync_instance_busy_single",
+    gettext_noop(
+        "Instance %(instance)s is already being synced by a manual single-instance sync; try again when it has "
+        "finished."
+    ),
+)
+SYNC_FAILED = message_register("sync_failed", gettext_noop("Sync of instance %(instance)s failed."))
+BROKER_REFUSED = message_register(
+    "sync_broker_refused",
+    gettext_noop(
+        "the task queue (broker) refused the task: %(reason)s. Nothing ran for this instance; check that the "
+        "broker (Q_BROKER_URL) is reachable, then use Retry failed."
+    ),
+)
+WORKER_LOST = message_register(
+    "sync_worker_lost",
+    gettext_noop(
+        "worker lost: no heartbeat from the sync of %(instance)s for %(silent)ss (limit %(limit)ss); the worker "
+        "was killed or crashed. Retry failed to sync it again."
+    ),
+)
+TASK_LOST = message_register(
+    "sync_task_lost",
+    gettext_noop(
+        "its task was queued %(times)s times and never started: the broker lost it or no worker cluster is "
+        "running (manage.py qcluster). Retry failed to sync it."
+    ),
+)
+PROCESS_STOPPED = message_register(
+    "sync_process_stopped",
+    gettext_noop("the process running this session stopped before reaching this instance. Retry failed to sync it."),
+)
+
+
+def coded(code: str, **params: str) -> dict[str, Any]:
+    """The English text, code and parameters of a sync message, as ``mark_failed``/``fail_pending`` take them."""
+    return {"error_message": message_english(code, params), "error_code": code, "error_params": params}
 
 
 RECORD_TERMINAL = frozenset(
@@ -192,6 +246,10 @@ class SyncInstanceRecord(models.Model):
     coverage_gaps = models.PositiveIntegerField(_("coverage gaps"), default=0)
     error_kind = models.CharField(_("error kind"), max_length=32, blank=True)
     error_message = models.TextField(_("error message"), blank=True)
+    # the message's code and parameters (accountsync.adapters.base.MESSAGES): shown in the reader's language;
+    # empty for rows from before codes, which keep showing their English error_message
+    error_code = models.CharField(_("error code"), max_length=64, blank=True, default="")
+    error_params = models.JSONField(_("error parameters"), default=dict, blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
     attempt = models.PositiveIntegerField(_("attempt"), default=0)
@@ -220,6 +278,15 @@ class SyncInstanceRecord(models.Model):
     @property
     def with_gaps(self) -> bool:
         return self.status == SyncRecordStatusChoices.COMPLETED and self.coverage_gaps > 0
+
+    @property
+    def error_display(self) -> str:
+        """The error in the active language (the stored English text when it has no known code)."""
+        if not self.error_message:
+            return ""
+        params = self.error_params if isinstance(self.error_params, dict) else {}
+        prefix = params.get("instance_prefix", "")
+        return message_render(self.error_code, params, self.error_message, prefix=prefix)
 
     def _transition(self, frm: set[str], to: str, **fields: Any) -> bool:
         fields["updated_at"] = timezone.now()
@@ -261,20 +328,34 @@ class SyncInstanceRecord(models.Model):
             details=details,
             error_kind="",
             error_message="",
+            error_code="",
+            error_params={},
         )
 
-    def mark_failed(self, *, error_kind: str, error_message: str, details: dict | None = None) -> bool:
-        """running -> failed with a classified error."""
+    def mark_failed(
+        self,
+        *,
+        error_kind: str,
+        error_message: str,
+        details: dict | None = None,
+        error_code: str = "",
+        error_params: dict[str, str] | None = None,
+    ) -> bool:
+        """running -> failed with a classified error (and its message code, for display in the reader's language)."""
         return self._transition(
             {SyncRecordStatusChoices.RUNNING},
             SyncRecordStatusChoices.FAILED,
             completed_at=timezone.now(),
             error_kind=error_kind,
             error_message=error_message,
+            error_code=error_code,
+            error_params=error_params or {},
             details=details or {},
         )
 
-    def fail_pending(self, *, error_kind: str, error_message: str) -> bool:
+    def fail_pending(
+        self, *, error_kind: str, error_message: str, error_code: str = "", error_params: dict[str, str] | None = None
+    ) -> bool:
         """pending -> failed: its task never ran (not queued, or lost by the broker)."""
         return self._transition(
             {SyncRecordStatusChoices.PENDING},
@@ -282,6 +363,8 @@ class SyncInstanceRecord(models.Model):
             completed_at=timezone.now(),
             error_kind=error_kind,
             error_message=error_message,
+            error_code=error_code,
+            error_params=error_params or {},
         )
 
     def fence(self) -> bool:

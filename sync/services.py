@@ -34,12 +34,21 @@ from sync.heartbeat import Heartbeat, HeartbeatGroup
 from sync.hooks import PostSyncEvent, post_sync_announce
 from sync.leases import lease_acquire, lease_fence, lease_release, lease_release_for_session
 from sync.models import (
+    BROKER_REFUSED,
+    INSTANCE_BUSY,
+    INSTANCE_BUSY_SINGLE,
+    INSTANCE_DELETED,
+    PROCESS_STOPPED,
     SESSION_SYNC_TYPES,
+    SYNC_FAILED,
+    TASK_LOST,
+    WORKER_LOST,
     SyncInstanceRecord,
     SyncRecordStatusChoices,
     SyncSession,
     SyncSessionStatusChoices,
     SyncTypeChoices,
+    coded,
 )
 
 logger = logging.getLogger(__name__)
@@ -196,6 +205,8 @@ def _engine_run(
             instance=instance, session_id=session_id, force=force, before_apply=before_apply, fence=fence
         )
         result = outcome.as_dict()
+        if outcome.message_code:  # for the record: its message in the reader's language
+            result["message_code"], result["message_params"] = outcome.message_code, outcome.message_params
         if outcome.success:
             inventory = outcome.details.get("inventory") or {}
             post_sync_announce(
@@ -265,9 +276,10 @@ def _record_run(
     sid = str(session.session_id)
     finalize = session.finalize if batch is None else (lambda: False)
     if instance is None:
-        message = f"Instance {record.instance_name} was deleted before session {sid} reached it; nothing to sync."
+        failure = coded(INSTANCE_DELETED, instance=record.instance_name, session=sid)
+        message = failure["error_message"]
         if record.mark_running():
-            record.mark_failed(error_kind="configuration", error_message=message)
+            record.mark_failed(error_kind="configuration", **failure)
         finalize()
         return _failure(record.instance_name, message, "configuration", session_id=sid)
     if not record.mark_running():
@@ -291,8 +303,9 @@ def _record_run(
     holder = f"record:{record.pk}"
     lease = lease_acquire(instance_id=instance.pk, holder=holder, session_id=sid)
     if not lease.acquired:
-        message = _busy_message(instance.name, lease.session_id)
-        record.mark_failed(error_kind="conflict", error_message=message)
+        failure = _busy(instance.name, lease.session_id)
+        message = failure["error_message"]
+        record.mark_failed(error_kind="conflict", **failure)
         finalize()
         return _failure(instance.name, message, "conflict", session_id=sid, record_id=record.pk)
     beating = (
@@ -315,9 +328,14 @@ def _record_run(
         on_fresh_connection(lambda: lease_release(instance_id=instance.pk, holder=holder), what="lease release")
 
 
+def _busy(instance_name: str, session_id: str | None) -> dict[str, Any]:
+    if session_id:
+        return coded(INSTANCE_BUSY, instance=instance_name, session=str(session_id))
+    return coded(INSTANCE_BUSY_SINGLE, instance=instance_name)
+
+
 def _busy_message(instance_name: str, session_id: str | None) -> str:
-    by = f"session {session_id}" if session_id else "a manual single-instance sync"
-    return f"Instance {instance_name} is already being synced by {by}; try again when it has finished."
+    return _busy(instance_name, session_id)["error_message"]
 
 
 class LeaseFence:
@@ -408,8 +426,8 @@ def _record_run_leased(
         on_fresh_connection(
             lambda: record.mark_failed(
                 error_kind=result.get("error_kind") or "internal",
-                error_message=result.get("message") or f"Sync of instance {instance.name} failed.",
                 details=result.get("details") or {},
+                **_result_failure(result, instance.name),
             ),
             what="record outcome",
         )
@@ -576,19 +594,27 @@ def _enqueue(session: SyncSession, record_ids: list[tuple[int, str]], *, force: 
         _enqueue_failed(session, [pk for pk, _ in record_ids[queued:]], queued, exc)
 
 
+def _result_failure(result: dict[str, Any], instance_name: str) -> dict[str, Any]:
+    """A failed engine result's message, code and parameters for the record (the engine prefixes the name)."""
+    message = result.get("message")
+    if not message:
+        return coded(SYNC_FAILED, instance=instance_name)
+    code = result.get("message_code") or ""
+    params = dict(result.get("message_params") or {})
+    if code and message.startswith(f"{instance_name}: "):
+        params["instance_prefix"] = instance_name
+    return {"error_message": message, "error_code": code, "error_params": params if code else {}}
+
+
 def _enqueue_failed(session: SyncSession, not_queued: list[int], queued: int, exc: Exception) -> None:
     sid = str(session.session_id)
     reason = f"{type(exc).__name__}: {str(exc)[:300].rstrip('. ')}"
-    message = (
-        f"the task queue (broker) refused the task: {reason}. Nothing ran for this instance; "
-        "check that the broker (Q_BROKER_URL) is reachable, then use Retry failed."
-    )
     failed = SyncInstanceRecord.objects.filter(pk__in=not_queued, status=SyncRecordStatusChoices.PENDING).update(
         status=SyncRecordStatusChoices.FAILED,
         completed_at=timezone.now(),
         updated_at=timezone.now(),
         error_kind="broker",
-        error_message=message,
+        **coded(BROKER_REFUSED, reason=reason),
     )
     session.finalize()
     logger.error(
@@ -794,8 +820,7 @@ def sync_reap(*, stale_after: int | None = None, pending_after: int | None = Non
         silent = int((now - record.heartbeat_at).total_seconds())
         if record.mark_failed(
             error_kind="timeout",
-            error_message=f"worker lost: no heartbeat from the sync of {record.instance_name} for {silent}s "
-            f"(limit {limit}s); the worker was killed or crashed. Retry failed to sync it again.",
+            **coded(WORKER_LOST, instance=record.instance_name, silent=str(silent), limit=str(limit)),
         ):
             reaped += 1
             if record.instance_id:
@@ -854,8 +879,7 @@ def _reap_pending(*, now: Any, stale_cutoff: Any, pending_after: int | None) -> 
             if record.queue_attempts > tries:
                 if record.fail_pending(
                     error_kind="broker",
-                    error_message=f"its task was queued {record.queue_attempts} times and never started: the "
-                    "broker lost it or no worker cluster is running (manage.py qcluster). Retry failed to sync it.",
+                    **coded(TASK_LOST, times=str(record.queue_attempts)),
                 ):
                     done += 1
                     _reap_log(record, "failed lost pending record %s of %s")
@@ -877,8 +901,7 @@ def _reap_pending(*, now: Any, stale_cutoff: Any, pending_after: int | None) -> 
     for record in unqueued.exclude(session__in=progressed).select_related("session"):
         if record.fail_pending(
             error_kind="timeout",
-            error_message="the process running this session stopped before reaching this instance. "
-            "Retry failed to sync it.",
+            **coded(PROCESS_STOPPED),
         ):
             done += 1
             _reap_log(record, "failed abandoned pending record %s of %s")

@@ -6,6 +6,8 @@ unbroken error text, accounts with every capability, change-log entries with man
 page is loaded at 1366x768 and 1440x900 and must not scroll sideways: neither the page
 (``scrollWidth <= clientWidth`` of the document) nor the container of any table, nor any table cell
 (a cell whose content is wider than the cell is content cut off or spilling over its neighbour).
+The same pages are loaded in Simplified Chinese at 1366 px (other words, other widths), and a long
+account name that wraps breaks only after `@`, `.` or `_` (adminkit.kit.wrap_name), never mid-word.
 """
 
 from __future__ import annotations
@@ -29,7 +31,32 @@ from .conftest import overflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
-WIDTHS = [(1366, 768), (1440, 900)]
+WIDTHS = [(1366, 768, "en"), (1440, 900, "en"), (1366, 768, "zh-hans")]
+
+# Where each account name (.wf-name) wraps: the character before every line start but the first.
+# Measured per character with a Range, so it is what the browser really drew.
+NAME_BREAKS_JS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('.wf-name, #result_list .field-identity, #result_list .field-account')) {
+    if (!el.offsetParent) continue;
+    const text = el.textContent;
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    let top = null, before = '';
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (let i = 0; i < node.length; i++) {
+        const range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        const rect = range.getClientRects()[0];
+        if (!rect) continue;
+        if (top !== null && rect.top > top + 2) out.push([text, before]);
+        top = rect.top;
+        before = node.data[i];
+      }
+    }
+  }
+  return out;
+}"""
 LONG = "payments-settlement-eu-west-1-primary-cluster-node"
 CAPABILITIES = {"SUPERUSER", "GRANT_ADMIN", "CREATE_USER", "WILDCARD_HOST", "CREATE_DB", "REPLICATION", "BYPASS_RLS"}
 
@@ -168,8 +195,11 @@ def pages(fleet: dict) -> dict[str, str]:
 def logged_in(browser, live_server, alice):
     contexts = []
 
-    def make(width: int, height: int):
-        context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
+    def make(width: int, height: int, language: str = "en"):
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, locale="zh-CN" if language == "zh-hans" else "en-US"
+        )
+        context.add_cookies([{"name": "django_language", "value": language, "url": live_server.url}])
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(20_000)
@@ -186,11 +216,12 @@ def logged_in(browser, live_server, alice):
         context.close()
 
 
-@pytest.mark.parametrize(("width", "height"), WIDTHS, ids=[f"{w}px" for w, _ in WIDTHS])
-def test_no_page_scrolls_sideways(logged_in, live_server, width, height):
+@pytest.mark.parametrize(("width", "height", "language"), WIDTHS, ids=[f"{w}px-{lang}" for w, _, lang in WIDTHS])
+def test_no_page_scrolls_sideways(logged_in, live_server, width, height, language):
     fleet = wide_fleet()
-    page = logged_in(width, height)
+    page = logged_in(width, height, language)
     problems = {}
+    names_broken = {}
     for name, url in pages(fleet).items():
         page.goto(f"{live_server.url}{url}")
         page.wait_for_selector("#content")
@@ -205,4 +236,15 @@ def test_no_page_scrolls_sideways(logged_in, live_server, width, height):
             print(name, json.dumps(widths))
         if found:
             problems[name] = found
-    assert not problems, json.dumps(problems, indent=1)
+        if language == "zh-hans":
+            assert page.locator("html").get_attribute("lang") == "zh-hans", name
+        if name in ("accounts", "findings", "change-log"):
+            assert page.locator("#result_list wbr").count() > 0, name  # the names carry break points
+        mid_word = [
+            (text, before)
+            for text, before in page.evaluate(NAME_BREAKS_JS)
+            if before not in "@._" and not before.isspace()
+        ]
+        if mid_word:
+            names_broken[name] = mid_word
+    assert not problems and not names_broken, json.dumps({"overflow": problems, "names": names_broken}, indent=1)

@@ -9,6 +9,12 @@ for one of three. Then she walks the pages: dashboard, instance (Test connection
 credential, session, accounts, account, change log, change, findings. No page scrolls sideways or
 clips a table (tests/browser/conftest.py OVERFLOW_JS), and each is saved as a screenshot
 (``WHALEFALL_SCREENSHOTS=docs/screenshots`` refreshes the README's copies).
+
+Then the same walk in Simplified Chinese (Accept-Language zh-CN and the language cookie zh-hans): the
+pages fit 1366 px there too, and what the English text comes from code rather than a catalog line
+(finding rule titles, "Created at"/"Updated at", the tag picker, django-q2's sidebar section, status
+words, the stored sync error) is Chinese. Screenshots get a ``-zh`` suffix (the session's is ``session-zh``:
+``session-batch-details-zh`` is test_admin_sync_browser's).
 """
 
 from __future__ import annotations
@@ -231,7 +237,7 @@ def test_a_new_users_tour_at_1366(browser, live_server, alice, maria_fleet, pg_f
 
         # --- dashboard: the fleet at a glance; an app's index does not repeat it --------------
         html = visit(page, f"{base}/admin/", None, problems)
-        assert page.locator(".wf-dashboard .wf-dash-panel").count() == 4
+        assert page.locator(".wf-dashboard .wf-dash-panel").count() >= 4  # features add panels
         assert 'rel="icon"' in html
         visit(page, f"{base}/admin/sync/", None, problems)
         assert page.locator(".wf-dashboard").count() == 0
@@ -324,4 +330,85 @@ def test_a_new_users_tour_at_1366(browser, live_server, alice, maria_fleet, pg_f
         assert Finding.objects.filter(account__username=f"{p}_nopw", rule_code="EMPTY_PASSWORD").exists()
     finally:
         context.close()
+    walk_in_chinese(browser, base, maria=maria, pg=pg, second=second, p=p, q=q, problems=problems)
     assert not problems, json.dumps(problems, indent=1)
+
+
+# words a page in Chinese shows only when the catalog and the code that renders it both work
+ZH = {
+    "findings": ("空密码", "通配符主机"),  # rule titles: Empty password, Wildcard host
+    "created": ("创建时间", "更新时间"),  # Created at, Updated at
+    "status": "失败 — 3 个实例中 2 个成功",  # Failed — 2 of 3 succeeded
+    "connect": "无法连接到",  # the stored connection error, rendered from its code
+    "queue": "任务队列",  # django-q2's sidebar section (its models translate themselves)
+}
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def walk_in_chinese(browser, base: str, *, maria, pg, second, p: str, q: str, problems: dict[str, list[str]]) -> None:
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": base}])
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        login(page, base)
+
+        html = visit(page, f"{base}/admin/", "dashboard-zh", problems)
+        assert page.locator("html").get_attribute("lang") == "zh-hans"
+        panels = page.text_content(".wf-dashboard")
+        assert ZH["findings"][0] in panels and "Empty password" not in panels
+
+        # the instance: tag picker, sidebar, timestamps; the failed record's error in Chinese
+        page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'true')")
+        html = visit(page, f"{base}/admin/instances/instance/{maria.pk}/change/", "instance-detail-zh", problems)
+        sidebar = page.text_content("#nav-sidebar")
+        assert ZH["queue"] in sidebar and "Task queue" not in sidebar
+        picker = page.text_content(".field-tags")
+        assert HAN.search(picker) and "Hold down" not in picker and "Choose" not in picker, picker
+        assert all(word in html for word in ZH["created"]) and "Created at" not in html
+        page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+
+        html = visit(page, f"{base}/admin/sync/syncsession/{second.pk}/change/", "session-zh", problems)
+        assert page.text_content("#wf-status") == ZH["status"]
+        rows = {r.split("\t")[0]: r for r in page.locator("#wf-records tbody tr").all_inner_texts()}
+        legacy = rows["maria-legacy"]
+        assert ZH["connect"] in legacy and "cannot connect" not in legacy, legacy
+        assert "127.0.0.1:" in legacy  # the host and the driver's words are shown as they are
+        record = second.records.get(instance_name="maria-legacy")
+        assert record.error_message.startswith("maria-legacy: cannot connect to 127.0.0.1:")  # English is kept
+        html = visit(page, f"{base}/admin/sync/syncinstancerecord/{record.pk}/change/", None, problems)
+        assert ZH["connect"] in page.text_content(".field-error_text")
+
+        visit(page, f"{base}/admin/instances/credential/", None, problems)
+        trust = Credential.objects.get(name="postgres-local-trust")
+        html = visit(page, f"{base}/admin/instances/credential/{trust.pk}/change/", "credential-zh", problems)
+        assert "此凭据的密码为空" in html and "This credential has an empty password" not in html
+
+        visit(page, f"{base}/admin/accountsync/instanceaccount/?q={p}_*", "accounts-zh", problems)
+        assert page.locator("#result_list tbody tr").count() == 15
+        # a long identity wraps only after @ . _ (the list marks where)
+        assert page.locator("#result_list td.field-identity wbr, #result_list th.field-identity wbr").count() > 0
+
+        bob = InstanceAccount.objects.get(instance=maria, username=f"{p}_bob")
+        visit(page, f"{base}/admin/accountsync/instanceaccount/{bob.pk}/change/", "account-detail-zh", problems)
+        assert page.locator("#wf-account-findings a", has_text="通配符主机").count() == 1
+
+        visit(page, f"{base}/admin/accountsync/accountchangelog/?q={p}_", "change-log-zh", problems)
+        assert "valid_until: ∅ → 2030-01-01" in page.text_content("#result_list")
+        app_change = (
+            AccountChangeLog.objects.filter(account__username=f"{q}_app", account__instance=pg)
+            .exclude(change_type="added")
+            .get()
+        )
+        visit(page, f"{base}/admin/accountsync/accountchangelog/{app_change.pk}/change/", "change-detail-zh", problems)
+        assert HAN.search(page.title()) and f"{q}_app" in page.title()
+
+        visit(page, f"{base}/admin/findings/finding/?q={p}_", "findings-zh", problems)
+        listed = page.text_content("#result_list")
+        assert ZH["findings"][0] in listed and "Empty password" not in listed
+        # severity as a badge, in Chinese
+        assert page.locator("#result_list .field-severity_badge .wf-badge").count() >= 4
+        rule_filter = page.text_content("#changelist-filter")
+        assert ZH["findings"][1] in rule_filter and "Wildcard host" not in rule_filter
+    finally:
+        context.close()

@@ -40,7 +40,7 @@ def test_viewer_sees_the_list_and_cannot_change_anything(client, charlie, make_i
     client.force_login(charlie)
     page = client.get(findings_url)
     assert page.status_code == 200
-    html = page.content.decode()
+    html = page.content.decode().replace("<wbr>", "")  # names carry wrap points (adminkit.kit.wrap_name)
     assert "Superuser or equivalent" in html and "Wildcard host" in html and "&#x27;su1&#x27;@&#x27;%&#x27;" in html
     finding = Finding.objects.filter(rule_code="SUPERUSER").first()
     assert client.get(reverse("admin:findings_finding_add")).status_code == 403

@@ -54,20 +54,23 @@
     tr.appendChild(cell(String(r.added), "num"));
     tr.appendChild(cell(String(r.modified), "num"));
     tr.appendChild(cell(String(r.removed), "num"));
-    const error = cell("", "wf-error");
+    const error = cell("", "wf-outcome");
     if (r.error_kind) {
+      const text = document.createElement("span");
+      text.className = "wf-error";
       const kind = document.createElement("span");
       kind.className = "wf-error-kind";
+      kind.title = r.error_kind_display || "";
       kind.textContent = "[" + r.error_kind + "]";
-      error.appendChild(kind);
-      error.appendChild(document.createTextNode(" " + r.error_message));
+      text.append(kind, " " + r.error_message);
+      error.appendChild(text);
     }
     (r.gaps || []).forEach(function (g) {
       const line = document.createElement("div");
       line.className = "wf-gap wf-gap-" + g.kind;
       const kind = document.createElement("span");
-      kind.className = "wf-error-kind";
-      kind.textContent = "[" + (g.kind_display || g.kind) + "]";
+      kind.className = "wf-gap-kind";
+      kind.textContent = g.kind_display || g.kind;
       const scope = document.createElement("code");
       scope.textContent = g.scope;
       line.append(kind, " ", scope, ": " + g.reason + (g.fix ? " — " + g.fix : ""));
