@@ -5,9 +5,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # --- builder: compilers and headers, only to build the requirements into a virtualenv ----------------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# mysqlclient compiles against MariaDB Connector/C; every other requirement installs from a wheel.
+# mysqlclient compiles against MariaDB Connector/C, python-ldap (django-auth-ldap) against libldap and
+# libsasl2; every other requirement installs from a wheel.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc pkg-config default-libmysqlclient-dev \
+ && apt-get install -y --no-install-recommends gcc pkg-config default-libmysqlclient-dev libldap2-dev libsasl2-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
@@ -25,9 +26,10 @@ RUN cd /src \
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_ENV=production PATH=/opt/venv/bin:$PATH
 # libmariadb3: mysqlclient. libltdl7 + libgssapi-krb5-2 (pulls libkrb5-3): the SQL Server ODBC driver bundled
-# by mssql-python. psycopg[binary] and oracledb (thin) carry their own libraries.
+# by mssql-python. libldap-2.5-0 + libsasl2-2: python-ldap. psycopg[binary] and oracledb (thin) carry their own
+# libraries.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libmariadb3 libltdl7 libgssapi-krb5-2 \
+ && apt-get install -y --no-install-recommends libmariadb3 libltdl7 libgssapi-krb5-2 libldap-2.5-0 libsasl2-2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app

@@ -7,14 +7,17 @@ savepoint so that the caller's transaction stays usable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Model
 from django.http import HttpRequest
+from django.utils.module_loading import import_string
 
 from audit.middleware import client_address, current_request, valid_address
 from audit.models import AuditEvent, AuditVia
@@ -24,6 +27,10 @@ logger = logging.getLogger("whalefall.audit")
 
 MAX_TEXT = 255
 MAX_FILTERS = 30
+# Sign-in events get the path's `method` (local/ldap/oidc) and, for a refusal, its `reason`: a sign-in
+# backend notes them on the request (directory/signin.py, SIGNIN_ATTR); a success names its backend.
+SIGNIN_KINDS = frozenset({"login", "login_failed", "locked_out"})
+SIGNIN_ATTR = "whalefall_signin"
 
 
 def via_for_request(request: HttpRequest | None) -> str | None:
@@ -55,6 +62,20 @@ def _user(actor: Any) -> Any:
     if actor is not None and getattr(actor, "is_authenticated", False) and isinstance(actor, get_user_model()):
         return actor
     return None
+
+
+def _signin_details(kind: str, request: HttpRequest | None, actor: Any, details: dict | None) -> dict[str, Any]:
+    """The sign-in's method and, when refused, reason: what the backend noted, else the local accounts'."""
+    note = dict(getattr(request, SIGNIN_ATTR, None) or {})
+    method = note.pop("method", None)
+    if kind == "login":
+        backend = getattr(actor, "backend", "") or ""  # the path of the backend that authenticated it
+        with contextlib.suppress(ImportError):
+            method = getattr(import_string(backend), "signin_method", None) if backend else method
+        note.pop("reason", None)
+    if method is None and kind != "login" and getattr(settings, "WHALEFALL_LDAP_ENABLED", False):
+        method = "password"  # refused by the lockout before a backend could tell local from LDAP
+    return {**(details or {}), **note, "method": method or "local"}
 
 
 def audit_record(
@@ -90,6 +111,8 @@ def audit_record(
             object_id = object_id or obj.pk
             object_repr = object_repr or str(obj)
         address = valid_address(remote_addr) if remote_addr else client_address(request)
+        if kind in SIGNIN_KINDS and not username:  # an OIDC failure: the name is the provider's, noted
+            username = (getattr(request, SIGNIN_ATTR, None) or {}).get("username") or username
         with transaction.atomic():
             return AuditEvent.objects.create(
                 kind=kind,
@@ -100,7 +123,7 @@ def audit_record(
                 object_type=str(object_type)[:100],
                 object_id=str(object_id if object_id is not None else "")[:64],
                 object_repr=str(object_repr)[:MAX_TEXT],
-                details=details or {},
+                details=_signin_details(kind, request, actor, details) if kind in SIGNIN_KINDS else details or {},
             )
     except Exception:
         log_event(

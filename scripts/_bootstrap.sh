@@ -5,7 +5,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-apt_packages=(python3 python3-venv python3-dev gcc pkg-config default-libmysqlclient-dev libltdl7 gettext fonts-wqy-microhei "$@")
+apt_packages=(python3 python3-venv python3-dev gcc pkg-config default-libmysqlclient-dev libltdl7 gettext fonts-wqy-microhei
+  libldap2-dev libsasl2-dev "$@")
+# The sign-in tests start their own OpenLDAP server and OpenID Connect provider (node, from npm).
+[ "${WHALEFALL_DEV:-0}" = "1" ] && apt_packages+=(slapd ldap-utils) && { command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm); }
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,6 +16,9 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The sign-in tests run their own slapd (tests/ldapserver.py): the package must not set up and start
+  # a system one on port 389.
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -48,3 +54,15 @@ if [ "${WHALEFALL_DEV:-0}" = "1" ] && ! command -v nginx >/dev/null 2>&1 && [ ! 
   rm -rf "$nginx_tmp"
 fi
 [ -x "$ROOT/.venv/nginx/usr/sbin/nginx" ] && export PATH="$PATH:$ROOT/.venv/nginx/usr/sbin"
+
+# The OpenID Connect provider the sign-in tests start (tests/oidc/provider.mjs): npm's oidc-provider,
+# pinned by tests/oidc/package-lock.json, installed into .venv/oidc (reinstalled when the lock changes).
+if [ "${WHALEFALL_DEV:-0}" = "1" ]; then
+  oidc_stamp=".venv/oidc/.installed-$(sha256sum tests/oidc/package-lock.json | cut -c1-16)"
+  if [ ! -f "$oidc_stamp" ]; then
+    echo "==> installing the test OpenID Connect provider into .venv/oidc"
+    rm -rf .venv/oidc && mkdir -p .venv/oidc
+    cp tests/oidc/package.json tests/oidc/package-lock.json .venv/oidc/
+    npm ci --prefix .venv/oidc --no-audit --no-fund --silent && touch "$oidc_stamp"
+  fi
+fi

@@ -9,6 +9,37 @@ from tests.chosen import chosen_server  # noqa: F401
 from tests.livedb import mariadb_admin, postgres_admin, unique_prefix  # noqa: F401
 
 
+@pytest.fixture(scope="session")
+def ldap_server():
+    """A private OpenLDAP slapd for the whole session (tests/ldapserver.py); skips, or fails under
+    WHALEFALL_REQUIRE_LIVE=1, when slapd is not installed."""
+    import os
+
+    from tests.ldapserver import start_ldap_server, stop_ldap_server
+
+    try:
+        server = start_ldap_server()
+    except FileNotFoundError as exc:
+        if os.environ.get("WHALEFALL_REQUIRE_LIVE") == "1":
+            pytest.fail(f"{exc} (WHALEFALL_REQUIRE_LIVE=1)")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        stop_ldap_server(server)
+
+
+@pytest.fixture
+def ldap_directory(ldap_server):
+    """The session's slapd, running, with every entry this test added through its helpers deleted after."""
+    ldap_server.start()
+    try:
+        yield ldap_server
+    finally:
+        ldap_server.start()  # a test that stopped it gets it back before cleaning up
+        ldap_server.cleanup()
+
+
 @pytest.fixture
 def make_credential(db):
     def make(name: str = "mon", username: str = "monitor", password: str = "s3cr3t-Pa55") -> Credential:
