@@ -15,12 +15,14 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
 from django_filters.fields import IsoDateTimeField
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 
 from accountsync.models import AccountChangeLog, AccountKind, AccountPermission, ChangeType, InstanceAccount
 from accountsync.selectors import LAST_SEEN
 from api.querying import MAX_QUERY_LENGTH, validate_query_length
+from classification.selectors import classification_members
 from findings.models import Finding, SeverityChoices
 from instances.models import DbType, Environment, Instance, SyncStatus
 from sync.models import SyncSession, SyncSessionStatusChoices, SyncTypeChoices
@@ -120,6 +122,9 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
     oracle_maintained = django_filters.BooleanFilter(
         method="_oracle_maintained", help_text="Oracle-maintained accounts (SYS, SYSTEM, DBSNMP, DBA, ...)."
     )
+    classification = TextFilter(
+        method="_classification", help_text="Accounts in the classification with this code (docs/classification.md)."
+    )
     # the identity holds the name: one indexed test (PostgreSQL's trigram index, accountsync 0007), not two scans
     search = TextFilter(method=_search(("identity",)), help_text="Account name (anywhere in the identity).")
     # on the true last seen (the view's ``last_seen`` annotation), not the row's write time
@@ -140,10 +145,18 @@ class InstanceAccountFilterSet(django_filters.FilterSet):
             "superuser",
             "locked",
             "oracle_maintained",
+            "classification",
             "search",
             "last_seen_after",
             "last_seen_before",
         ]
+
+    def _classification(self, queryset: Any, name: str, value: str) -> Any:
+        """By classification code; an unknown code is a 400 naming it, not an empty page."""
+        members = classification_members(code=value)
+        if members is None:
+            raise DRFValidationError({"classification": [f"Unknown classification code {value!r}."]})
+        return queryset.filter(pk__in=members)
 
     def _oracle_maintained(self, queryset: Any, name: str, value: bool | None) -> Any:
         """The account attribute the Oracle adapter sets; false: every other account (other families too)."""

@@ -241,6 +241,10 @@ class SyncInstanceRecordSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="Completed, but part of the instance could not be read: details.coverage.gaps lists it with the fix.",
     )
+    server_facts = serializers.SerializerMethodField(
+        help_text="Where the server-wide facts the details only count are: GET /api/v1/server-facts/{id}/ "
+        "(null: none, or an old record whose details still hold them inline)."
+    )
 
     class Meta:
         model = SyncInstanceRecord
@@ -259,11 +263,23 @@ class SyncInstanceRecordSerializer(serializers.ModelSerializer):
             "items_deleted",
             "error_kind",
             "error_message",
+            "error_code",
+            "error_params",
             "coverage_gaps",
             "completed_with_gaps",
             "attempt",
             "details",
+            "server_facts",
         ]
+
+    @extend_schema_field(
+        {"type": "object", "nullable": True, "properties": {"id": {"type": "integer"}, "digest": {"type": "string"}}}
+    )
+    def get_server_facts(self, obj: SyncInstanceRecord) -> dict[str, Any] | None:
+        ref = (obj.details or {}).get("server_facts")
+        if not isinstance(ref, dict) or ref.get("id") is None:
+            return None
+        return {"id": ref["id"], "digest": ref.get("digest", "")}
 
     def get_duration_seconds(self, obj: SyncInstanceRecord) -> float | None:
         if obj.started_at is None or obj.completed_at is None:

@@ -22,6 +22,15 @@ class AuditKind(models.TextChoices):
     LOGIN = "login", _("Login")
     LOGIN_FAILED = "login_failed", _("Failed login")
     LOCKED_OUT = "locked_out", _("Locked out")
+    # governance (docs/classification.md, docs/baselines.md, docs/reviews.md)
+    CLASSIFICATION_RULE_SAVED = "classification_rule_saved", _("Classification rule saved")
+    CLASSIFICATION_MANUAL = "classification_manual", _("Classification assigned by hand")
+    CLASSIFICATION_MANUAL_CLEARED = "classification_manual_cleared", _("Manual classification cleared")
+    BASELINE_APPROVED = "baseline_approved", _("Baseline approved")
+    REVIEW_CAMPAIGN_CREATED = "review_campaign_created", _("Review campaign created")
+    REVIEW_DECIDED = "review_decided", _("Review decision")
+    REVIEW_CAMPAIGN_CLOSED = "review_campaign_closed", _("Review campaign closed")
+    REVIEW_EVIDENCE_EXPORT = "review_evidence_export", _("Review evidence exported")
 
 
 class AuditVia(models.TextChoices):

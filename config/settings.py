@@ -16,6 +16,7 @@ from pathlib import Path
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -176,6 +177,65 @@ WHALEFALL_LOGIN_PROXY_COUNT = env.int("WHALEFALL_LOGIN_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "api.lockout.client_ip"
 AXES_VERBOSE = False  # no start-up banner on every manage.py command
 
+
+# --- directory sign-in: LDAP/Active Directory and OpenID Connect (docs/sign-in.md) ---------------
+# Each is off until its variables are set; then its backend joins AUTHENTICATION_BACKENDS after the
+# lockout and the local accounts (ModelBackend: the break-glass path, checked first and never needing
+# the directory). directory/signin.py builds django-auth-ldap's search objects and TLS options from the
+# plain values below; roles map directory groups to "admins", "operators", "viewers", "reviewers".
+def _role_map(prefix: str, sep: str) -> dict[str, list[str]]:
+    roles = ("admins", "operators", "viewers", "reviewers")
+    return {r: [v.strip() for v in env(f"{prefix}{r.upper()}", default="").split(sep) if v.strip()] for r in roles}
+
+
+WHALEFALL_LDAP_ENABLED = bool(env("WHALEFALL_LDAP_URI", default="").strip())
+AUTH_LDAP_SERVER_URI = env("WHALEFALL_LDAP_URI", default="").strip()
+AUTH_LDAP_BIND_DN = env("WHALEFALL_LDAP_BIND_DN", default="")
+AUTH_LDAP_BIND_PASSWORD = env("WHALEFALL_LDAP_BIND_PASSWORD", default="")
+AUTH_LDAP_START_TLS = env.bool("WHALEFALL_LDAP_START_TLS", default=False)
+WHALEFALL_LDAP = {
+    "ca_file": env("WHALEFALL_LDAP_CA_FILE", default=""),
+    "timeout": env.float("WHALEFALL_LDAP_TIMEOUT", default=5.0),
+    "user_base": env("WHALEFALL_LDAP_USER_BASE", default=""),
+    "user_filter": env("WHALEFALL_LDAP_USER_FILTER", default="(uid=%(user)s)"),
+    "group_base": env("WHALEFALL_LDAP_GROUP_BASE", default=""),
+    "group_filter": env("WHALEFALL_LDAP_GROUP_FILTER", default="(objectClass=groupOfNames)"),
+    "group_type": env("WHALEFALL_LDAP_GROUP_TYPE", default="groupOfNames"),
+    "disabled_filter": env("WHALEFALL_LDAP_DISABLED_FILTER", default=""),
+    "attr_map": env("WHALEFALL_LDAP_ATTR_MAP", default="first_name=givenName,last_name=sn,email=mail"),
+    "roles": _role_map("WHALEFALL_LDAP_ROLE_", ";"),  # group DNs, ";"-separated (DNs hold commas)
+    "superuser_groups": [g.strip() for g in env("WHALEFALL_LDAP_SUPERUSER_GROUPS", default="").split(";") if g.strip()],
+}
+WHALEFALL_OIDC_ENABLED = bool(env("WHALEFALL_OIDC_CLIENT_ID", default="").strip())
+OIDC_RP_CLIENT_ID = env("WHALEFALL_OIDC_CLIENT_ID", default="").strip()
+OIDC_RP_CLIENT_SECRET = env("WHALEFALL_OIDC_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env("WHALEFALL_OIDC_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env("WHALEFALL_OIDC_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env("WHALEFALL_OIDC_USERINFO_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env("WHALEFALL_OIDC_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env("WHALEFALL_OIDC_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env("WHALEFALL_OIDC_SCOPES", default="openid email profile groups")
+OIDC_USE_PKCE = True
+OIDC_VERIFY_SSL = env("WHALEFALL_OIDC_CA_FILE", default="") or True  # a CA bundle path, else the system's
+OIDC_TIMEOUT = env.float("WHALEFALL_OIDC_TIMEOUT", default=10.0)
+OIDC_CALLBACK_CLASS = "directory.signin.SignInCallbackView"
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/"
+WHALEFALL_OIDC = {
+    "provider_name": env("WHALEFALL_OIDC_PROVIDER_NAME", default="single sign-on"),
+    "username_claim": env("WHALEFALL_OIDC_USERNAME_CLAIM", default="preferred_username"),
+    "groups_claim": env("WHALEFALL_OIDC_GROUPS_CLAIM", default="groups"),
+    "roles": _role_map("WHALEFALL_OIDC_ROLE_", ","),  # values of the groups claim, ","-separated
+    "superuser_groups": [g.strip() for g in env("WHALEFALL_OIDC_SUPERUSER_GROUPS", default="").split(",") if g.strip()],
+}
+if WHALEFALL_LDAP_ENABLED:
+    AUTHENTICATION_BACKENDS.append("directory.signin.LDAPSignInBackend")
+if WHALEFALL_OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("directory.signin.OIDCSignInBackend")
+    # the login page's "Sign in with <provider>" button (templates/admin/login.html)
+    TEMPLATES[0]["OPTIONS"]["context_processors"].append("directory.signin.signin_context")
+
 # --- audit trail (audit/, docs/audit.md) -------------------------------------------
 # Model history (django-auditlog): who created, changed or deleted these. Per model: "names_only",
 # fields logged by name and never by value ("__all__": every field); "exclude", fields not logged
@@ -244,7 +304,8 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
     "save_limit": 1000,
-    "label": "Task queue",
+    # the admin sidebar's name for django-q2's models: lazy, so it is shown in the reader's language
+    "label": gettext_lazy("Task queue"),
 }
 if Q_BROKER_URL.startswith("redis"):
     Q_CLUSTER["redis"] = Q_BROKER_URL

@@ -30,9 +30,16 @@ from accountsync.connection import instance_connection_test
 from accountsync.coverage import gap_episodes
 from accountsync.models import CoverageGapEpisode, InstanceAccount
 from adminkit.kit import ReadOnlyAdmin, badge, change_html, date_range_filter
+from classification.admin import (
+    AccountClassificationFilter,
+    account_classification_badges,
+    account_classifications_prefetch,
+)
+from directory.selectors import account_section
 from findings.models import SEVERITY_RANK
 from findings.rules import RULES_BY_CODE
 from findings.selectors import finding_list
+from grantscripts.admin import account_script_links, account_urls
 from instances.admin import InstanceAdminBase
 from instances.models import Instance
 from sync.admin import broker_unavailable, can_run_sync, refuse_without_run_sync
@@ -315,6 +322,23 @@ admin.site.unregister(InstanceAccount)
 class AccountAdmin(InstanceAccountAdmin):
     """The account page with the account's open and resolved risk findings (``findings`` sits above ``accountsync``)."""
 
+    # the person who owns the account (directory), shown above the permissions; it extends directory's page with
+    # the grant-script and revoke-script links (grantscripts)
+    change_form_template = "grantscripts/account_change_form.html"
+    # classifications (classification/admin.py): a filter and a column, one prefetch per page
+    list_filter = [*InstanceAccountAdmin.list_filter, AccountClassificationFilter]
+    list_display = [*InstanceAccountAdmin.list_display, "classification_column"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InstanceAccount]:
+        return super().get_queryset(request).prefetch_related(account_classifications_prefetch())
+
+    @admin.display(description=_("risk"))  # a short heading: the column is a row of colour squares
+    def classification_column(self, obj: InstanceAccount) -> str:
+        return account_classification_badges(obj)
+
+    def get_urls(self) -> list[Any]:
+        return [*account_urls(self), *super().get_urls()]
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -325,7 +349,7 @@ class AccountAdmin(InstanceAccountAdmin):
             resolved = list(finding_list(account=account, is_open=False).order_by("-resolved_at")[:ACCOUNT_FINDINGS])
             for finding in (*opened, *resolved):
                 rule = RULES_BY_CODE.get(finding.rule_code)
-                finding.rule_title = rule.title if rule else finding.rule_code
+                finding.rule_title = gettext(rule.title) if rule else finding.rule_code
                 finding.detail_text = finding_detail_text(finding.detail)
             extra.update(
                 findings_panel=True,
@@ -335,6 +359,8 @@ class AccountAdmin(InstanceAccountAdmin):
                 + "?"
                 + urlencode({"instance__id__exact": account.instance_id, "q": account.identity}),
             )
+            extra.update(account_section(account_id=account.pk))
+            extra.update(account_script_links(account=account, at=request.GET.get("at", "")))
         return super().change_view(request, object_id, form_url, extra)
 
 

@@ -9,6 +9,7 @@ model, so a panel's query is not even run for someone who cannot see it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -21,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accountsync.models import ChangeType
+from classification import selectors as classification_selectors
 from dashboard import selectors
 from dashboard.charts import BarChart, ColumnChart, bar_chart, column_chart, fmt
 from findings.models import SeverityChoices
@@ -59,6 +61,7 @@ class Panel:
     empty_message: str = ""
     empty_href: str = ""
     empty_link_label: str = ""
+    styles: dict[str, str] = field(default_factory=dict)  # key -> #rrggbb, for keys whose colour is data
 
     @property
     def empty(self) -> bool:
@@ -256,7 +259,7 @@ def finding_panel() -> Panel:
 
     def rule_title(code: str) -> str:
         rule = RULES_BY_CODE.get(code)
-        return f"{rule.title} ({code})" if rule else code
+        return f"{_(rule.title)} ({code})" if rule else code
 
     chart = bar_chart(
         [
@@ -294,6 +297,72 @@ def finding_panel() -> Panel:
     )
 
 
+# --- classifications -----------------------------------------------------------------------
+
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_KEY = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+def classification_panel(*, now: datetime | None = None) -> Panel:
+    """Accounts per classification, day by day over 30 days (stored daily), in each classification's colour.
+
+    Why not `_per_day_panel`: these are levels, not events, so the legend shows today's count, not a 30-day sum.
+    """
+    days = selectors.day_window(now=now)
+    categories, counts = classification_selectors.daily_counts(days=days)
+    categories = [c for c in categories if _KEY.match(c.code)]
+    keys = [f"cls-{c.code}" for c in categories]
+    labels = {f"cls-{c.code}": c.name for c in categories}
+    accounts = "admin:accountsync_instanceaccount_changelist"
+    assignments = "admin:classification_classificationassignment_changelist"
+    daily = "admin:classification_classificationdailycount_changelist"
+    series = [(day_label(day), {f"cls-{code}": n for code, n in counts[day].items()}) for day in days]
+    today = series[-1][1] if series else {}
+    total = sum(today.values())
+
+    def text(n: int) -> str:
+        return ngettext("%(count)s account", "%(count)s accounts", n) % {"count": fmt(n)}
+
+    chart = column_chart(
+        series,
+        keys,
+        segment_title=lambda day, key, n: f"{day} · {labels[key]}: {text(n)}",
+        day_title=lambda day, c: _breakdown(day, text(sum(c.values())), c, labels),
+        # today: the lists of who is in; an earlier day: that day's stored counts (no list of who was in then exists)
+        day_href=lambda i: _url(assignments) if i == len(days) - 1 else _url(daily, day=days[i].isoformat()),
+        segment_href=lambda i, key: (
+            _url(accounts, classification=key.removeprefix("cls-"))
+            if i == len(days) - 1
+            else _url(daily, day=days[i].isoformat(), classification__code=key.removeprefix("cls-"))
+        ),
+    )
+    return Panel(
+        key="classifications",
+        title=_("Accounts per classification"),
+        href=_url(assignments),
+        link_label=_("Assignments"),
+        description=_(
+            "Active accounts in each classification, as stored each day, over the last 30 days; an account in "
+            "two classifications counts in both."
+        ),
+        total=total,
+        total_label=ngettext("%(count)s assignment today", "%(count)s assignments today", total)
+        % {"count": fmt(total)},
+        legend=[
+            LegendItem(
+                key=key,
+                label=labels[key],
+                value=today.get(key, 0),
+                href=_url(accounts, classification=key.removeprefix("cls-")),
+            )
+            for key in keys
+        ],
+        column_chart=chart,
+        empty_message=_("No account is classified yet: classification runs after each sync."),
+        styles={f"cls-{c.code}": c.color if _COLOUR.match(c.color) else "#607d8b" for c in categories},
+    )
+
+
 # --- the whole dashboard -------------------------------------------------------------------
 
 
@@ -308,4 +377,6 @@ def dashboard_panels(user: Any, *, now: datetime | None = None) -> list[Panel]:
         panels.append(sync_panel(now=now))
     if user.has_perm("accountsync.view_accountchangelog"):
         panels.append(change_panel(now=now))
+    if user.has_perm("classification.view_classification"):
+        panels.append(classification_panel(now=now))
     return panels

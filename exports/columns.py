@@ -24,6 +24,7 @@ from accountsync.coverage import EpisodeCache, LastKnownMarker
 from accountsync.effective_read import instance_effective_access
 from accountsync.models import AccountChangeLog, AccountPermission, InstanceAccount
 from accountsync.selectors import account_last_seen, with_current_snapshot, with_last_seen
+from directory.selectors import PERSON_COLUMNS, PERSON_JOINS, person_columns
 from findings.models import Finding
 
 # attribute keys never exported, whatever an adapter stored (compared lower-case)
@@ -80,6 +81,7 @@ def _account_rows(account: InstanceAccount) -> Iterator[Row]:
         "last_seen_at": account_last_seen(account),  # the true last seen, from the ``last_seen`` annotation
         "deactivated_at": account.deactivated_at,
         "attributes": attributes,
+        **person_columns(account),  # the person who owns it (directory), from the joined link
     }
 
 
@@ -220,7 +222,7 @@ class ExportKind:
 def _prepare_accounts(qs: QuerySet[InstanceAccount]) -> QuerySet[InstanceAccount]:
     # last_seen_at is the last successful sync that saw the account (accountsync.selectors.last_seen_expression),
     # an annotation on the instance join: still one query for the whole export
-    return with_current_snapshot(with_last_seen(qs.select_related("instance")))
+    return with_current_snapshot(with_last_seen(qs.select_related("instance", *PERSON_JOINS)))
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -236,7 +238,7 @@ KINDS: dict[str, ExportKind] = {
             columns=_names(
                 "id instance db_type environment identity username host kind is_active is_superuser "
                 "is_locked auth_plugin capabilities privilege_count role_count first_seen_at last_seen_at "
-                "deactivated_at attributes"
+                "deactivated_at attributes " + " ".join(PERSON_COLUMNS)
             ),
             rows=_account_rows,
             prepare=_prepare_accounts,

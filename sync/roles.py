@@ -1,4 +1,4 @@
-"""The three built-in roles, as Django groups.
+"""The built-in roles, as Django groups.
 
 Why groups and not flags: the admin and the API both check Django model
 permissions, so one grant table drives what a person can see and start in
@@ -13,12 +13,16 @@ from typing import Any
 ADMINS = "WhaleFall admins"
 OPERATORS = "Operators"
 VIEWERS = "Viewers"
+REVIEWERS = "Reviewers"
 
 # apps whose models every role may view
 PRODUCT_APPS = ("instances", "accountsync", "sync", "findings", "alerts", "classification", "baselines", "directory")
 # operators manage these models fully (credentials stay view-only: no secret changes)
 OPERATOR_MANAGED = {("instances", "instance"), ("instances", "tag"), ("alerts", "alertchannel")}
 OPERATOR_EXTRA = {("sync", "run_sync")}
+# reviewers see only the review campaigns they have items in, and decide only their own items (reviews/selectors.py)
+REVIEWER_PERMISSIONS = {("reviews", "view_campaign"), ("reviews", "view_reviewitem"), ("reviews", "decide_reviewitem")}
+ROLES = (ADMINS, OPERATORS, VIEWERS, REVIEWERS)
 
 
 def role_permission_codenames(role: str, permissions: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
@@ -27,6 +31,10 @@ def role_permission_codenames(role: str, permissions: list[tuple[str, str, str]]
     for app_label, model, codename in permissions:
         if role == ADMINS:
             chosen.add((app_label, codename))
+            continue
+        if role == REVIEWERS:
+            if (app_label, codename) in REVIEWER_PERMISSIONS:
+                chosen.add((app_label, codename))
             continue
         if app_label not in PRODUCT_APPS:
             continue
@@ -38,7 +46,7 @@ def role_permission_codenames(role: str, permissions: list[tuple[str, str, str]]
 
 
 def ensure_role_groups(*, apps: Any = None, using: str = "default") -> None:
-    """Create or update the three groups so each holds exactly its role's permissions."""
+    """Create or update the role groups so each holds exactly its role's permissions."""
     if apps is None:
         from django.apps import apps as global_apps
 
@@ -52,7 +60,7 @@ def ensure_role_groups(*, apps: Any = None, using: str = "default") -> None:
     )
     by_key = {(app_label, codename): pk for pk, app_label, _model, codename in rows}
     triples = [(app_label, model, codename) for _pk, app_label, model, codename in rows]
-    for role in (ADMINS, OPERATORS, VIEWERS):
+    for role in ROLES:
         group, _ = group_model.objects.using(using).get_or_create(name=role)
         wanted = [by_key[key] for key in role_permission_codenames(role, triples)]
         group.permissions.set(wanted)

@@ -18,7 +18,7 @@ import pytest
 from accountsync.adapters import mysql, oracle, postgresql, sqlserver
 from accountsync.adapters.base import Catalog
 from findings.models import SeverityChoices
-from findings.rules import RULES, RULES_BY_CODE, Policy, Subject, evaluate, policy_from_settings
+from findings.rules import EVALUATED_CODES, RULES, RULES_BY_CODE, Policy, Subject, evaluate, policy_from_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = Policy()
@@ -349,9 +349,9 @@ def test_sqlserver_database_public_grant_of_a_sysadmin_only_procedure():
 
 def test_rule_table_is_well_formed_and_documented():
     codes = [rule.code for rule in RULES]
-    assert len(codes) == len(set(codes)) and set(codes) == set(RULES_BY_CODE)
+    assert len(codes) == len(set(codes)) and set(codes) == EVALUATED_CODES <= set(RULES_BY_CODE)
     doc = (ROOT / "docs" / "findings.md").read_text("utf-8")
-    for rule in RULES:
+    for rule in RULES_BY_CODE.values():  # the features' rules (drift, directory) are documented there too
         assert rule.severity in SeverityChoices.values
         assert rule.title and rule.description
         assert f"| `{rule.code}` | {rule.severity} |" in doc, rule.code

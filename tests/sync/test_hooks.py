@@ -64,7 +64,16 @@ def test_order_is_explicit_and_ties_break_by_name(hooks):
     post_sync_hook_register(name="zz_first", order=1, func=recorder("zz_first"))
     post_sync_hook_register(name="b_late", order=900, func=recorder("b_late"))
     post_sync_hook_register(name="a_late", order=900, func=recorder("a_late"))
-    assert [h.name for h in post_sync_hooks()] == ["zz_first", "findings", "alerts", "a_late", "b_late"]
+    assert [h.name for h in post_sync_hooks()] == [
+        "zz_first",
+        "findings",  # 100
+        "classification",  # 150: categories from the fresh snapshots
+        "baselines",  # 160: a classification's baseline needs them
+        "directory",  # 170
+        "alerts",  # 200: a new account's alert carries its findings
+        "a_late",
+        "b_late",
+    ]
 
 
 def test_a_taken_name_cannot_be_registered_by_another_function(hooks):

@@ -13,6 +13,7 @@ from django_q.models import OrmQ, Schedule
 
 from sync import tasks
 from sync.leases import InstanceLease, lease_acquire, lease_release
+from sync.management.commands.setup_schedules import SCHEDULES
 from sync.models import SyncInstanceRecord, SyncRecordStatusChoices, SyncSession, SyncTypeChoices
 from sync.services import (
     sync_accounts,
@@ -185,7 +186,7 @@ def test_setup_schedules_is_idempotent(settings):
     call_command("setup_schedules")
     call_command("setup_schedules")
     schedules = {s.name: s for s in Schedule.objects.all()}
-    assert len(schedules) == 3
+    assert set(schedules) == set(SCHEDULES)  # the features' entries too (directory sync, classification counts)
     check = schedules["whalefall: operational alert check"]  # docs/alerts.md, "Operational alerts"
     assert check.func == "alerts.tasks.check_operational_alerts" and check.minutes == 15
     daily = schedules["whalefall: daily account sync"]
@@ -194,7 +195,7 @@ def test_setup_schedules_is_idempotent(settings):
     assert reaper.func == "sync.tasks.reap_stale_records" and reaper.minutes == 1
     settings.WHALEFALL_SYNC_CRON = "0 3 * * 1"
     call_command("setup_schedules")
-    assert Schedule.objects.count() == 3
+    assert Schedule.objects.count() == len(SCHEDULES)
     assert Schedule.objects.get(name="whalefall: daily account sync").cron == "0 3 * * 1"
     settings.WHALEFALL_SYNC_CRON = "not a cron"
     with pytest.raises(CommandError, match="not a valid cron"):

@@ -23,6 +23,18 @@ SCHEDULES = {
         "schedule_type": Schedule.MINUTES,
         "minutes": 15,
     },
+    # people and groups from LDAP/AD, then every instance relinked (docs/directory.md); a string, as above
+    "whalefall: directory sync": {
+        "func": "directory.tasks.run_directory_sync",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 60,
+    },
+    # each classification's count of the day, for the dashboard's 30-day chart (docs/classification.md); a string
+    "whalefall: classification daily counts": {
+        "func": "classification.tasks.store_daily_counts",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1440,
+    },
 }
 
 
