@@ -6,11 +6,13 @@ and filter them, never add, edit or delete them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -45,10 +47,10 @@ class FindingAdmin(AccountSearchMixin, ReadOnlyAdmin):
     readonly_fields = [
         "instance",
         "account",
-        "rule_code",
         "rule_title",
+        "code",
         "severity",
-        "detail",
+        "detail_view",
         "first_seen_at",
         "resolved_at",
         "is_open",
@@ -65,3 +67,29 @@ class FindingAdmin(AccountSearchMixin, ReadOnlyAdmin):
     @admin.display(description=_("severity"), ordering="severity")
     def severity_badge(self, obj: Finding) -> str:
         return badge(f"sev-{obj.severity}", obj.get_severity_display())
+
+    @admin.display(description=_("rule code"))
+    def code(self, obj: Finding) -> str:
+        return obj.rule_code
+
+    @admin.display(description=_("detail"))
+    def detail_view(self, obj: Finding) -> str:
+        """The detail as a reader wants it: the feature's own lines (a drift's "+ UPDATE on ..."), then each key.
+
+        Why not the raw JSON alone: a drift or a directory finding carries nested lists an auditor
+        reads line by line; the JSON stays below for the exact values.
+        """
+        detail = obj.detail if isinstance(obj.detail, dict) else {}
+        lines = [str(line) for line in detail.get("lines") or [] if isinstance(line, str)]
+        rows = [
+            (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+            for key, value in sorted(detail.items())
+            if key != "lines" and value not in (None, [], {}, "")
+        ]
+        listed = format_html_join("", "<li><code>{}</code></li>", ((line,) for line in lines))
+        table = format_html_join("", '<tr><th>{}</th><td class="wf-wrap">{}</td></tr>', rows)
+        return format_html(
+            '{}<table class="wf-detail">{}</table>',
+            format_html('<ul class="wf-lines">{}</ul>', listed) if lines else "",
+            table,
+        )

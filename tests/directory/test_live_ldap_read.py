@@ -168,3 +168,18 @@ def test_the_command_and_the_scheduled_task(directory_env, monkeypatch):
     assert run_directory_sync()["error_kind"] == "bind"
     monkeypatch.setenv("WHALEFALL_DIRECTORY_LINK_RULES", "username,typo")
     assert run_directory_sync()["error_kind"] == "configuration"
+
+
+def test_switched_off_the_schedule_reads_nothing_and_records_nothing(db, monkeypatch):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from directory.models import DirectoryRead
+    from directory.tasks import run_directory_sync
+
+    monkeypatch.delenv("WHALEFALL_DIRECTORY_URI", raising=False)
+    assert run_directory_sync() == {"outcome": "off"}
+    assert not DirectoryRead.objects.exists()  # not an outage: the account page keeps saying "off"
+    with pytest.raises(CommandError, match="WHALEFALL_DIRECTORY_URI is not set"):
+        call_command("directory_sync", stdout=StringIO())  # asked for by hand: refused loudly

@@ -84,3 +84,16 @@ def test_list_queries_do_not_grow_with_rows(client, alice, make_instance, findin
     seed(inst, 40)
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert client.get(findings_url).status_code == 200
+
+
+def test_a_finding_page_shows_the_features_lines_and_each_detail_key(client, charlie, make_instance):
+    inst = make_instance()
+    seed(inst, 1)
+    finding = Finding.objects.filter(rule_code="SUPERUSER").first()
+    finding.detail = {"lines": ["+ UPDATE on object:shop.orders (via direct)"], "version": 2, "missing": []}
+    finding.save()
+    client.force_login(charlie)
+    html = client.get(reverse("admin:findings_finding_change", args=[finding.pk])).content.decode()
+    assert '<ul class="wf-lines"><li><code>+ UPDATE on object:shop.orders (via direct)</code></li></ul>' in html
+    assert "<tr><th>version</th>" in html and "<th>missing</th>" not in html  # empty values are left out
+    assert "rule code" in html.lower()
