@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from instances.models import Credential, Instance
@@ -110,3 +113,42 @@ def bob(role_user):
 @pytest.fixture
 def charlie(role_user):
     return role_user("charlie")
+
+
+# --- the browser (Playwright for Python driving Debian's chromium; never a downloaded browser) --------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One chromium for the whole session, here at the root because browser tests live in several folders.
+
+    Playwright's sync API runs an event loop in this thread while it is open, so a second
+    ``sync_playwright()`` in the same session fails; every folder's browser tests share this one.
+    Without /usr/bin/chromium they skip, unless WHALEFALL_REQUIRE_LIVE=1 (CI), where they fail.
+    """
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("WHALEFALL_REQUIRE_LIVE") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    # the ORM calls the tests make around the sync API's event loop are still synchronous
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -10,7 +10,7 @@ import pytest
 from accountsync.adapters.base import AccountRecord, Catalog, CoverageGap, Privilege, RoleGrant
 from accountsync.models import InstanceAccount
 from accountsync.services import account_sync_apply
-from tests.browser.conftest import browser, page  # noqa: F401  (fixtures of the browser test)
+from tests.browser.conftest import page  # noqa: F401  (the browser fixture is the session one, tests/conftest.py)
 
 ORDERS = "object:sales.public.orders"
 ITEMS = "object:sales.public.items"

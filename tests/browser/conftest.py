@@ -15,41 +15,12 @@ import pytest
 from tests.admin.conftest import role_groups  # noqa: F401  (autouse)
 from tests.cluster.conftest import qcluster  # noqa: F401  (a real django-q2 worker for the browser tests)
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 # Screenshots go under var/ (untracked) so a test run leaves the checkout clean;
 # WHALEFALL_SCREENSHOTS=docs/screenshots refreshes the ones the README shows.
 SCREENSHOTS = ROOT / os.environ.get("WHALEFALL_SCREENSHOTS", "var/screenshots")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls the
-# tests make around it are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if os.environ.get("WHALEFALL_REQUIRE_LIVE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+# the session's one chromium is ``browser`` in tests/conftest.py: browser tests live in several folders,
+# and a second sync_playwright() started while the first runs fails ("inside the asyncio loop")
 
 
 @pytest.fixture

@@ -85,7 +85,8 @@ def settings_under(env: dict[str, str]) -> dict:
         "'DEBUG', 'ALLOWED_HOSTS', 'SECURE_PROXY_SSL_HEADER', 'SECURE_SSL_REDIRECT', 'SECURE_REDIRECT_EXEMPT', "
         "'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SECURE_HSTS_SECONDS', 'Q_CLUSTER', "
         "'WHALEFALL_LOGIN_PROXY_COUNT', 'WHALEFALL_METRICS_TOKEN')} | "
-        "{'ENGINE': s.DATABASES['default']['ENGINE'], 'STATIC_ROOT': str(s.STATIC_ROOT)}))"
+        "{'ENGINE': s.DATABASES['default']['ENGINE'], 'STATIC_ROOT': str(s.STATIC_ROOT)}, default=str))"
+        # default=str: Q_CLUSTER's label is a lazy translation
     )
     proc = prod.manage("shell", "-c", code, env=env)
     assert proc.returncode == 0, proc.stderr

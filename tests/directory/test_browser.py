@@ -18,7 +18,7 @@ from directory.models import AccountMapping, DirectoryGroup, DirectoryRead, Pers
 from directory.services import instance_relink
 from instances.models import Credential, Instance
 from tests.admin.conftest import role_groups  # noqa: F401  (autouse)
-from tests.browser.conftest import admin_login, browser, overflow, page  # noqa: F401
+from tests.browser.conftest import admin_login, overflow, page  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 

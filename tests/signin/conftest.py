@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import clear_url_caches
 
 from tests.admin.conftest import role_groups  # noqa: F401  (autouse: the role groups exist)
-from tests.browser.conftest import browser, page  # noqa: F401
+from tests.browser.conftest import page  # noqa: F401  (the browser fixture is the session one, tests/conftest.py)
 
 LDAP_BACKEND = "directory.signin.LDAPSignInBackend"
 OIDC_BACKEND = "directory.signin.OIDCSignInBackend"
