@@ -196,13 +196,14 @@ def test_dashboard_in_simplified_chinese(admin_login, live_server, alice, fleet,
 def test_viewer_on_an_empty_install_sees_the_empty_states(admin_login, live_server, charlie, tmp_path):
     page = admin_login("charlie", ROLE_PASSWORDS["charlie"])
     page.goto(f"{live_server.url}/admin/")
-    assert page.locator(".wf-dash-panel").count() == 4
+    assert page.locator(".wf-dash-panel").count() == 5  # the four, and accounts per classification
     assert page.locator(".wf-dashboard svg.wf-chart").count() == 0
     assert page.locator(".wf-dash-empty").all_text_contents() == [
         "No instance is registered yet.",
         "No open finding of high or critical severity.",
         "No instance was synced in the last 30 days.",
         "No account change was detected in the last 30 days.",
+        "No account is classified yet: classification runs after each sync.",
     ]
     assert page.locator(".wf-dashboard a[href$='/add/']").count() == 0  # read-only: no way to add from here
     page.emulate_media(color_scheme="dark")
