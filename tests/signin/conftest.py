@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from django.test import Client
-from django.urls import clear_url_caches
 
 from tests.admin.conftest import role_groups  # noqa: F401  (autouse: the role groups exist)
 from tests.browser.conftest import page  # noqa: F401  (the browser fixture is the session one, tests/conftest.py)
@@ -105,16 +103,9 @@ def oidc_provider(live_server) -> Iterator[object]:
         provider.stop()
 
 
-def _reload_urls() -> None:
-    import config.urls
-
-    importlib.reload(config.urls)
-    clear_url_caches()
-
-
 @pytest.fixture
 def oidc_signin(settings, oidc_provider) -> Iterator[object]:
-    """OIDC sign-in switched on (as the WHALEFALL_OIDC_* variables would), with config/urls.py re-read."""
+    """OIDC sign-in switched on (as the WHALEFALL_OIDC_* variables would), with its routes (signin/oidc_urls.py)."""
     settings.WHALEFALL_OIDC_ENABLED = True
     for name, value in oidc_provider.settings().items():
         setattr(settings, name, value)
@@ -131,9 +122,5 @@ def oidc_signin(settings, oidc_provider) -> Iterator[object]:
     templates = copy.deepcopy(settings.TEMPLATES)
     templates[0]["OPTIONS"]["context_processors"].append("directory.signin.signin_context")
     settings.TEMPLATES = templates
-    _reload_urls()
-    try:
-        yield oidc_provider
-    finally:
-        settings.WHALEFALL_OIDC_ENABLED = False
-        _reload_urls()
+    settings.ROOT_URLCONF = "tests.signin.oidc_urls"  # the settings fixture puts every value back afterwards
+    yield oidc_provider
