@@ -75,3 +75,39 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule_code} {self.account_id} ({'open' if self.is_open else 'resolved'})"
+
+
+class RefreshState(models.Model):
+    """What an instance's last full findings refresh was computed from, and until when its result holds.
+
+    Why: a no-change re-sync (the daily case) wrote no snapshot, so re-evaluating every
+    account would reproduce the stored findings exactly, at about a third of the worker's
+    CPU. ``inputs_digest`` covers everything the outcome is a function of besides the clock
+    (the catalog digest the snapshots came from, policy, context, database type, the rule
+    table and the code that evaluates it); ``valid_until`` is the earliest moment the clock
+    alone could flip a rule for one of the accounts (a dormant threshold, a password expiry),
+    None when none can. ``findings.services.findings_after_sync`` skips the refresh only
+    when the sync found the catalog unchanged, the digest is equal and now < valid_until.
+    Derived data: deleting a row only costs one full refresh.
+    """
+
+    instance = models.OneToOneField(
+        "instances.Instance",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="findings_refresh_state",
+        verbose_name=_("instance"),
+    )
+    inputs_digest = models.CharField(_("inputs digest"), max_length=64)
+    valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
+    refreshed_at = models.DateTimeField(_("refreshed"))
+    session_id = models.UUIDField(_("session"), null=True, blank=True)
+    accounts = models.PositiveIntegerField(_("accounts"), default=0)
+    open_total = models.PositiveIntegerField(_("open findings"), default=0)
+
+    class Meta:
+        verbose_name = _("findings refresh state")
+        verbose_name_plural = _("findings refresh states")
+
+    def __str__(self) -> str:
+        return f"findings of instance {self.instance_id} as of {self.refreshed_at:%Y-%m-%d %H:%M}"

@@ -10,17 +10,22 @@ when the account itself disappears (deactivated accounts have no open snapshot).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
+from datetime import time as day_start
+from pathlib import Path
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from accountsync import effective, effective_read
 from accountsync.adapters.base import Catalog
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
 from accountsync.effective import effective_access
@@ -28,8 +33,9 @@ from accountsync.effective_read import record_from_snapshot, settable_membership
 from accountsync.facts import record_server_facts
 from accountsync.models import AccountPermission, InstanceAccount
 from config.logging import log_event
-from findings.models import Finding
-from findings.rules import EVALUATED_CODES, Policy, Subject, evaluate, policy_from_settings
+from findings import rules as rule_table
+from findings.models import Finding, RefreshState
+from findings.rules import EVALUATED_CODES, PRIVILEGED, Policy, Subject, evaluate, policy_from_settings
 from instances.models import Instance
 from sync.hooks import PostSyncEvent
 
@@ -45,6 +51,8 @@ class RefreshResult:
     updated: int = 0
     open_total: int = 0
     accounts: int = 0
+    # the earliest moment the clock alone could change this outcome (RefreshState.valid_until)
+    valid_until: datetime | None = None
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -134,10 +142,13 @@ def findings_refresh(
     """Open, update and resolve `instance`'s findings so they match its current snapshots.
 
     `context` carries instance-level facts a sync may know (e.g. MySQL's
-    `default_password_lifetime`); `policy` defaults to the configured one.
+    `default_password_lifetime`); `policy` defaults to the configured one. What the
+    outcome was computed from is stored with it (RefreshState), in the same transaction,
+    so a later no-change re-sync can prove it would get the same outcome and skip.
     """
     started = time.monotonic()
     policy = policy or policy_from_settings()
+    context = context or {}
     now = now or timezone.now()
     session = uuid.UUID(str(session_id)) if session_id else None
     log = {
@@ -147,16 +158,25 @@ def findings_refresh(
         "db_type": instance.db_type,
         "session_id": session,
     }
+    # read before the snapshots: a sync applied in between can only make it older than what is read
+    # (a later skip then fails the comparison), never newer
+    catalog_digest = Instance.objects.filter(pk=instance.pk).values_list("catalog_digest", flat=True).first() or ""
+    inputs = refresh_inputs_digest(instance=instance, catalog_digest=catalog_digest, policy=policy, context=context)
 
     wanted: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
     identities: dict[int, str] = {}
     result = RefreshResult()
-    for account_id, subject in _with_effective_access(instance, list(_subjects(instance, context or {}))):
+    clock = timezone.now()  # the rules read the real clock (today's date), not `now`
+    for account_id, subject in _with_effective_access(instance, list(_subjects(instance, context))):
         result.accounts += 1
         for code, hit in evaluate(subject, policy).items():
             wanted[(account_id, code)] = hit
             identities[account_id] = subject.identity
+        for moment in _time_flips(subject, policy):
+            if moment > clock and (result.valid_until is None or moment < result.valid_until):
+                result.valid_until = moment
 
+    result.open_total = len(wanted)
     _reconcile(
         instance,
         Finding.objects.filter(instance=instance, is_open=True, rule_code__in=EVALUATED_CODES),
@@ -166,8 +186,9 @@ def findings_refresh(
         session,
         now,
         log,
+        # in the same transaction: the findings and what they were computed from commit together
+        then=lambda: _state_save(instance, inputs if catalog_digest else "", result, now, session),
     )
-    result.open_total = len(wanted)
     log_event(
         logger,
         logging.INFO,
@@ -180,6 +201,131 @@ def findings_refresh(
     return result
 
 
+# --- when a refresh can be skipped ------------------------------------------------------------
+
+# bump when what the digest covers changes meaning; the code below is fingerprinted anyway
+STATE_VERSION = 1
+
+
+@functools.cache
+def _code_fingerprint() -> bytes:
+    """The code an outcome is a function of: the rule table, this module, the effective-access pass.
+
+    Why the source and not a version number: a fix to a check changes the outcome without anyone
+    remembering to bump a number; a deployment with other code simply refreshes once.
+    """
+    digest = hashlib.sha256()
+    for path in (__file__, rule_table.__file__, effective.__file__, effective_read.__file__):
+        digest.update(Path(str(path)).read_bytes())
+    return digest.digest()
+
+
+def refresh_inputs_digest(*, instance: Instance, catalog_digest: str, policy: Policy, context: dict[str, Any]) -> str:
+    """sha256 of everything a refresh's outcome depends on except the clock (see RefreshState).
+
+    The snapshots are stood for by the catalog digest they were applied from: every write of a
+    snapshot or an account's activity is an apply, and an apply of other rows stores another
+    digest. The rule table is read at call time (codes, severities, checks), so a rule added or
+    re-graded changes the digest even without a code change.
+    """
+    policy_items = [
+        (f.name, sorted(value) if isinstance(value, frozenset) else value)
+        for f in fields(policy)
+        for value in [getattr(policy, f.name)]
+    ]
+    rule_items = [
+        (rule.code, str(rule.severity), rule.check.__module__, rule.check.__qualname__) for rule in rule_table.RULES
+    ]
+    parts = (
+        STATE_VERSION,
+        catalog_digest,
+        instance.db_type,
+        policy_items,
+        sorted(context.items(), key=lambda kv: str(kv[0])),
+        rule_items,
+        sorted(EVALUATED_CODES),
+    )
+    digest = hashlib.sha256(_code_fingerprint())
+    digest.update(repr(parts).encode("utf-8", errors="surrogatepass"))
+    return digest.hexdigest()
+
+
+def _moment(value: Any) -> datetime | None:
+    """An ISO timestamp from a snapshot attribute (naive: UTC, as the adapters store them); None if not one."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _time_flips(subject: Subject, policy: Policy) -> Iterator[datetime]:
+    """Moments at which the clock alone could change this account's findings; past ones are ignored by the caller.
+
+    DORMANT_PRIVILEGED compares today's UTC date with the last login: under the rule's own
+    time-independent conditions, it starts to hold at midnight UTC of `since + dormant_days`
+    (and, once holding, keeps holding until a snapshot changes). Password expiry reaches the
+    rules as the snapshot's EXPIRED, which the adapters' digests already decide at fetch time
+    (accountsync/adapters/base.py rows_digest `moments`), so an expiry passing is a changed
+    catalog; its moments are yielded as well so that a catalog digest that did not decide them
+    still cannot make a refresh skip past one.
+    """
+    attrs = subject.attributes
+    if (
+        policy.dormant_days > 0
+        and "last_login" in attrs
+        and not attrs.get("last_login_partial")
+        and subject.active_login
+        and set(PRIVILEGED) & subject.capabilities
+    ):
+        since = rule_table._login_day(attrs.get("last_login") or attrs.get("created"))
+        if since is not None:
+            with_days = since + timedelta(days=policy.dormant_days)
+            yield datetime.combine(with_days, day_start.min, tzinfo=UTC)
+    for key in ("valid_until", "expiry_date"):
+        if (moment := _moment(attrs.get(key))) is not None:
+            yield moment
+    lifetime = attrs.get("password_lifetime")
+    if lifetime is None:
+        lifetime = subject.context.get("default_password_lifetime")
+    changed = _moment(attrs.get("password_last_changed"))
+    if changed is not None and type(lifetime) is int and lifetime > 0:
+        yield changed + timedelta(days=lifetime)
+
+
+def _state_save(
+    instance: Instance, inputs: str, result: RefreshResult, now: datetime, session: uuid.UUID | None
+) -> None:
+    """Record what this refresh was computed from; an empty digest (no catalog digest) never matches a skip."""
+    state = RefreshState(
+        instance_id=instance.pk,
+        inputs_digest=inputs,
+        valid_until=result.valid_until,
+        refreshed_at=now,
+        session_id=session,
+        accounts=result.accounts,
+        open_total=result.open_total,
+    )
+    RefreshState.objects.bulk_create(  # one upsert statement, first refresh or not
+        [state], update_conflicts=True, unique_fields=["instance"], update_fields=STATE_FIELDS
+    )
+
+
+STATE_FIELDS = ["inputs_digest", "valid_until", "refreshed_at", "session_id", "accounts", "open_total"]
+
+
+def _skippable(instance: Instance, *, inputs: str, at: datetime) -> RefreshState | None:
+    """The stored state when it proves a refresh now would reproduce the stored findings, else None."""
+    state = RefreshState.objects.filter(instance_id=instance.pk).first()
+    if state is None or not state.inputs_digest or state.inputs_digest != inputs:
+        return None
+    if state.valid_until is not None and at >= state.valid_until:
+        return None
+    return state
+
+
 def _reconcile(
     instance: Instance,
     open_rows: Any,
@@ -189,8 +335,12 @@ def _reconcile(
     session: uuid.UUID | None,
     now: datetime,
     log: dict[str, Any],
+    then: Callable[[], None] | None = None,
 ) -> None:
-    """Make the open findings among `open_rows` equal `wanted`: open, update, resolve; log each."""
+    """Make the open findings among `open_rows` equal `wanted`: open, update, resolve; log each.
+
+    `then` runs last inside the same transaction (the refresh records its state there).
+    """
     with transaction.atomic():
         current: dict[tuple[int, str], tuple[int, str, dict[str, Any]]] = {}
         for pk, account_id, identity, code, severity, detail in (
@@ -219,6 +369,8 @@ def _reconcile(
         )
         if to_update:
             Finding.objects.bulk_update(to_update, ["severity", "detail"], batch_size=BATCH_SIZE)
+        if then is not None:
+            then()
 
     result.opened, result.resolved, result.updated = len(to_open), len(to_resolve), len(to_update)
     for account_id, code in to_open:
@@ -287,17 +439,30 @@ def findings_reconcile(
 
 def findings_on_sync_applied(event: PostSyncEvent) -> None:
     """The post-sync hook (registered in ``FindingsConfig.ready``): refresh, summary into the details."""
-    findings_after_sync(instance=event.instance, session_id=event.session_id, result=event.result)
+    findings_after_sync(
+        instance=event.instance,
+        session_id=event.session_id,
+        result=event.result,
+        catalog_unchanged=bool(getattr(event, "catalog_unchanged", False)),
+    )
 
 
 def findings_after_sync(
-    *, instance: Instance, session_id: uuid.UUID | str | None, result: dict[str, Any]
+    *,
+    instance: Instance,
+    session_id: uuid.UUID | str | None,
+    result: dict[str, Any],
+    catalog_unchanged: bool = False,
 ) -> dict[str, Any] | None:
     """The sync hook: refresh findings after a successful sync; never raises.
 
     A failed sync changed nothing, so its findings stand. A failure here must not
     turn a successful sync into a failed one: it is logged, and the next sync
     refreshes again. The summary goes into the result's details.
+
+    A sync that found the catalog unchanged skips the refresh when the stored state proves
+    the outcome would be the same (equal inputs digest, before its ``valid_until``): then the
+    summary says ``skipped`` with the counts of the refresh it stands on.
     """
     if not result.get("success"):
         return None
@@ -305,7 +470,20 @@ def findings_after_sync(
     facts = record_server_facts(result.get("details"))
     context = {k: facts[k] for k in ("default_password_lifetime",) if k in facts}
     try:
-        summary = findings_refresh(instance=instance, session_id=session_id, context=context).as_dict()
+        policy = policy_from_settings()
+        summary = None
+        if catalog_unchanged and instance.catalog_digest:
+            # the unchanged apply checked the stored digest equals the one read: the snapshots are those of it
+            inputs = refresh_inputs_digest(
+                instance=instance, catalog_digest=instance.catalog_digest, policy=policy, context=context
+            )
+            state = _skippable(instance, inputs=inputs, at=timezone.now())
+            if state is not None:
+                summary = _skipped_summary(instance, state, session_id)
+        if summary is None:
+            summary = findings_refresh(
+                instance=instance, session_id=session_id, context=context, policy=policy
+            ).as_dict()
     except Exception as exc:
         log_event(
             logger,
@@ -322,3 +500,30 @@ def findings_after_sync(
     if isinstance(result.get("details"), dict):
         result["details"]["findings"] = summary
     return summary
+
+
+def _skipped_summary(instance: Instance, state: RefreshState, session_id: uuid.UUID | str | None) -> dict[str, Any]:
+    """The details of a skipped refresh: nothing opened or resolved, the counts it stands on, and why."""
+    log_event(
+        logger,
+        logging.INFO,
+        f"{instance.name}: findings unchanged (catalog and inputs as at {state.refreshed_at.isoformat()}; "
+        f"{state.open_total} open over {state.accounts} accounts)",
+        module=MODULE,
+        operation="findings_refresh",
+        instance_id=instance.pk,
+        db_type=instance.db_type,
+        session_id=session_id,
+        phase="skipped",
+    )
+    return {
+        "opened": 0,
+        "resolved": 0,
+        "updated": 0,
+        "open": state.open_total,
+        "accounts": state.accounts,
+        "skipped": True,
+        "reason": "catalog_and_inputs_unchanged",
+        "refreshed_at": state.refreshed_at.isoformat(),
+        "valid_until": state.valid_until.isoformat() if state.valid_until else None,
+    }
