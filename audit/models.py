@@ -31,6 +31,8 @@ class AuditKind(models.TextChoices):
     REVIEW_DECIDED = "review_decided", _("Review decision")
     REVIEW_CAMPAIGN_CLOSED = "review_campaign_closed", _("Review campaign closed")
     REVIEW_EVIDENCE_EXPORT = "review_evidence_export", _("Review evidence exported")
+    # history retention (docs/retention.md): one event per prune run, with its counts and archives
+    HISTORY_PRUNED = "history_pruned", _("History pruned")
 
 
 class AuditVia(models.TextChoices):

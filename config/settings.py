@@ -458,3 +458,23 @@ WHALEFALL_METRICS_TOKEN = env("WHALEFALL_METRICS_TOKEN", default="")
 WHALEFALL_METRICS_ALLOW = env("WHALEFALL_METRICS_ALLOW", default="127.0.0.1/32,::1/128")
 WHALEFALL_METRICS_WINDOW_SECONDS = env.int("WHALEFALL_METRICS_WINDOW_SECONDS", default=86400)
 EMAIL_TIMEOUT = WHALEFALL_ALERT_TIMEOUT
+
+
+# --- history retention (exports/retention.py, docs/retention.md) -----------------------
+# Change logs detected, and closed permission snapshots replaced, more than DAYS days ago are archived
+# (gzip CSV under ARCHIVE_DIR) and then deleted, BATCH_SIZE rows per transaction. 0 (the default): off.
+def _retention_int(name: str, default: int, *, minimum: int) -> int:
+    """A whole number >= ``minimum``, or ImproperlyConfigured naming the variable (never a silent default)."""
+    raw = str(env(name, default=str(default))).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be {minimum} or more.")
+    return value
+
+
+WHALEFALL_RETENTION_DAYS = _retention_int("WHALEFALL_RETENTION_DAYS", 0, minimum=0)
+WHALEFALL_RETENTION_ARCHIVE_DIR = Path(env("WHALEFALL_RETENTION_ARCHIVE_DIR", default="") or VAR_DIR / "archive")
+WHALEFALL_RETENTION_BATCH_SIZE = _retention_int("WHALEFALL_RETENTION_BATCH_SIZE", 5000, minimum=1)

@@ -193,6 +193,8 @@ def test_setup_schedules_is_idempotent(settings):
     assert daily.func == "sync.tasks.run_scheduled_sync" and daily.cron == "30 2 * * *"
     reaper = schedules["whalefall: reap stale sync records"]
     assert reaper.func == "sync.tasks.reap_stale_records" and reaper.minutes == 1
+    retention = schedules["whalefall: history retention"]  # docs/retention.md; a no-op while the policy is off
+    assert retention.func == "exports.tasks.run_history_retention" and retention.minutes == 1440
     settings.WHALEFALL_SYNC_CRON = "0 3 * * 1"
     call_command("setup_schedules")
     assert Schedule.objects.count() == len(SCHEDULES)

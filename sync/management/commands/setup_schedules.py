@@ -35,6 +35,12 @@ SCHEDULES = {
         "schedule_type": Schedule.MINUTES,
         "minutes": 1440,
     },
+    # archive then prune history older than WHALEFALL_RETENTION_DAYS; does nothing while that is 0 (docs/retention.md)
+    "whalefall: history retention": {
+        "func": "exports.tasks.run_history_retention",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1440,
+    },
 }
 
 
