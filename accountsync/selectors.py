@@ -129,6 +129,10 @@ def account_capability_filter(
     JSON, roles held included. PostgreSQL and MySQL test JSON containment;
     SQLite has no JSON contains, so there the array's text is matched with the
     quotes around the name, which cannot match a longer capability name.
+    On PostgreSQL the containment is served by the partial GIN index
+    ``perm_open_caps_gin`` (migration 0010) on ``snapshot -> 'capabilities'`` of
+    the open snapshots: keep this exact expression and ``valid_to IS NULL``, or
+    the planner reads every open snapshot's JSON again (issue #19).
     """
     from django.db import connection
     from django.db.models import Exists, OuterRef

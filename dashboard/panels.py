@@ -23,7 +23,7 @@ from django.utils.translation import ngettext
 
 from accountsync.models import ChangeType
 from classification import selectors as classification_selectors
-from dashboard import selectors
+from dashboard import selectors, services
 from dashboard.charts import BarChart, ColumnChart, bar_chart, column_chart, fmt
 from findings.models import SeverityChoices
 from findings.rules import RULES_BY_CODE
@@ -234,9 +234,11 @@ def change_panel(*, now: datetime | None = None) -> Panel:
         key_param="change_type__exact",
         labels={value: str(label) for value, label in ChangeType.choices if value in selectors.CHANGE_TYPES},
     )
+    rollup = selectors.change_series(now=now)
+    services.change_counts_store(rollup, now=now)  # the settled days counted live, so the next load reads them
     return _per_day_panel(
         spec,
-        selectors.changes_per_day(now=now),
+        rollup.series,
         lambda n: ngettext("%(count)s change", "%(count)s changes", n) % {"count": fmt(n)},
         title=_("Account changes per day"),
         link_label=_("Change log"),

@@ -2,9 +2,9 @@
 
 Why aggregates only: the dashboard is the first page every user opens, so it
 must cost the same few queries whether the fleet has ten instances or ten
-thousand and the history a million rows. Each selector below is exactly one
-GROUP BY query; the zero-filling and shaping happen in Python on the (small,
-bounded) grouped rows.
+thousand and the history a million rows. Each selector below is one GROUP BY
+query (the change series two: its stored days, then the rest live); the
+zero-filling and shaping happen in Python on the (small, bounded) grouped rows.
 
 Days are calendar days in the project's TIME_ZONE (not UTC), so a sync at
 00:30 local time counts for the local day on which people saw it run, and the
@@ -21,6 +21,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accountsync.models import AccountChangeLog, ChangeType, CoverageGapEpisode
+from dashboard.models import ChangeDailyCount
 from findings.models import SEVERITY_RANK, Finding, SeverityChoices
 from instances.models import DbType, Instance, SyncStatus
 from sync.models import SyncInstanceRecord, SyncRecordStatusChoices
@@ -115,6 +116,33 @@ class DayCounts:
         return sum(self.counts.values())
 
 
+def _grouped(
+    queryset: QuerySet[Model],
+    *,
+    field_name: str,
+    key: str,
+    keys: list[str],
+    start: datetime,
+    end: datetime,
+    tz: tzinfo,
+) -> list[tuple[date, str, int]]:
+    """(local day, key, count) of the rows with `field_name` in [start, end): one GROUP BY."""
+    grouped = (
+        queryset.order_by()
+        .filter(**{f"{field_name}__gte": start, f"{field_name}__lt": end, f"{key}__in": keys})
+        .annotate(day=TruncDate(field_name, tzinfo=tz))
+        .values("day", key)
+        .annotate(n=Count("id"))
+        .values_list("day", key, "n")
+    )
+    rows = []
+    for day, value, n in grouped:
+        if isinstance(day, datetime):  # some backends hand back a datetime for a date cast
+            day = day.date()
+        rows.append((day, value, n))
+    return rows
+
+
 def _per_day(
     queryset: QuerySet[Model],
     *,
@@ -128,18 +156,8 @@ def _per_day(
     tz = tz or project_timezone()
     window = day_window(days=days, now=now, tz=tz)
     start, end = _day_start(window[0], tz), _day_start(window[-1] + timedelta(days=1), tz)
-    grouped = (
-        queryset.order_by()
-        .filter(**{f"{field_name}__gte": start, f"{field_name}__lt": end, f"{key}__in": keys})
-        .annotate(day=TruncDate(field_name, tzinfo=tz))
-        .values("day", key)
-        .annotate(n=Count("id"))
-        .values_list("day", key, "n")
-    )
     series = {day: DayCounts(day=day, counts=dict.fromkeys(keys, 0)) for day in window}
-    for day, value, n in grouped:
-        if isinstance(day, datetime):  # some backends hand back a datetime for a date cast
-            day = day.date()
+    for day, value, n in _grouped(queryset, field_name=field_name, key=key, keys=keys, start=start, end=end, tz=tz):
         if day in series:
             series[day].counts[value] += n
     return list(series.values())
@@ -167,19 +185,79 @@ def syncs_per_day(*, days: int = DAYS, now: datetime | None = None, tz: tzinfo |
 
 
 CHANGE_TYPES = [value for value, _label in ChangeType.choices]
+# How long after its midnight a day is settled. An apply stamps its change log rows with the time it
+# started (accountsync.services.account_sync_apply) and commits them up to a long transaction later, so
+# a day is not counted for good until every apply that may have started before its end has committed.
+SETTLE = timedelta(hours=1)
+
+
+def tz_key(tz: tzinfo) -> str:
+    """The zone's name as stored with the rollup (`Asia/Shanghai`, `UTC`)."""
+    return str(getattr(tz, "key", None) or tz)
+
+
+def settled_before(*, now: datetime, tz: tzinfo) -> date:
+    """The first local day that is not settled at `now`: every day before it is over since SETTLE or more.
+
+    Never later than today, so today is never stored, whatever SETTLE is.
+    """
+    return timezone.localtime(now - SETTLE, tz).date()
+
+
+@dataclass
+class ChangeSeries:
+    """The change chart's days, and the settled days that had to be counted live because none was stored.
+
+    `unstored` is what the caller hands to dashboard.services.change_counts_store, so the next load
+    reads them back instead of counting them again (a selector does not write).
+    """
+
+    series: list[DayCounts]
+    tz: tzinfo
+    unstored: list[DayCounts] = field(default_factory=list)
+
+
+def change_series(*, days: int = DAYS, now: datetime | None = None, tz: tzinfo | None = None) -> ChangeSeries:
+    """Change log entries per detection day and type, zero-filled: stored days read back, the others live.
+
+    Two queries whatever the history: the stored rows of the window (dashboard.models.ChangeDailyCount,
+    in this zone), then one GROUP BY over the change log from the first day without stored rows to the end
+    of today; with a warm rollup that is today only, a few thousand index entries instead of a month.
+    The stored counts are as detected: rows the retention deletes later are still counted on their day.
+    """
+    tz = tz or project_timezone()
+    now = now or timezone.now()
+    window = day_window(days=days, now=now, tz=tz)
+    series = {day: DayCounts(day=day, counts=dict.fromkeys(CHANGE_TYPES, 0)) for day in window}
+    stored: set[date] = set()
+    rows = ChangeDailyCount.objects.filter(tz=tz_key(tz), day__gte=window[0], day__lte=window[-1]).values_list(
+        "day", "change_type", "count"
+    )
+    for day, change_type, n in rows:
+        stored.add(day)
+        if change_type in series[day].counts:  # a type since removed from ChangeType is not drawn
+            series[day].counts[change_type] = n
+    live = [day for day in window if day not in stored]
+    if live:
+        start, end = _day_start(live[0], tz), _day_start(window[-1] + timedelta(days=1), tz)
+        for day, change_type, n in _grouped(
+            AccountChangeLog.objects,
+            field_name="detected_at",
+            key="change_type",
+            keys=CHANGE_TYPES,
+            start=start,
+            end=end,
+            tz=tz,
+        ):
+            if day in series and day not in stored:
+                series[day].counts[change_type] += n
+    settled = settled_before(now=now, tz=tz)
+    return ChangeSeries(series=list(series.values()), tz=tz, unstored=[series[day] for day in live if day < settled])
 
 
 def changes_per_day(*, days: int = DAYS, now: datetime | None = None, tz: tzinfo | None = None) -> list[DayCounts]:
-    """Account change log entries per detection day and change type, zero-filled; one query."""
-    return _per_day(
-        AccountChangeLog.objects,
-        field_name="detected_at",
-        key="change_type",
-        keys=CHANGE_TYPES,
-        days=days,
-        now=now,
-        tz=tz,
-    )
+    """Account change log entries per detection day and change type, zero-filled (see change_series)."""
+    return change_series(days=days, now=now, tz=tz).series
 
 
 # --- findings ------------------------------------------------------------------------------

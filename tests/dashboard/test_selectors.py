@@ -172,11 +172,11 @@ def test_empty_database_gives_zero_filled_series_and_no_rows(shanghai):
     [
         selectors.instance_status_by_type,
         selectors.syncs_per_day,
-        selectors.changes_per_day,
         selectors.open_high_findings,
     ],
 )
 def test_each_selector_is_one_query_whatever_the_rows(selector, make_instance, django_assert_num_queries):
+    """The change series is two queries, cold or warm: tests/dashboard/test_rollup.py counts them."""
     instance = make_instance()
     now = datetime.now(UTC)
     for days_ago in range(0, 40, 3):
