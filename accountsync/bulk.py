@@ -5,10 +5,16 @@ SQLite, its split at 999 parameters (~100 rows per statement) dominated both
 the apply and the findings refresh. One executemany is one logged query; the
 drivers batch it themselves (mysqlclient rewrites to multi-row VALUES, psycopg
 pipelines, sqlite3 steps).
+
+On PostgreSQL a large insert goes through COPY instead: executemany still sends one
+INSERT per row (pipelined, but parsed, planned and executed per row), and at 400,000
+rows that was ~4x the cost of streaming the same rows with COPY FROM STDIN. Small
+inserts keep executemany, whose one round trip is already cheap.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +22,7 @@ from django.db import connection
 
 BATCH_SIZE = 1000  # ids per `IN (...)` list
 INSERT_CHUNK = 5000  # rows per executemany: bounded driver buffers
+COPY_MIN_ROWS = 500  # from this many rows PostgreSQL inserts stream through COPY
 
 
 def batches(items: list[Any], size: int = BATCH_SIZE) -> Iterator[list[Any]]:
@@ -47,4 +54,25 @@ def insert_rows(
                     [f.get_db_prep_save(value, connection) for f, value in zip(fields, row, strict=True)]
                     for row in batch
                 ]
-            cursor.executemany(sql, batch)
+            if connection.vendor == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+                _copy(cursor, model, fields, batch)
+            else:
+                cursor.executemany(sql, batch)
+
+
+def _copy(cursor: Any, model: type[Any], fields: list[Any], batch: list[Any]) -> None:
+    """Stream `batch` into the model's table with COPY FROM STDIN (psycopg's text format adapts each value).
+
+    COPY is not seen by Django's query logging, so one entry per chunk is added by hand:
+    query counts in tests and in DEBUG stay what executemany showed.
+    """
+    quote = connection.ops.quote_name
+    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
+    started = time.monotonic()
+    with cursor.cursor.copy(sql) as copy:
+        for row in batch:
+            copy.write_row(row)
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {"sql": f"{sql} -- {len(batch)} rows", "time": f"{time.monotonic() - started:.3f}"}
+        )

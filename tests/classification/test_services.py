@@ -258,3 +258,37 @@ def test_an_unchanged_catalog_reuses_the_facts(prod) -> None:
     classification_on_sync_applied(event)
     assert result["details"]["classification"]["facts"] == {"accounts": -1, "written": False}
     assert members("superuser") == {"'su'@'localhost'"}
+
+
+def test_deletes_cascade_and_a_full_evaluation_drops_dangling_rows(prod) -> None:
+    """The assignments table has no FK constraints (derived data, written by COPY at fleet scale).
+
+    The ORM still cascades a deleted classification (accounts are never deleted while their
+    snapshots and change logs exist: PROTECT); rows a racing delete left behind (made here by
+    writing them directly) go at the next full evaluation.
+    """
+    from django.db import connection
+
+    from accountsync.bulk import insert_rows
+    from classification.services import ASSIGNMENT_FIELDS
+
+    fleet(prod)
+    grantor = InstanceAccount.objects.get(instance=prod, identity="'grantor'@'localhost'")
+    doomed = Classification.objects.create(code="doomed", name="doomed", risk_level=2)
+    manual_assign(account=grantor, classification=doomed, action=ManualAction.INCLUDE, reason="test")
+    classification_evaluate()
+    assert ClassificationAssignment.objects.filter(classification=doomed).count() == 1
+    doomed_pk = doomed.pk
+    doomed.delete()
+    assert not ClassificationAssignment.objects.filter(classification_id=doomed_pk).exists()
+
+    su = InstanceAccount.objects.get(instance=prod, identity="'su'@'localhost'")
+    at = ClassificationAssignment._meta.get_field("assigned_at").get_db_prep_value(timezone.now(), connection)
+    ghost = doomed_pk + 1000
+    insert_rows(ClassificationAssignment, ASSIGNMENT_FIELDS, [(su.pk, ghost, prod.pk, "rule", None, at)])
+    assert ClassificationAssignment.objects.filter(classification_id=ghost).count() == 1
+    before = set(ClassificationAssignment.objects.values_list("account_id", "classification_id"))
+    result = classification_evaluate()
+    after = set(ClassificationAssignment.objects.values_list("account_id", "classification_id"))
+    assert before - after == {(su.pk, ghost)} and after <= before
+    assert result.removed == 1
