@@ -336,10 +336,13 @@ def _reconcile(
     now: datetime,
     log: dict[str, Any],
     then: Callable[[], None] | None = None,
+    among: set[int] | None = None,
 ) -> None:
     """Make the open findings among `open_rows` equal `wanted`: open, update, resolve; log each.
 
     `then` runs last inside the same transaction (the refresh records its state there).
+    `among` limits the open rows to those accounts, in Python: an `IN` list of a large
+    instance's accounts would pass SQLite's limit on parameters.
     """
     with transaction.atomic():
         current: dict[tuple[int, str], tuple[int, str, dict[str, Any]]] = {}
@@ -348,6 +351,8 @@ def _reconcile(
             .order_by()
             .iterator(chunk_size=2000)
         ):
+            if among is not None and account_id not in among:
+                continue
             current[(account_id, code)] = (pk, severity, detail)
             identities.setdefault(account_id, identity)
         to_resolve = [key for key in current if key not in wanted]
@@ -425,14 +430,16 @@ def findings_reconcile(
         "session_id": session,
     }
     rows = Finding.objects.filter(instance=instance, is_open=True, rule_code=rule_code)
+    ids = None
     if account_ids is not None:
         ids = set(account_ids)
-        rows = rows.filter(account_id__in=ids)
         wanted = {k: v for k, v in wanted.items() if k in ids}
     result = RefreshResult(accounts=len(wanted))
-    identities = dict(InstanceAccount.objects.filter(id__in=list(wanted)).values_list("id", "identity"))
+    identities: dict[int, str] = {}
+    for chunk in batches(list(wanted)):
+        identities.update(InstanceAccount.objects.filter(id__in=chunk).values_list("id", "identity"))
     keyed = {(account_id, rule_code): hit for account_id, hit in wanted.items()}
-    _reconcile(instance, rows, keyed, identities, result, session, now, log)
+    _reconcile(instance, rows, keyed, identities, result, session, now, log, among=ids)
     result.open_total = len(wanted)
     return result
 

@@ -73,3 +73,27 @@ def test_a_table_rule_cannot_be_reconciled_nor_a_code_taken_twice(make_instance)
     assert feature_rule_register(code=CODE, severity="medium", title="A feature's rule", description="For tests.")
     with pytest.raises(ValueError, match="taken"):
         feature_rule_register(code=CODE, severity="high", title="Another", description="Clash.")
+
+
+def test_reconcile_takes_more_accounts_than_sqlite_takes_parameters(make_instance):
+    """40,000 accounts to reconcile: no `IN` list of them (SQLite refuses more than 32,766 parameters)."""
+    instance = make_instance("postgresql", port=5432)
+    names = [f"u{i}" for i in range(40_000)]
+    ids = accounts(instance, *names)
+    first = findings_reconcile(
+        instance=instance,
+        rule_code=CODE,
+        wanted={i: ("medium", {}) for i in ids.values()},
+        account_ids=list(ids.values()),
+    )
+    assert first.opened == 40_000
+    keep = {ids["u1"], ids["u2"]}
+    second = findings_reconcile(
+        instance=instance,
+        rule_code=CODE,
+        wanted={i: ("medium", {}) for i in keep},
+        account_ids=[i for name, i in ids.items() if name != "u3"],  # u3 was not evaluated this time
+    )
+    assert (second.opened, second.resolved) == (0, 39_997)
+    still = set(Finding.objects.filter(rule_code=CODE, is_open=True).values_list("account_id", flat=True))
+    assert still == keep | {ids["u3"]}
