@@ -28,7 +28,7 @@ from classification.models import Classification
 from instances.models import Environment, Instance
 from reviews.evidence import evidence_csv_response
 from reviews.models import CLOSE_CAMPAIGN, DECIDE_ITEM, Assignment, Campaign, Decision, ReviewItem, ReviewRetained
-from reviews.selectors import campaign_progress, oversees, visible_campaigns, visible_items
+from reviews.selectors import campaign_progress, campaigns_progress, oversees, visible_campaigns, visible_items
 from reviews.services import campaign_close, campaign_create, item_decide, revoke_choices
 
 
@@ -92,10 +92,13 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(CampaignProgressSerializer)
     def get_progress(self, obj: Campaign) -> dict[str, Any]:
-        request = self.context.get("request")
-        user = getattr(request, "user", None)
-        items = visible_items(user).filter(campaign=obj)
-        per, overall = campaign_progress(campaign=obj, items=items)
+        known = self.context.get("progress") or {}  # a list page reads every row's progress at once
+        if obj.pk in known:
+            per, overall = known[obj.pk]
+        else:
+            request = self.context.get("request")
+            items = visible_items(getattr(request, "user", None)).filter(campaign=obj)
+            per, overall = campaign_progress(campaign=obj, items=items)
         data = ProgressSerializer(overall).data
         return {"overall": data, "per_reviewer": ProgressSerializer(per, many=True).data}
 
@@ -103,7 +106,7 @@ class CampaignSerializer(serializers.ModelSerializer):
     def get_reviewers(self, obj: Campaign) -> list[str]:
         request = self.context.get("request")
         if oversees(getattr(request, "user", None)):
-            return sorted(obj.reviewers.values_list("username", flat=True))
+            return sorted(user.username for user in obj.reviewers.all())  # prefetched on the list
         return [request.user.get_username()] if request is not None else []
 
 
@@ -239,7 +242,22 @@ class ReviewCampaignViewSet(
     filterset_fields = ["status"]
 
     def get_queryset(self) -> QuerySet[Campaign]:
-        return visible_campaigns(self.request.user).order_by("-created_at", "-id")
+        return (
+            visible_campaigns(self.request.user)
+            .prefetch_related("instances", "reviewers")
+            .order_by("-created_at", "-id")
+        )
+
+    def paginate_queryset(self, queryset: QuerySet[Campaign]) -> list[Campaign] | None:
+        """The page, with every campaign's progress read in one grouped query (stored for the serializer)."""
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            items = visible_items(self.request.user)
+            self._progress = campaigns_progress(campaign_ids=[c.pk for c in page], items=items)
+        return page
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "progress": getattr(self, "_progress", None)}
 
     @extend_schema(
         summary="Create and start a campaign (freezes every selected account's access)",

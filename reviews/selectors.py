@@ -82,9 +82,28 @@ def campaign_progress(
 ) -> tuple[list[Progress], Progress]:
     """Progress per reviewer (by the copied username) and overall, in one grouped query plus one total."""
     qs = items if items is not None else ReviewItem.objects.filter(campaign=campaign)
-    rows = qs.order_by().values("reviewer_username").annotate(**_COUNTS).order_by("reviewer_username")
-    per = [_progress_row(r["reviewer_username"], r) for r in rows]
-    overall = Progress(
+    return campaigns_progress(campaign_ids=[campaign.pk], items=qs).get(campaign.pk, ([], _overall([])))
+
+
+def campaigns_progress(
+    *, campaign_ids: list[int], items: QuerySet[ReviewItem]
+) -> dict[int, tuple[list[Progress], Progress]]:
+    """`campaign_progress` of several campaigns in one grouped query (a list page, not one query per row)."""
+    rows = (
+        items.filter(campaign_id__in=campaign_ids)
+        .order_by()
+        .values("campaign_id", "reviewer_username")
+        .annotate(**_COUNTS)
+        .order_by("campaign_id", "reviewer_username")
+    )
+    per: dict[int, list[Progress]] = {pk: [] for pk in campaign_ids}
+    for row in rows:
+        per[row["campaign_id"]].append(_progress_row(row["reviewer_username"], row))
+    return {pk: (progress, _overall(progress)) for pk, progress in per.items()}
+
+
+def _overall(per: list[Progress]) -> Progress:
+    return Progress(
         reviewer="",
         total=sum(p.total for p in per),
         decided=sum(p.decided for p in per),
@@ -92,7 +111,6 @@ def campaign_progress(
         revoke=sum(p.revoke for p in per),
         change=sum(p.change for p in per),
     )
-    return per, overall
 
 
 EVIDENCE_COLUMNS = (

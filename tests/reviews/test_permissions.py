@@ -270,3 +270,42 @@ def test_admin_campaign_list_progress_counts_what_the_user_sees(campaign, alice,
     assert "0 / 4 (0%)" in page and "0 / 1 (0%)" in page and "overdue" in page
     mine = client_of(dave).get(reverse("admin:reviews_campaign_changelist")).content.decode()
     assert "0 / 2 (0%)" in mine and other.name not in mine
+
+
+def test_api_campaign_list_reads_progress_for_the_page_at_once(fleet, campaign, alice, dave, erin, api_of):
+    """The list's queries do not grow with its campaigns, and each row's progress is what that user sees."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reviews.services import item_decide
+
+    item_decide(item=items_of(campaign, dave)[0], actor=dave, decision="keep", comment="fine")
+
+    def listed(user):
+        with CaptureQueriesContext(connection) as queries:
+            response = api_of(user).get("/api/v1/review-campaigns/")
+        assert response.status_code == 200
+        return {row["name"]: row for row in response.json()["results"]}, len(queries.captured_queries)
+
+    listed(alice)  # the first request of a client also issues its token
+    one, one_queries = listed(alice)
+    assert len(one) == 1
+    for n in range(3):
+        campaign_create(
+            name=f"More {n}",
+            due_date=date.today() + timedelta(days=3),
+            reviewers=[dave, erin],
+            actor=alice,
+            instances=[fleet["prod"]],
+        )
+    four, four_queries = listed(alice)
+    assert len(four) == 4 and four_queries == one_queries
+    total = ReviewItem.objects.filter(campaign=campaign).count()
+    prod = four["Prod review"]
+    assert prod["progress"]["overall"] == {**prod["progress"]["overall"], "total": total, "decided": 1, "keep": 1}
+    assert prod["reviewers"] == ["dave", "erin"] and prod["instances"] == ["prod-db"]
+    assert four["More 0"]["progress"]["overall"]["decided"] == 0
+    mine, _queries = listed(dave)  # a reviewer's progress counts only their own items
+    assert mine["Prod review"]["progress"]["overall"]["total"] == len(items_of(campaign, dave))
+    assert [p["reviewer"] for p in mine["Prod review"]["progress"]["per_reviewer"]] == ["dave"]
+    assert mine["Prod review"]["reviewers"] == ["dave"]
