@@ -397,7 +397,16 @@ def baselines_after_sync(
         return None
     if RULE_CODE in policy_from_settings().disabled_rules:
         return None
-    summary = _evaluate_logged(instance=instance, session_id=session_id)
+    # nothing approved anywhere and no drift open here (most fleets, most syncs): nothing to compare or resolve
+    if (
+        not Baseline.objects.exists()
+        and not Finding.objects.filter(instance=instance, rule_code=RULE_CODE, is_open=True).exists()
+    ):
+        summary: dict[str, int] | None = {
+            "accounts": 0, "drifting": 0, "unverified": 0, "opened": 0, "resolved": 0, "updated": 0
+        }  # fmt: skip
+    else:
+        summary = _evaluate_logged(instance=instance, session_id=session_id)
     if summary is None:
         return None
     if isinstance(result.get("details"), dict):

@@ -153,6 +153,9 @@ class InstanceFacts(models.Model):
     accounts = models.PositiveIntegerField(_("accounts"), default=0)
     digest = models.CharField(_("digest"), max_length=64)
     computed_at = models.DateTimeField(_("computed at"))
+    # what the instance's last evaluation after a sync read besides the facts (rules, manual decisions, the
+    # instance's environment and tags): equal on a catalog-unchanged sync means the evaluation can be skipped
+    evaluated_inputs = models.CharField(_("evaluated inputs"), max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("instance facts")

@@ -260,6 +260,57 @@ def test_an_unchanged_catalog_reuses_the_facts(prod) -> None:
     assert members("superuser") == {"'su'@'localhost'"}
 
 
+def test_an_unchanged_sync_with_unchanged_inputs_skips_the_evaluation(prod, alice) -> None:
+    """The daily case costs three small reads; any input the evaluation reads changing evaluates again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from instances.models import Tag
+
+    fleet(prod)
+
+    def unchanged_sync() -> dict:
+        result = {"success": True, "details": {}}
+        event = PostSyncEvent(instance=prod, session_id=None, result=result, changed_account_ids=frozenset(),
+                              catalog_unchanged=True)  # fmt: skip
+        classification_on_sync_applied(event)
+        return result["details"]["classification"]
+
+    assert unchanged_sync()["facts"] == {"accounts": -1, "written": False}  # no inputs stored yet: evaluated
+    with CaptureQueriesContext(connection) as queries:
+        assert unchanged_sync() == {"skipped": True, "reason": "inputs_unchanged"}
+    assert len(queries.captured_queries) <= 4
+    assert members("writes-production") == {"'su'@'localhost'", "'app'@'localhost'"}
+
+    prod.environment = "development"  # the shipped production rules no longer match
+    prod.save()
+    assert "skipped" not in unchanged_sync()
+    assert members("writes-production") == set()
+    assert unchanged_sync()["skipped"] is True
+
+    prod.tags.add(Tag.objects.create(name="pci"))
+    assert "skipped" not in unchanged_sync()
+    assert unchanged_sync()["skipped"] is True
+
+    rule = ClassificationRule.objects.get(classification__code="superuser")
+    rule.expression = {"name": "lk"}
+    rule_save(rule=rule, user=alice)
+    assert "skipped" not in unchanged_sync()
+    assert members("superuser") == {"'lk'@'localhost'"}
+    assert unchanged_sync()["skipped"] is True
+
+    lonely = InstanceAccount.objects.get(instance=prod, identity="'lonely'")
+    category = Classification.objects.get(code="superuser")
+    from classification.models import ManualAssignment
+
+    # written directly (manual_assign evaluates on its own): the next unchanged sync must see it
+    ManualAssignment.objects.create(
+        account=lonely, classification=category, action=ManualAction.INCLUDE, reason="x", decided_at=timezone.now()
+    )
+    assert "skipped" not in unchanged_sync()
+    assert members("superuser") == {"'lk'@'localhost'", "'lonely'"}
+
+
 def test_deletes_cascade_and_a_full_evaluation_drops_dangling_rows(prod) -> None:
     """The assignments table has no FK constraints (derived data, written by COPY at fleet scale).
 
