@@ -272,7 +272,7 @@ def run_backend(database_url: str, label: str, n_accounts: int, n_instances: int
     print(
         "wall: elapsed time (the budget); cpu: this process's CPU time, which a shared, loaded machine does not "
         "inflate (PostgreSQL's own work is not in it); load: the 1-minute load average when the run ended. "
-        "The first run writes every assignment and is not held to the budget."
+        "Every run is held to the budget, the first one (which writes every assignment) included."
     )
     if steady.added or steady.removed or steady.changed:
         print("WRONG: the steady run changed assignments")
