@@ -84,7 +84,7 @@ class ClassificationAdmin(KitAdmin):
 
     @admin.display(description=_("name"), ordering="name")
     def name_swatch(self, obj: Classification) -> str:
-        return colour_swatch(obj.color, obj.name)
+        return colour_swatch(obj.color, obj.label)
 
     @admin.display(description=_("accounts"), ordering="account_total")
     def accounts(self, obj: Classification) -> str:
@@ -215,7 +215,7 @@ class ClassificationAssignmentAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("classification"), ordering="classification__code")
     def classification_label(self, obj: ClassificationAssignment) -> str:
-        return colour_swatch(obj.classification.color, obj.classification.name)
+        return colour_swatch(obj.classification.color, obj.classification.label)
 
     @admin.display(description=_("rule"), ordering="rule__name")
     def rule_name(self, obj: ClassificationAssignment) -> str:
@@ -313,7 +313,7 @@ def account_classification_badges(account: Any) -> str:
         'style="display:inline-block;width:.8em;height:.8em;margin:1px;border-radius:2px;background:{2}"></span>',
         (
             (
-                f"{row.classification.name} ({row.get_source_display()})",
+                f"{row.classification.label} ({row.get_source_display()})",
                 row.classification.code,
                 row.classification.color,
             )

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
 FAMILY_CHOICES = [
@@ -22,6 +23,18 @@ FAMILY_CHOICES = [
     ("sqlserver", "SQL Server"),
     ("oracle", "Oracle"),
 ]
+
+
+# The shipped defaults' names (classification 0002_defaults), by code: shown translated while a default
+# keeps its shipped name; a renamed default, or any other classification, is shown as written.
+SHIPPED_NAMES = {
+    "superuser": gettext_noop("Superuser-equivalent"),
+    "can-grant": gettext_noop("Can grant"),
+    "writes-production": gettext_noop("Writes production data"),
+    "reads-production": gettext_noop("Reads production data"),
+    "locked-expired": gettext_noop("Locked or expired"),
+    "unused-role": gettext_noop("Unused roles"),
+}
 
 
 class Classification(models.Model):
@@ -53,7 +66,13 @@ class Classification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """The name as a reader sees it: a shipped default's unchanged name in the reader's language."""
+        shipped = SHIPPED_NAMES.get(self.code)
+        return gettext(shipped) if shipped is not None and shipped == self.name else self.name
 
 
 class ClassificationRule(models.Model):

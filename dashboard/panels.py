@@ -314,7 +314,7 @@ def classification_panel(*, now: datetime | None = None) -> Panel:
     categories, counts = classification_selectors.daily_counts(days=days)
     categories = [c for c in categories if _KEY.match(c.code)]
     keys = [f"cls-{c.code}" for c in categories]
-    labels = {f"cls-{c.code}": c.name for c in categories}
+    labels = {f"cls-{c.code}": c.label for c in categories}
     accounts = "admin:accountsync_instanceaccount_changelist"
     assignments = "admin:classification_classificationassignment_changelist"
     daily = "admin:classification_classificationdailycount_changelist"

@@ -343,3 +343,18 @@ def test_deletes_cascade_and_a_full_evaluation_drops_dangling_rows(prod) -> None
     after = set(ClassificationAssignment.objects.values_list("account_id", "classification_id"))
     assert before - after == {(su.pk, ghost)} and after <= before
     assert result.removed == 1
+
+
+def test_shipped_names_are_shown_in_the_readers_language_until_renamed() -> None:
+    from django.utils import translation
+
+    superuser = Classification.objects.get(code="superuser")
+    with translation.override("zh-hans"):
+        shown = str(superuser)
+        assert shown != "Superuser-equivalent" and shown == superuser.label
+    with translation.override("en"):
+        assert str(superuser) == "Superuser-equivalent"
+    superuser.name = "Root-like"  # renamed by its owner: shown as written, in every language
+    superuser.save()
+    with translation.override("zh-hans"):
+        assert str(superuser) == "Root-like"
