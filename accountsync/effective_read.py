@@ -11,6 +11,7 @@ computes each role's closure once).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from accountsync.adapters.base import AccountRecord, Catalog, Privilege, RoleGra
 from accountsync.effective import EffectiveGrant, effective_access
 from accountsync.facts import server_facts_at
 from accountsync.models import AccountPermission
+from instances.models import Instance
 
 MAX_DEPTH = 32  # role nesting deeper than any server allows; stops a corrupt graph from looping
 
@@ -140,3 +142,127 @@ def instance_effective_access(
         only=identities,
         settable=settable_memberships(records),
     )
+
+
+# --- one read per post-sync event, shared by the hooks --------------------------------------------
+
+MEMO_KEY = "accountsync.instance_effective"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAccount:
+    """One active account with its open snapshot, as the post-sync hooks read it."""
+
+    account_id: int
+    identity: str
+    username: str
+    kind: str
+    host: str | None
+    is_locked: bool
+    snapshot: dict[str, Any]
+
+
+class InstanceEffective:
+    """An instance's active accounts, their open snapshots, records and effective access, read once.
+
+    Why one object: after a changed sync the findings hook and the classification hook both need
+    every open snapshot (decoded from JSON), the AccountRecords built from them and an
+    effective-access pass; reading and building them once per post-sync event halves that work.
+    `catalog_digest` is the instance's digest read before the snapshots: it is what the memo is
+    keyed by, so an apply in between (which stores another digest) can never be answered from it.
+    """
+
+    def __init__(self, *, instance_id: int, db_type: str, catalog_digest: str, accounts: list[OpenAccount]) -> None:
+        self.instance_id = instance_id
+        self.db_type = db_type
+        self.catalog_digest = catalog_digest
+        self.accounts = accounts
+        self._records: dict[str, AccountRecord] | None = None
+        self._access: dict[tuple[bool, frozenset[str] | None, frozenset[str] | None], Any] = {}
+
+    @property
+    def records(self) -> dict[str, AccountRecord]:
+        """identity → AccountRecord, in account order; built on first use (a refresh may need none)."""
+        if self._records is None:
+            self._records = {
+                a.identity: record_from_snapshot(a.identity, a.username, a.kind, a.host, a.snapshot)
+                for a in self.accounts
+            }
+        return self._records
+
+    def access(
+        self,
+        *,
+        include_public: bool,
+        only: Iterable[str] | None = None,
+        among: Iterable[str] | None = None,
+    ) -> dict[str, list[EffectiveGrant]]:
+        """`effective_access` over the records (those of `among` only, when given), computed once per arguments.
+
+        `among` keeps a caller's own choice of graph (findings builds it from the role accounts and
+        the accounts it asks about), so sharing the read never changes anyone's answer.
+        """
+        only_key = None if only is None else frozenset(only)
+        among_key = None if among is None else frozenset(among)
+        key = (include_public, only_key, among_key)
+        found = self._access.get(key)
+        if found is None:
+            records = list(self.records.values())
+            if among_key is not None:
+                records = [r for r in records if r.identity in among_key]
+            found = (
+                effective_access(
+                    Catalog(accounts=records),
+                    family=self.db_type,
+                    include_public=include_public,
+                    only=only_key,
+                    settable=settable_memberships(records),
+                )
+                if records
+                else {}
+            )
+            self._access[key] = found
+        return found
+
+
+def _open_accounts(instance_id: int) -> list[OpenAccount]:
+    fields = (
+        "account_id",
+        "account__identity",
+        "account__username",
+        "account__kind",
+        "account__host",
+        "account__is_locked",
+        "snapshot",
+    )
+    rows = AccountPermission.objects.filter(instance_id=instance_id, valid_to__isnull=True, account__is_active=True)
+    return [
+        OpenAccount(aid, identity, username, kind, host, bool(locked), snapshot or {})
+        for aid, identity, username, kind, host, locked, snapshot in rows.order_by("account_id").values_list(*fields)
+    ]
+
+
+def instance_effective(instance: Any, memo: dict[Any, Any] | None = None) -> InstanceEffective:
+    """The instance's active accounts with their open snapshots (one read), shared through `memo`.
+
+    `memo` is the post-sync event's (``sync.hooks.PostSyncEvent.memo``): the first hook that asks
+    reads, the next ones reuse it. The entry is keyed by the catalog digest, read again on every
+    call (one small query) before anything is reused: a sync applied since stored another digest,
+    so its snapshots are read afresh; an instance without a digest (never applied, or rows written
+    by hand) is never memoized. Without a memo (rule preview, admin, tests) it simply reads.
+    """
+    digest = Instance.objects.filter(pk=instance.pk).values_list("catalog_digest", flat=True).first() or ""
+    key = (MEMO_KEY, instance.pk, digest)
+    if memo is not None and digest:
+        found = memo.get(key)
+        if isinstance(found, InstanceEffective):
+            return found
+    result = InstanceEffective(
+        instance_id=instance.pk,
+        db_type=instance.db_type,
+        catalog_digest=digest,
+        accounts=_open_accounts(instance.pk),
+    )
+    if memo is not None and digest:
+        memo[key] = result
+    return result

@@ -32,11 +32,9 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accountsync.adapters.base import Catalog
+from accountsync import effective_read
 from accountsync.bulk import batches, insert_rows
-from accountsync.effective import effective_access
-from accountsync.effective_read import record_from_snapshot, settable_memberships
-from accountsync.models import AccountPermission, InstanceAccount
+from accountsync.models import InstanceAccount
 from audit.services import audit_record
 from classification.models import (
     AssignmentSource,
@@ -120,50 +118,31 @@ def _role_closure(records: dict[str, Any]) -> dict[str, set[str]]:
 class FactsResult:
     accounts: int = 0  # -1: not recomputed (the catalog was unchanged)
     written: bool = False
+    digest: str = ""  # the stored facts' digest after the refresh (not in the summary)
 
     def as_dict(self) -> dict[str, Any]:
         return {"accounts": self.accounts, "written": self.written}
 
 
-def instance_subjects(*, instance: Instance) -> list[Subject]:
+def instance_subjects(*, instance: Instance, memo: dict[Any, Any] | None = None) -> list[Subject]:
     """The instance's active accounts with their facts, worked out from the open snapshots.
 
     The whole instance at once because a change to one role changes every holder's facts; the
     effective-access pass computes each role's closure once, so this is linear in the grants.
+    The snapshots come from ``effective_read.instance_effective``: in a post-sync hook `memo` is
+    the event's, so the read (and the JSON decoding) the findings hook did is reused.
     """
-    rows = list(
-        AccountPermission.objects.filter(instance=instance, valid_to__isnull=True, account__is_active=True)
-        .order_by("account_id")
-        .values_list(
-            "account_id",
-            "account__identity",
-            "account__username",
-            "account__kind",
-            "account__host",
-            "account__is_locked",
-            "snapshot",
-        )
-    )
-    records = {
-        identity: record_from_snapshot(identity, user, kind, host, snap)
-        for _aid, identity, user, kind, host, _locked, snap in rows
-    }
-    effective = (
-        effective_access(
-            Catalog(accounts=list(records.values())),
-            family=instance.db_type,
-            include_public=True,
-            settable=settable_memberships(records.values()),
-        )
-        if records
-        else {}
-    )
+    shared = effective_read.instance_effective(instance, memo)
+    rows = shared.accounts
+    records = shared.records
+    effective = shared.access(include_public=True)
     closure = _role_closure(records)
     resolve = _role_resolver(records)
     held = {resolve.get(grant.role, grant.role) for record in records.values() for grant in record.roles}
     role_names = {identity: record.username for identity, record in records.items() if record.kind == "role"}
     subjects = []
-    for account_id, identity, username, kind, host, locked, snapshot in rows:
+    for row in rows:
+        identity, snapshot = row.identity, row.snapshot
         keys = sorted(
             {
                 privilege_key(g.scope, g.privilege, grantable=g.grantable, active=g.active)
@@ -176,11 +155,11 @@ def instance_subjects(*, instance: Instance) -> list[Subject]:
         attributes["is_held"] = identity in held
         subjects.append(
             Subject(
-                account_id=account_id,
-                username=username,
-                host=host,
-                kind=kind,
-                is_locked=bool(locked),
+                account_id=row.account_id,
+                username=row.username,
+                host=row.host,
+                kind=row.kind,
+                is_locked=row.is_locked,
                 capabilities=sorted(snapshot.get("capabilities") or ()),
                 roles=roles,
                 keys=keys,
@@ -190,13 +169,18 @@ def instance_subjects(*, instance: Instance) -> list[Subject]:
     return subjects
 
 
-def facts_refresh(*, instance: Instance, now: datetime | None = None) -> FactsResult:
-    """Store the instance's facts index (classification.rules.facts_index); no write when nothing changed."""
+def facts_refresh(
+    *, instance: Instance, now: datetime | None = None, memo: dict[Any, Any] | None = None
+) -> FactsResult:
+    """Store the instance's facts index (classification.rules.facts_index); no write when nothing changed.
+
+    `memo`: the post-sync event's, see `instance_subjects`.
+    """
     now = now or timezone.now()
-    subjects = instance_subjects(instance=instance)
+    subjects = instance_subjects(instance=instance, memo=memo)
     index = facts_index(subjects)
     digest = _digest(index)
-    result = FactsResult(accounts=len(subjects))
+    result = FactsResult(accounts=len(subjects), digest=digest)
     current = InstanceFacts.objects.filter(instance=instance).values_list("digest", flat=True).first()
     if current != digest:
         InstanceFacts.objects.update_or_create(
@@ -562,9 +546,9 @@ def classification_on_sync_applied(event: Any) -> None:
                 return
             facts = FactsResult(accounts=-1)
         else:
-            facts = facts_refresh(instance=instance)
-            current = InstanceFacts.objects.filter(instance=instance).values_list("digest", flat=True).first()
-            inputs = evaluation_inputs(instance=instance, facts_digest=current or "")
+            facts = facts_refresh(instance=instance, memo=getattr(event, "memo", None))
+            # the digest facts_refresh just compared with (and stored when it differed): no read back
+            inputs = evaluation_inputs(instance=instance, facts_digest=facts.digest)
         summary = classification_evaluate(instance_ids=[instance.pk]).as_dict()
         summary["facts"] = facts.as_dict()
         InstanceFacts.objects.filter(instance=instance).update(evaluated_inputs=inputs)

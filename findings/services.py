@@ -26,12 +26,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accountsync import effective, effective_read
-from accountsync.adapters.base import Catalog
 from accountsync.bulk import BATCH_SIZE, batches, insert_rows
-from accountsync.effective import effective_access
-from accountsync.effective_read import record_from_snapshot, settable_memberships
 from accountsync.facts import record_server_facts
-from accountsync.models import AccountPermission, InstanceAccount
+from accountsync.models import InstanceAccount
 from config.logging import log_event
 from findings import rules as rule_table
 from findings.models import Finding, RefreshState
@@ -72,28 +69,24 @@ def _insert(rows: list[tuple[Any, ...]]) -> None:
     insert_rows(Finding, INSERT_FIELDS, rows, prepare=True)
 
 
-def _subjects(instance: Instance, context: dict[str, Any]) -> Iterator[tuple[int, Subject]]:
-    """Active accounts with their open snapshot: one query (a join), streamed."""
-    rows = (
-        AccountPermission.objects.filter(instance=instance, valid_to__isnull=True, account__is_active=True)
-        .values_list(
-            "account_id", "account__identity", "account__username", "account__host", "account__kind", "snapshot"
-        )
-        .order_by()
-    )
-    for account_id, identity, username, host, kind, snapshot in rows.iterator(chunk_size=2000):
-        yield (
-            account_id,
+def _subjects(shared: effective_read.InstanceEffective, context: dict[str, Any]) -> list[tuple[int, Subject]]:
+    """Active accounts with their open snapshot, from the instance's one read (shared with the other hooks)."""
+    db_type = shared.db_type
+    return [
+        (
+            a.account_id,
             Subject.build(
-                db_type=instance.db_type,
-                identity=identity,
-                username=username,
-                kind=kind,
-                snapshot=snapshot or {},
-                host=host,
+                db_type=db_type,
+                identity=a.identity,
+                username=a.username,
+                kind=a.kind,
+                snapshot=a.snapshot,
+                host=a.host,
                 context=context,
             ),
         )
+        for a in shared.accounts
+    ]
 
 
 def _needs_effective(subject: Subject) -> bool:
@@ -101,28 +94,21 @@ def _needs_effective(subject: Subject) -> bool:
     return "GRANT_ADMIN" in subject.capabilities and "SUPERUSER" not in subject.capabilities and subject.active_login
 
 
-def _with_effective_access(instance: Instance, subjects: list[tuple[int, Subject]]) -> list[tuple[int, Subject]]:
+def _with_effective_access(
+    shared: effective_read.InstanceEffective, subjects: list[tuple[int, Subject]]
+) -> list[tuple[int, Subject]]:
     """Give the subjects that need it their effective access, computed in one pass over the role graph.
 
     Why only some: the role accounts and the few accounts that can grant are enough to build
     the graph they reach (accountsync/effective.py computes each role's closure once), so the
-    refresh of 10,000 plain accounts costs no more than before.
+    refresh of 10,000 plain accounts costs no more than before. The records come from the
+    shared read (``effective_read.instance_effective``): no snapshot is decoded twice.
     """
     flagged = {subject.identity for _id, subject in subjects if _needs_effective(subject)}
     if not flagged:
         return subjects
-    records = [
-        record_from_snapshot(s.identity, s.username, s.kind, s.host, s.snapshot)
-        for _id, s in subjects
-        if s.kind == "role" or s.identity in flagged
-    ]
-    access = effective_access(
-        Catalog(accounts=records),
-        family=instance.db_type,
-        include_public=False,
-        only=flagged,
-        settable=settable_memberships(records),
-    )
+    among = {s.identity for _id, s in subjects if s.kind == "role" or s.identity in flagged}
+    access = shared.access(include_public=False, only=flagged, among=among)
     return [
         (account_id, replace(s, effective=tuple(g.as_dict() for g in access.get(s.identity, ()))))
         if s.identity in flagged
@@ -138,13 +124,16 @@ def findings_refresh(
     policy: Policy | None = None,
     context: dict[str, Any] | None = None,
     now: datetime | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> RefreshResult:
     """Open, update and resolve `instance`'s findings so they match its current snapshots.
 
     `context` carries instance-level facts a sync may know (e.g. MySQL's
     `default_password_lifetime`); `policy` defaults to the configured one. What the
     outcome was computed from is stored with it (RefreshState), in the same transaction,
-    so a later no-change re-sync can prove it would get the same outcome and skip.
+    so a later no-change re-sync can prove it would get the same outcome and skip. `memo` is
+    the post-sync event's (``PostSyncEvent.memo``): the snapshots read here are reused by the
+    classification hook.
     """
     started = time.monotonic()
     policy = policy or policy_from_settings()
@@ -158,16 +147,17 @@ def findings_refresh(
         "db_type": instance.db_type,
         "session_id": session,
     }
-    # read before the snapshots: a sync applied in between can only make it older than what is read
-    # (a later skip then fails the comparison), never newer
-    catalog_digest = Instance.objects.filter(pk=instance.pk).values_list("catalog_digest", flat=True).first() or ""
+    # the digest is read before the snapshots: a sync applied in between can only make it older than
+    # what is read (a later skip then fails the comparison), never newer
+    shared = effective_read.instance_effective(instance, memo)
+    catalog_digest = shared.catalog_digest
     inputs = refresh_inputs_digest(instance=instance, catalog_digest=catalog_digest, policy=policy, context=context)
 
     wanted: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
     identities: dict[int, str] = {}
     result = RefreshResult()
     clock = timezone.now()  # the rules read the real clock (today's date), not `now`
-    for account_id, subject in _with_effective_access(instance, list(_subjects(instance, context))):
+    for account_id, subject in _with_effective_access(shared, _subjects(shared, context)):
         result.accounts += 1
         for code, hit in evaluate(subject, policy).items():
             wanted[(account_id, code)] = hit
@@ -451,6 +441,7 @@ def findings_on_sync_applied(event: PostSyncEvent) -> None:
         session_id=event.session_id,
         result=event.result,
         catalog_unchanged=bool(getattr(event, "catalog_unchanged", False)),
+        memo=getattr(event, "memo", None),
     )
 
 
@@ -460,6 +451,7 @@ def findings_after_sync(
     session_id: uuid.UUID | str | None,
     result: dict[str, Any],
     catalog_unchanged: bool = False,
+    memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The sync hook: refresh findings after a successful sync; never raises.
 
@@ -489,7 +481,7 @@ def findings_after_sync(
                 summary = _skipped_summary(instance, state, session_id)
         if summary is None:
             summary = findings_refresh(
-                instance=instance, session_id=session_id, context=context, policy=policy
+                instance=instance, session_id=session_id, context=context, policy=policy, memo=memo
             ).as_dict()
     except Exception as exc:
         log_event(

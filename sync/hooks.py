@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
@@ -36,6 +36,10 @@ class PostSyncEvent:
     (added, removed, reactivated, privileges or attributes changed); empty when
     ``catalog_unchanged`` (the server's catalog equals the last applied one and nothing
     was written, but time-aware state may still have moved).
+    ``memo`` is scratch space the subscribers of this one event share, so work two of them
+    need (the instance's open snapshots and effective access:
+    ``accountsync.effective_read.instance_effective``) is done once per event; each entry is
+    keyed by what it was computed from (the catalog digest), so it is never reused stale.
     """
 
     instance: Instance
@@ -43,6 +47,7 @@ class PostSyncEvent:
     result: dict[str, Any]
     changed_account_ids: frozenset[int]
     catalog_unchanged: bool
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def post_sync_announce(event: PostSyncEvent) -> list[str]:
