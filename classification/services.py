@@ -238,13 +238,28 @@ def population_load(*, instance_ids: Iterable[int] | None = None, db_type: str =
     return Population(parts=parts)
 
 
+# compiled rules by (id, expression text): a compiled rule keeps no state between populations (the
+# population caches its own indexes), and compiling every rule again for each instance's evaluation
+# after a sync was ~15 ms of it
+_COMPILED: dict[tuple[int, str], CompiledRule] = {}
+_COMPILED_MAX = 2000
+
+
 def _compiled_rules() -> tuple[list[tuple[ClassificationRule, CompiledRule]], list[str]]:
     compiled, errors = [], []
     for rule in ClassificationRule.objects.filter(is_enabled=True).order_by("classification_id", "pk"):
-        try:
-            compiled.append((rule, rule_compile(rule.expression)))
-        except RuleError as exc:  # saved before a language change: skipped, named in the summary
-            errors.append(f"{rule.pk}: {exc}")
+        key = (rule.pk, _compact(rule.expression))
+        run = _COMPILED.get(key)
+        if run is None:
+            try:
+                run = rule_compile(rule.expression)
+            except RuleError as exc:  # saved before a language change: skipped, named in the summary
+                errors.append(f"{rule.pk}: {exc}")
+                continue
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.clear()
+            _COMPILED[key] = run
+        compiled.append((rule, run))
     return compiled, errors
 
 
