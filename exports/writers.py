@@ -15,17 +15,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
+from django.db import connections
 from django.db.models import QuerySet
 
 from config.db import read_in_transaction
 from config.textstream import FORMATS, encode_rows, export_filename, neutralise
 from exports.columns import KINDS, ExportKind, Row
 
+T = TypeVar("T")
+
 __all__ = ["CHUNK_SIZE", "FORMATS", "ExportError", "export_observed", "neutralise", "stream_export"]
 
 CHUNK_SIZE = 2000
+
+# no JIT compilation for an export's read (``without_jit``); bench/export_first_mb.py's jit-on column
+# switches it off to show what it buys
+NO_JIT = True
 
 # (rows streamed, whether the stream reached its end): told once per export, when its stream ends
 ExportDone = Callable[[int, bool], None]
@@ -85,9 +92,38 @@ class ExportError(ValueError):
         self.field = field
 
 
+def without_jit(cursor: Any) -> None:
+    """Switch PostgreSQL's JIT compilation off for the rest of this transaction (the export's read).
+
+    Why: PostgreSQL decides to JIT-compile a query on its total estimated cost, and the read of
+    a million accounts or ten million change-log rows is far above ``jit_above_cost``; the
+    compilation (19 to 35 functions, with inlining and optimisation) runs before the first row
+    and held the first megabyte of every large export for 1-2 s (#19, bench/export_first_mb.py).
+    It gains nothing on a read that streams at the pace of Python building rows. The plans are
+    the same with or without it (nested loops and incremental sorts that return rows at once).
+    ``SET LOCAL``: it ends with the export's transaction (``config.db.read_in_transaction``).
+    One statement, and nothing on other databases.
+    """
+    if not NO_JIT or cursor.db.vendor != "postgresql":
+        return
+    cursor.execute("SET LOCAL jit = off")
+
+
+def _without_jit(rows: Iterator[T], using: str) -> Iterator[T]:
+    """``rows``, with ``without_jit`` applied first (inside the read's transaction, before its cursor)."""
+    with connections[using].cursor() as cursor:
+        without_jit(cursor)
+    yield from rows
+
+
 def _rows(kind: ExportKind, queryset: QuerySet[Any], chunk_size: int) -> Iterator[Row]:
+    prepared = kind.prepare(queryset)
+    objects = read_in_transaction(_without_jit(prepared.iterator(chunk_size=chunk_size), prepared.db))
+    if kind.stream is not None:
+        yield from kind.stream()(objects)
+        return
     rows = kind.fresh() if kind.fresh is not None else kind.rows
-    for obj in read_in_transaction(kind.prepare(queryset).iterator(chunk_size=chunk_size)):
+    for obj in objects:
         yield from rows(obj)
 
 
