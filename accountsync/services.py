@@ -189,6 +189,12 @@ class ApplyFence(Protocol):
     def commit(self, result: SyncResult) -> None:
         """Write the caller's outcome for ``result`` in the apply's transaction; raise to roll back."""
 
+    def commit_unchanged(self, result: SyncResult, *, catalog_digest: str) -> bool:
+        """An unchanged catalog's ``check`` and ``commit`` at once, while the instance still has ``catalog_digest``.
+
+        False refuses, having written nothing; the apply then runs ``check`` and ``commit`` to tell why.
+        """
+
 
 # --- rows ----------------------------------------------------------------------------
 # Tuples, not models: at 10,000 accounts per-row model instances cost more than the SQL.
@@ -511,7 +517,17 @@ def _applied_result(
 def _apply_unchanged_catalog(
     instance: Instance, catalog: Catalog, session_id: uuid.UUID | None, started: float, fence: ApplyFence | None
 ) -> SyncResult:
-    """The adapter saw the rows of the last applied sync: report what is stored, or refuse if that moved."""
+    """The adapter saw the rows of the last applied sync: report what is stored, or refuse if that moved.
+
+    The usual case is the fence's ``commit_unchanged``: the reads of what is stored, then one
+    statement that both fences and records the outcome (why that is safe: its docstring). Only
+    when it refuses does the fenced transaction below run, to find out and report why.
+    """
+    if fence is not None and catalog.source_digest:
+        result = _unchanged_result(instance, catalog)
+        if fence.commit_unchanged(result, catalog_digest=catalog.source_digest):
+            _log_apply(instance, session_id, logging.INFO, result.message, "apply", started)
+            return result
     try:
         # nothing is written without a fence: then no transaction either (two reads)
         with transaction.atomic() if fence is not None else contextlib.nullcontext():
@@ -542,6 +558,11 @@ def _apply_unchanged(instance: Instance, catalog: Catalog, session_id: uuid.UUID
     stored = Instance.objects.filter(pk=instance.pk).values_list("catalog_digest", flat=True).first()
     if not catalog.source_digest or stored != catalog.source_digest:
         return None
+    return _unchanged_result(instance, catalog)
+
+
+def _unchanged_result(instance: Instance, catalog: Catalog) -> SyncResult:
+    """What is stored, as the result of a sync whose catalog is unchanged (reads only)."""
     active = InstanceAccount.objects.filter(instance=instance, is_active=True).count()
     inventory = {
         "seen": active,

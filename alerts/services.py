@@ -281,12 +281,16 @@ def alerts_on_sync_applied(event: PostSyncEvent) -> None:
 
     Then the successful sync ends the instance's open operational alerts ("recovered",
     ``alerts.operational``), in a savepoint of its own: neither part can undo the other.
+    Why the savepoint only when detection may have written: with nothing of ours in the
+    hook's transaction, a failing close can only roll back its own writes, so it runs in that
+    transaction (``savepoint=False`` marks it for rollback on an error, which it logs as
+    before). A no-change re-sync (no channel, or nothing to alert) saves the SAVEPOINT/RELEASE.
     """
-    alerts_after_sync(instance=event.instance, session_id=event.session_id, result=event.result)
+    _, may_have_written = _after_sync(instance=event.instance, session_id=event.session_id, result=event.result)
     from alerts.operational import operational_on_sync_applied  # it imports this module
 
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=may_have_written):
             operational_on_sync_applied(event)
     except Exception as exc:
         _log(
@@ -309,13 +313,22 @@ def alerts_after_sync(
     WHALEFALL_ALERT_ON_FIRST_SYNC is set. Any error is logged and swallowed: an
     alert problem must never turn a successful sync into a failed one.
     """
+    return _after_sync(instance=instance, session_id=session_id, result=result)[0]
+
+
+def _after_sync(
+    *, instance: Instance, session_id: uuid.UUID | str | None, result: dict[str, Any]
+) -> tuple[dict[str, int] | None, bool]:
+    """``alerts_after_sync``, and whether it may have written (False only when it provably wrote nothing)."""
     if not result.get("success"):
-        return None
+        return None, False
     started = time.monotonic()
+    may_have_written = False
     try:
         channels = list(AlertChannel.objects.filter(is_active=True).order_by("pk"))
         if not channels:
-            return None
+            return None, False
+        may_have_written = True  # until proven otherwise below; an error from here on may follow a write
         details = result.get("details") or {}
         coverage_queued = _coverage_deliveries(
             instance=instance, session_id=session_id, coverage=details.get("coverage") or {}, channels=channels
@@ -338,8 +351,8 @@ def alerts_after_sync(
                 if escalations
                 else []
             )
-        if not escalations and not coverage_queued:
-            return None
+        if not escalations and not coverage_queued:  # no delivery was created: nothing written
+            return None, False
     except Exception as exc:
         _log(
             logging.ERROR,
@@ -348,7 +361,7 @@ def alerts_after_sync(
             session_id=session_id,
             phase="error",
         )
-        return None
+        return None, may_have_written
     summary = {"escalations": len(escalations), "deliveries": len(queued) + len(coverage_queued)}
     _log(
         logging.INFO,
@@ -361,7 +374,7 @@ def alerts_after_sync(
     )
     if (queued or coverage_queued) and isinstance(result.get("details"), dict):
         result["details"]["alerts"] = summary
-    return summary
+    return summary, True
 
 
 def coverage_payload(

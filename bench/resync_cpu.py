@@ -13,12 +13,21 @@ machine hits both:
   to None, which is what the code did before the skip);
 - after: the skip as shipped.
 
+``--compare statements`` compares the record's own statements instead (issue #19 part 1), the
+findings skip on in both modes:
+
+- before: the record path as it was (``_legacy_statements``): a separate fetch-phase heartbeat
+  after ``mark_running``, the unchanged apply's fence transaction (lease UPDATE, record
+  ``SELECT … FOR UPDATE``, digest re-read, completing UPDATE), the alerts hook's savepoint;
+- after: as shipped (``mark_running`` checks the session, one completing UPDATE carries the
+  fence and the digest check, no savepoint when the alerts hook wrote nothing).
+
 Printed per instance: CPU (time.process_time of the whole process, all threads), queries to
 WhaleFall's database (every connection, every thread), and the ratio after/before. The
 machine is shared: absolute times move between runs, ratios within one run hold better.
 
     .venv/bin/python bench/resync_cpu.py [--instances 40] [--accounts 150] [--rounds 3]
-        [--servers mysql,postgresql] [--fetch-concurrency 4] [--tables]
+        [--servers mysql,postgresql] [--fetch-concurrency 4] [--tables] [--compare findings|statements]
 
 Everything it creates (accounts, databases) is removed at the end, also on Ctrl-C or an error.
 """
@@ -26,6 +35,8 @@ Everything it creates (accounts, databases) is removed at the end, also on Ctrl-
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -35,6 +46,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -86,9 +98,11 @@ def _shape(sql: str) -> str:
     verb = words[0].upper() if words else "?"
     if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "SET"):
         return verb
-    for marker in ("FROM", "INTO", "UPDATE"):
+    if verb == "UPDATE" and len(words) > 1:  # its table comes first; a FROM may follow in a subquery
+        return f"{verb} {words[1]}"
+    for marker in ("FROM", "INTO"):
         for i, word in enumerate(words[:-1]):
-            if word.upper() == marker and (marker != "UPDATE" or i == 0):
+            if word.upper() == marker:
                 return f"{verb} {words[i + 1]}"
     return verb
 
@@ -101,6 +115,12 @@ def main() -> int:
     parser.add_argument("--servers", default="mysql,postgresql")
     parser.add_argument("--fetch-concurrency", type=int, default=4)
     parser.add_argument("--tables", action="store_true", help="print the statements per instance by table")
+    parser.add_argument(
+        "--compare",
+        choices=("findings", "statements"),
+        default="findings",
+        help="findings: the findings skip off/on; statements: the record's statements before/after issue #19 part 1",
+    )
     args = parser.parse_args()
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
 
@@ -127,8 +147,6 @@ def main() -> int:
         stack.callback(_drop_app_db, app_db)
         stack.callback(fixture.drop)
         fixture.create()
-
-        import logging
 
         import django
 
@@ -203,18 +221,22 @@ class Run:
         print(f"first sync of {n} instances: {cpu / n * 1000:.1f} ms CPU, {queries / n:.1f} queries per instance")
         self.session()  # a warm-up re-sync: the second sync of an instance may still apply (coverage, facts)
         skippable = findings.services._skippable
+        statements = self.args.compare == "statements"
         per: dict[str, list[tuple[float, int]]] = {"before": [], "after": []}
         tables: dict[str, Counter[str]] = {"before": Counter(), "after": Counter()}
         for round_no in range(self.args.rounds):
             order = ("before", "after") if round_no % 2 == 0 else ("after", "before")
             for mode in order:
-                findings.services._skippable = skippable if mode == "after" else (lambda *a, **k: None)
+                if not statements:
+                    findings.services._skippable = skippable if mode == "after" else (lambda *a, **k: None)
                 self.counter.keep_tables = self.args.tables
-                cpu, queries, outcome = self.session()
+                with _legacy_statements() if statements and mode == "before" else contextlib.nullcontext():
+                    cpu, queries, outcome = self.session()
                 tables[mode].update(self.counter.tables)
                 # a catalog that did change (another user of the shared PostgreSQL created or dropped a
                 # database, which the adapter lists) applies and refreshes in both modes: counted, shown
-                assert outcome["skipped"] == (outcome["unchanged"] if mode == "after" else 0), outcome
+                skips = outcome["unchanged"] if mode == "after" or statements else 0
+                assert outcome["skipped"] == skips, outcome
                 per[mode].append((cpu, queries))
                 print(
                     f"  round {round_no + 1} {mode:6s}: {cpu / n * 1000:6.1f} ms CPU, "
@@ -224,11 +246,16 @@ class Run:
         findings.services._skippable = skippable
         mean = {m: (sum(c for c, _ in v) / len(v) / n, sum(q for _, q in v) / len(v) / n) for m, v in per.items()}
         b, a = mean["before"], mean["after"]
+        labels = (
+            ("record path as it was", "record path as shipped")
+            if statements
+            else ("findings re-evaluated", "findings skipped")
+        )
         print(
             f"no-change re-sync, {n} instances x {self.args.rounds} rounds, one process "
             f"(fetch concurrency {self.args.fetch_concurrency}, {os.cpu_count()} cores, shared machine):\n"
-            f"  before (findings re-evaluated): {b[0] * 1000:.1f} ms CPU, {b[1]:.1f} queries per instance\n"
-            f"  after  (findings skipped):      {a[0] * 1000:.1f} ms CPU, {a[1]:.1f} queries per instance\n"
+            f"  before ({labels[0]}): {b[0] * 1000:.1f} ms CPU, {b[1]:.1f} queries per instance\n"
+            f"  after  ({labels[1]}): {a[0] * 1000:.1f} ms CPU, {a[1]:.1f} queries per instance\n"
             f"  after/before: CPU {a[0] / b[0]:.2f}x, queries {a[1] / b[1]:.2f}x"
         )
         if self.args.tables:
@@ -237,6 +264,57 @@ class Run:
                 print(f"statements per instance, {mode}:")
                 for shape, count in tables[mode].most_common():
                     print(f"  {count / rounds / n:5.2f}  {shape}")
+
+
+@contextlib.contextmanager
+def _legacy_statements() -> Iterator[None]:
+    """The no-change record's statements before issue #19 part 1, for ``--compare statements``.
+
+    Three stand-ins, each sending exactly what the code did: ``mark_running`` without the
+    session check (so the fetch phase beats again), the unchanged apply's fenced transaction
+    (``_fence_check``, the digest re-read, ``fence.commit``), and the alerts hook's savepoint
+    whether or not detection wrote.
+    """
+    import accountsync.services as acc
+    import alerts.services as alerts
+    from sync.models import SyncInstanceRecord
+
+    mark_running = SyncInstanceRecord.mark_running
+    apply_unchanged_catalog = acc._apply_unchanged_catalog
+    after_sync = alerts._after_sync
+
+    def legacy_mark_running(self: Any, *, while_session_runs: bool = False) -> bool:
+        return False if while_session_runs else mark_running(self)  # the caller then asks plainly, as before
+
+    def legacy_apply_unchanged_catalog(instance: Any, catalog: Any, session_id: Any, started: float, fence: Any) -> Any:
+        from django.db import transaction
+
+        if fence is None:
+            return apply_unchanged_catalog(instance, catalog, session_id, started, fence)
+        try:
+            with transaction.atomic():
+                acc._fence_check(instance, fence)
+                result = acc._apply_unchanged(instance, catalog, session_id)
+                if result is not None:
+                    fence.commit(result)
+        except acc._Fenced as exc:
+            return acc.SyncResult(success=False, message=str(exc), error_kind="conflict")
+        assert result is not None, "the bench's catalogs do not move under it"
+        acc._log_apply(instance, session_id, logging.INFO, result.message, "apply", started)
+        return result
+
+    def legacy_after_sync(**kwargs: Any) -> tuple[Any, bool]:
+        return after_sync(**kwargs)[0], True
+
+    SyncInstanceRecord.mark_running = legacy_mark_running  # type: ignore[method-assign]
+    acc._apply_unchanged_catalog = legacy_apply_unchanged_catalog
+    alerts._after_sync = legacy_after_sync
+    try:
+        yield
+    finally:
+        SyncInstanceRecord.mark_running = mark_running  # type: ignore[method-assign]
+        acc._apply_unchanged_catalog = apply_unchanged_catalog
+        alerts._after_sync = after_sync
 
 
 if __name__ == "__main__":

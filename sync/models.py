@@ -288,9 +288,14 @@ class SyncInstanceRecord(models.Model):
         prefix = params.get("instance_prefix", "")
         return message_render(self.error_code, params, self.error_message, prefix=prefix)
 
-    def _transition(self, frm: set[str], to: str, **fields: Any) -> bool:
+    def _transition(self, frm: set[str], to: str, *, where: tuple[Any, ...] = (), **fields: Any) -> bool:
+        """One conditional UPDATE; ``where`` adds conditions (``Exists`` on other tables, never a join).
+
+        Why no join: an UPDATE whose filter joins another table is run by Django on MySQL as a
+        SELECT of the ids, then an UPDATE of those ids without the conditions, which is a race.
+        """
         fields["updated_at"] = timezone.now()
-        done = SyncInstanceRecord.objects.filter(pk=self.pk, status__in=frm).update(status=to, **fields) == 1
+        done = SyncInstanceRecord.objects.filter(*where, pk=self.pk, status__in=frm).update(status=to, **fields) == 1
         if done:
             self.status = to
             for key, value in fields.items():
@@ -302,23 +307,37 @@ class SyncInstanceRecord(models.Model):
                 transaction.on_commit(lambda: record_failed_announce(record_id), robust=True)
         return done
 
-    def mark_running(self) -> bool:
-        """pending -> running; the attempt counter lets a reaper tell retries apart."""
+    def mark_running(self, *, while_session_runs: bool = False) -> bool:
+        """pending -> running; the attempt counter lets a reaper tell retries apart.
+
+        ``while_session_runs`` makes the same UPDATE also require a running session, so a True
+        is at once the start and the first heartbeat's cancel check (``heartbeat``): the worker
+        then skips that beat. False tells nothing more than before (not pending, or the session
+        ended): the caller asks again without it and lets the heartbeat find the cancel.
+        """
         now = timezone.now()
         return self._transition(
             {SyncRecordStatusChoices.PENDING},
             SyncRecordStatusChoices.RUNNING,
+            where=(record_session_running(),) if while_session_runs else (),
             started_at=now,
             heartbeat_at=now,
             attempt=self.attempt + 1,
         )
 
-    def mark_completed(self, *, synced: int, created: int, updated: int, deleted: int, details: dict) -> bool:
-        """running -> completed with the sync's counts (and its coverage gaps, from the details)."""
+    def mark_completed(
+        self, *, synced: int, created: int, updated: int, deleted: int, details: dict, where: tuple[Any, ...] = ()
+    ) -> bool:
+        """running -> completed with the sync's counts (and its coverage gaps, from the details).
+
+        ``where``: more conditions for the same UPDATE (``Exists`` on other tables), so that a
+        completion can carry its own fence (``sync.services.LeaseFence.commit_unchanged``).
+        """
         gaps = unreadable_count(result_gaps(details))
         return self._transition(
             {SyncRecordStatusChoices.RUNNING},
             SyncRecordStatusChoices.COMPLETED,
+            where=where,
             completed_at=timezone.now(),
             items_synced=synced,
             items_created=created,
@@ -373,15 +392,14 @@ class SyncInstanceRecord(models.Model):
         The row lock (``SELECT … FOR UPDATE`` on PostgreSQL; the IMMEDIATE transaction on
         SQLite) makes a reaper or canceller wait for the apply's commit; they then find the
         record completed and leave it alone, so data and history cannot disagree.
+        The session is checked by a subquery, not a join: the lock then takes the record's row
+        alone on every backend without ``FOR UPDATE OF`` (which MySQL/MariaDB lack), and a
+        subquery's rows are not locked by the outer ``FOR UPDATE``.
         """
         return bool(
             list(
-                SyncInstanceRecord.objects.select_for_update(of=("self",))
-                .filter(
-                    pk=self.pk,
-                    status=SyncRecordStatusChoices.RUNNING,
-                    session__status=SyncSessionStatusChoices.RUNNING,
-                )
+                SyncInstanceRecord.objects.select_for_update()
+                .filter(record_session_running(), pk=self.pk, status=SyncRecordStatusChoices.RUNNING)
                 .values_list("pk", flat=True)
             )
         )
@@ -404,6 +422,13 @@ class SyncInstanceRecord(models.Model):
         if done:
             self.heartbeat_at = now
         return done
+
+
+def record_session_running() -> models.Exists:
+    """The record's session is running: a subquery, not a join (see ``SyncInstanceRecord._transition``)."""
+    return models.Exists(
+        SyncSession.objects.filter(pk=models.OuterRef("session_id"), status=SyncSessionStatusChoices.RUNNING)
+    )
 
 
 from sync.leases import InstanceLease  # noqa: E402, F401  (registered with the sync app)

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, Q
 from django.utils import timezone
 
 from accountsync.services import ApplyFence, SyncCancelled, SyncResult, account_sync_run
@@ -32,7 +32,7 @@ from config.db import on_fresh_connection
 from instances.models import Instance
 from sync.heartbeat import Heartbeat, HeartbeatGroup
 from sync.hooks import PostSyncEvent, post_sync_announce
-from sync.leases import lease_acquire, lease_fence, lease_release, lease_release_for_session
+from sync.leases import InstanceLease, lease_acquire, lease_fence, lease_release, lease_release_for_session
 from sync.models import (
     BROKER_REFUSED,
     INSTANCE_BUSY,
@@ -49,6 +49,7 @@ from sync.models import (
     SyncSessionStatusChoices,
     SyncTypeChoices,
     coded,
+    record_session_running,
 )
 
 logger = logging.getLogger(__name__)
@@ -282,7 +283,9 @@ def _record_run(
             record.mark_failed(error_kind="configuration", **failure)
         finalize()
         return _failure(record.instance_name, message, "configuration", session_id=sid)
-    if not record.mark_running():
+    # the usual case in one UPDATE: started, and the session still runs (the fetch's cancel check)
+    checked = record.mark_running(while_session_runs=True)
+    if not checked and not record.mark_running():
         record.refresh_from_db(fields=["status"])
         if record.status == SyncRecordStatusChoices.CANCELLED:
             finalize()
@@ -323,6 +326,7 @@ def _record_run(
                 holder=holder,
                 gate=_ApplyGate(batch.apply_gate if batch else None),
                 finalize=finalize,
+                fetch_checked=checked,
             )
     finally:
         on_fresh_connection(lambda: lease_release(instance_id=instance.pk, holder=holder), what="lease release")
@@ -359,6 +363,34 @@ class LeaseFence:
             return f"sync record {self.record.pk} is no longer running (reaped or its session was cancelled)"
         return ""
 
+    def commit_unchanged(self, result: SyncResult, *, catalog_digest: str) -> bool:
+        """A no-change apply's fence and commit in one statement; False refuses (``check`` then says why).
+
+        Why one conditional UPDATE is as safe as ``check`` + ``commit`` in a transaction: an
+        unchanged catalog writes nothing but the record, so there is no data for the lease
+        row's lock to keep consistent with it. The UPDATE completes the record only while it
+        runs in a running session, our lease row is still ours, and the instance still has the
+        digest the adapter compared (no other sync applied since: what ``_apply_unchanged``'s
+        re-read proved). The conditions are subqueries on other tables (no join, see
+        ``SyncInstanceRecord._transition``), and the UPDATE holds the record's row lock while it
+        runs, so a reaper or canceller behind it then finds the record completed, as behind the
+        fence's ``SELECT … FOR UPDATE``. It saves the lease UPDATE, the record lock, the digest
+        read and the transaction around them. Without a record (``manual_single``): one read of
+        the same lease and digest conditions.
+        """
+        lease = InstanceLease.objects.filter(instance_id=self.instance_id, holder=self.holder)
+        digest = Exists(Instance.objects.filter(pk=self.instance_id, catalog_digest=catalog_digest))
+        if self.record is None:
+            return lease.filter(digest).exists()
+        return self.record.mark_completed(
+            synced=result.synced_count,
+            created=result.added_count,
+            updated=result.modified_count,
+            deleted=result.removed_count,
+            details=dict(result.details),  # a copy: the post-sync hooks add their summaries to result.details
+            where=(Exists(lease), digest, record_session_running()),
+        )
+
     def commit(self, result: SyncResult) -> None:
         if self.record is None:
             return
@@ -382,18 +414,27 @@ def _record_run_leased(
     holder: str,
     gate: _ApplyGate,
     finalize: Callable[[], bool],
+    fetch_checked: bool = False,
 ) -> dict[str, Any]:
     """The body of a record run, once this worker holds the instance's lease.
 
     ``gate`` is taken before the apply phase's cancel check (so a record that waited for
     its turn still sees a cancel that came meanwhile) and given back once the apply and
     the post-sync hooks are done, whatever happened.
+
+    ``fetch_checked``: ``mark_running`` already proved the session running (and set the
+    heartbeat) a moment ago, only the lease taken since, so the fetch phase's beat is not
+    sent again. Why that is safe: a cancel landing in that moment is still seen before
+    anything is written, by the apply phase's check and by the apply's fence; what the
+    cancel promises is that a running record stops before applying.
     """
     sid = str(session.session_id)
 
     def before_apply(phase: str) -> None:
         if phase == "apply":
             gate.enter()
+        elif phase == "fetch" and fetch_checked:
+            return
         if not record.heartbeat():
             record.refresh_from_db(fields=["status"])
             if record.status == SyncRecordStatusChoices.RUNNING:  # still ours: the session was cancelled
