@@ -76,3 +76,16 @@ def _copy(cursor: Any, model: type[Any], fields: list[Any], batch: list[Any]) ->
         connection.queries_log.append(
             {"sql": f"{sql} -- {len(batch)} rows", "time": f"{time.monotonic() - started:.3f}"}
         )
+
+
+def upsert_options(*, unique_fields: list[str], update_fields: list[str]) -> dict[str, Any]:
+    """``bulk_create`` keyword arguments for an insert-or-update on this backend.
+
+    Why: PostgreSQL and SQLite name the conflict target (``ON CONFLICT (unique_fields)``);
+    MySQL/MariaDB cannot (``ON DUPLICATE KEY`` covers every unique key) and Django refuses
+    ``unique_fields`` there, so one call site works on all three.
+    """
+    options: dict[str, Any] = {"update_conflicts": True, "update_fields": update_fields}
+    if connection.features.supports_update_conflicts_with_target:
+        options["unique_fields"] = unique_fields
+    return options

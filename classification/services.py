@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accountsync import effective_read
-from accountsync.bulk import batches, insert_rows
+from accountsync.bulk import batches, insert_rows, upsert_options
 from accountsync.models import InstanceAccount
 from audit.services import audit_record
 from classification.models import (
@@ -481,9 +481,7 @@ def daily_counts_store(*, day: date | None = None) -> int:
         ClassificationDailyCount.objects.bulk_create(
             rows,
             batch_size=500,
-            update_conflicts=True,
-            unique_fields=["classification", "day"],
-            update_fields=["count"],
+            **upsert_options(unique_fields=["classification", "day"], update_fields=["count"]),
         )
     return len(counts)
 

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accountsync import effective, effective_read
-from accountsync.bulk import BATCH_SIZE, batches, insert_rows
+from accountsync.bulk import BATCH_SIZE, batches, insert_rows, upsert_options
 from accountsync.facts import record_server_facts
 from accountsync.models import InstanceAccount
 from config.logging import log_event
@@ -299,7 +299,7 @@ def _state_save(
         open_total=result.open_total,
     )
     RefreshState.objects.bulk_create(  # one upsert statement, first refresh or not
-        [state], update_conflicts=True, unique_fields=["instance"], update_fields=STATE_FIELDS
+        [state], **upsert_options(unique_fields=["instance"], update_fields=STATE_FIELDS)
     )
 
 
