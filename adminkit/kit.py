@@ -27,7 +27,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from adminkit.paging import CappedPaginator
+from adminkit.paging import SEARCH_COUNT_CAP, CappedPaginator
 from config.registry import admin_actions_for
 from config.scopes import ATTRIBUTE_SCOPE, CAPABILITY_SCOPE, ROLE_SCOPE, SCOPE_LEVELS, split_scope
 
@@ -102,6 +102,15 @@ class KitAdminMixin:
 
     paginator = CappedPaginator
     show_full_result_count = False
+
+    def get_paginator(
+        self, request: HttpRequest, queryset: Any, per_page: int, orphans: int = 0, allow_empty_first_page: bool = True
+    ) -> Any:
+        """The capped paginator; a searched list counts only up to SEARCH_COUNT_CAP (adminkit.paging)."""
+        paginator = super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
+        if request.GET.get(SEARCH_VAR) and isinstance(paginator, CappedPaginator):
+            paginator.cap = min(paginator.cap, SEARCH_COUNT_CAP)
+        return paginator
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         term = request.GET.get(SEARCH_VAR, "")

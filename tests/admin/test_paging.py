@@ -67,3 +67,17 @@ def test_change_log_deep_page_matches_offset(client_for, many_accounts):
     apply(many_accounts, *[account(f"p{i:03d}", "10.0.0.2") for i in range(45)])  # 90 more change rows
     qs = AccountChangeLog.objects.select_related("account", "instance").order_by("-detected_at", "-id")
     assert [c.pk for c in page_by_keys(qs, 100, 120)] == [c.pk for c in qs[100:120]]
+
+
+def test_a_searched_list_counts_only_to_the_search_cap(client_for, many_accounts, monkeypatch):
+    """Substring matches are found row by row: a search stops counting at SEARCH_COUNT_CAP ("more than")."""
+    monkeypatch.setattr("adminkit.paging.SEARCH_COUNT_CAP", 30)
+    monkeypatch.setattr("adminkit.kit.SEARCH_COUNT_CAP", 30)
+    client = client_for("alice")
+    url = reverse("admin:accountsync_instanceaccount_changelist")
+    searched = client.get(url, {"q": "p0"}).content.decode()
+    assert re.search(r"more than 30 accounts? — filter to narrow", searched)
+    few = client.get(url, {"q": "p01"}).content.decode()  # p010..p019: under the cap, exact
+    assert "more than" not in few and re.search(r"\b10 accounts\b", few)
+    unsearched = client.get(url).content.decode()  # the list's own cap is untouched
+    assert "more than" not in unsearched and re.search(r"\b45 accounts\b", unsearched)
