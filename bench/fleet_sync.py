@@ -224,6 +224,40 @@ class Fixture:
                     )
 
 
+def direct_instances(fixture: Fixture, servers: list[str], n: int, prefix: str) -> list[Any]:
+    """`n` instances read directly (no proxy) from the live servers, alternating, each server's with one credential.
+
+    For the one-process benches (resync_cpu.py, hooks_cpu.py): the same shape as the fleet's
+    instances (the PostgreSQL ones limited to the fixture's database), without the network delay.
+    """
+    from instances.models import Credential, Instance
+
+    creds = {}
+    for db_type, username in (("mysql", "root"), ("postgresql", "postgres")):
+        cred = Credential(name=f"bench-{db_type}", username=username)
+        cred.set_password("")
+        cred.save()
+        creds[db_type] = cred
+    instances = []
+    for i in range(n):
+        db_type = servers[i % len(servers)]
+        options: dict[str, Any] = {"connect_timeout": 30}
+        if db_type == "postgresql":
+            options["databases"] = [fixture.pg_db]
+        instances.append(
+            Instance.objects.create(
+                name=f"{prefix}-{db_type}-{i:04d}",
+                db_type=db_type,
+                host="127.0.0.1",
+                port=MARIADB_PORT if db_type == "mysql" else PG_PORT,
+                credential=creds[db_type],
+                database_name=fixture.pg_db if db_type == "postgresql" else "",
+                options=options,
+            )
+        )
+    return instances
+
+
 class Proxies:
     """`latency_proxy.py` processes in front of each server; instances are spread over them."""
 

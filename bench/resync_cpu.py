@@ -54,7 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.fleet_sync import MARIADB_PORT, PG_PORT, Fixture, _drop_app_db, _term  # noqa: E402
+from bench.fleet_sync import PG_PORT, Fixture, _drop_app_db, _term, direct_instances  # noqa: E402
 
 
 class QueryCounter:
@@ -163,33 +163,9 @@ class Run:
     def __init__(self, args: argparse.Namespace, fixture: Fixture, servers: list[str]) -> None:
         from django.contrib.auth import get_user_model
 
-        from instances.models import Credential, Instance
-
         self.args = args
         self.user = get_user_model().objects.create_user("bench")
-        creds = {}
-        for db_type, username in (("mysql", "root"), ("postgresql", "postgres")):
-            cred = Credential(name=f"bench-{db_type}", username=username)
-            cred.set_password("")
-            cred.save()
-            creds[db_type] = cred
-        self.instances = []
-        for i in range(args.instances):
-            db_type = servers[i % len(servers)]
-            options: dict[str, Any] = {"connect_timeout": 30}
-            if db_type == "postgresql":
-                options["databases"] = [fixture.pg_db]
-            self.instances.append(
-                Instance.objects.create(
-                    name=f"resync-{db_type}-{i:04d}",
-                    db_type=db_type,
-                    host="127.0.0.1",
-                    port=MARIADB_PORT if db_type == "mysql" else PG_PORT,
-                    credential=creds[db_type],
-                    database_name=fixture.pg_db if db_type == "postgresql" else "",
-                    options=options,
-                )
-            )
+        self.instances = direct_instances(fixture, servers, args.instances, "resync")
         self.counter = QueryCounter()
         self.counter.install()
 
