@@ -11,25 +11,15 @@ import logging
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from accountsync.adapters.base import AccountRecord, Privilege
 from accountsync.models import InstanceAccount
 from config.registry import post_sync_hook_register, post_sync_hook_unregister, post_sync_hooks, registry
 from findings.models import Finding
 from sync.hooks import PostSyncEvent
 from sync.models import SyncInstanceRecord
 from sync.services import sync_accounts, sync_session_run, sync_session_start
+from tests.sync.helpers import account
 
 pytestmark = pytest.mark.django_db
-
-
-def account(name: str, *, superuser: bool = False) -> AccountRecord:
-    return AccountRecord(
-        identity=f"'{name}'@'%'",
-        username=name,
-        host="%",
-        privileges=[Privilege("global", "ALL PRIVILEGES" if superuser else "SELECT")],
-        capabilities={"SUPERUSER"} if superuser else set(),
-    )
 
 
 @pytest.fixture

@@ -17,24 +17,15 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accountsync.adapters.base import AccountRecord, Catalog, Privilege
+from accountsync.adapters.base import Catalog
 from alerts.models import AlertChannel, AlertDelivery
 from instances.models import Instance
 from sync.leases import InstanceLease
 from sync.models import SyncInstanceRecord, SyncRecordStatusChoices, SyncSession
 from sync.services import LeaseFence, sync_accounts, sync_record_execute, sync_session_start
+from tests.sync.helpers import account
 
 R = SyncRecordStatusChoices
-
-
-def account(name: str, *, superuser: bool = False) -> AccountRecord:
-    return AccountRecord(
-        identity=f"'{name}'@'%'",
-        username=name,
-        host="%",
-        privileges=[Privilege("global", "ALL PRIVILEGES" if superuser else "SELECT")],
-        capabilities={"SUPERUSER"} if superuser else set(),
-    )
 
 
 @pytest.fixture
